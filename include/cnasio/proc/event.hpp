@@ -20,7 +20,10 @@
 // <linux/cn_proc.h>; tests check that the common ones agree with the header.
 #pragma once
 
+#include <cnasio/error.hpp>
+
 #include <array>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -28,33 +31,32 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <variant>
 
 namespace cnasio::proc {
 
 // The connector id the kernel's process-events module registers.
-inline constexpr std::uint32_t connector_idx = 1;  // CN_IDX_PROC
-inline constexpr std::uint32_t connector_val = 1;  // CN_VAL_PROC
+inline constexpr std::uint32_t connector_idx = 1; // CN_IDX_PROC
+inline constexpr std::uint32_t connector_val = 1; // CN_VAL_PROC
 
 // proc_event.what values. Each is one bit so that a set of them is a mask
 // (struct proc_input.event_type on 6.6+ kernels).
 enum class event_type : std::uint32_t {
-  none = 0x00000000,  // acknowledgement of a LISTEN/IGNORE request
-  fork = 0x00000001,
-  exec = 0x00000002,
-  uid = 0x00000004,
-  gid = 0x00000040,
-  sid = 0x00000080,
-  ptrace = 0x00000100,
-  comm = 0x00000200,
-  // Only a filter bit on the kernels we know (6.6 .. 6.18): cn_filter() lets
-  // an exit event through for a socket whose mask holds it if the exit code
-  // is non-zero. No kernel sends `what == nonzero_exit`; should one ever do,
-  // it is decoded with the exit layout.
-  nonzero_exit = 0x20000000,
-  coredump = 0x40000000,
-  exit = 0x80000000,
+    none = 0x00000000, // acknowledgement of a LISTEN/IGNORE request
+    fork = 0x00000001,
+    exec = 0x00000002,
+    uid = 0x00000004,
+    gid = 0x00000040,
+    sid = 0x00000080,
+    ptrace = 0x00000100,
+    comm = 0x00000200,
+    // Only a filter bit on the kernels we know (6.6 .. 6.18): cn_filter() lets
+    // an exit event through for a socket whose mask holds it if the exit code
+    // is non-zero. No kernel sends `what == nonzero_exit`; should one ever do,
+    // it is decoded with the exit layout.
+    nonzero_exit = 0x20000000,
+    coredump = 0x40000000,
+    exit = 0x80000000,
 };
 
 // PROC_EVENT_ALL (6.6+): every bit above. A LISTEN in the 4-byte form means
@@ -64,54 +66,52 @@ inline constexpr std::uint32_t event_type_all_bits = 0xe00003c7u;
 // A set of event types: the 6.6+ proc_input event_type field, the classic BPF
 // filter's input, and the parse result of "fork,exec,exit".
 class event_mask {
- public:
-  constexpr event_mask() noexcept = default;
-  constexpr event_mask(event_type t) noexcept  // NOLINT: a type is a one-element set
-      : bits_{static_cast<std::uint32_t>(t)} {}
-  static constexpr event_mask from_bits(std::uint32_t bits) noexcept {
-    event_mask m;
-    m.bits_ = bits;
-    return m;
-  }
-  static constexpr event_mask all() noexcept { return from_bits(event_type_all_bits); }
+public:
+    constexpr event_mask() noexcept = default;
+    constexpr event_mask(event_type t) noexcept // NOLINT: a type is a one-element set
+        : bits_{static_cast<std::uint32_t>(t)} {}
+    static constexpr event_mask from_bits(std::uint32_t bits) noexcept {
+        event_mask m;
+        m.bits_ = bits;
+        return m;
+    }
+    static constexpr event_mask all() noexcept { return from_bits(event_type_all_bits); }
 
-  constexpr std::uint32_t bits() const noexcept { return bits_; }
-  constexpr bool empty() const noexcept { return bits_ == 0; }
-  constexpr bool is_all() const noexcept { return bits_ == event_type_all_bits; }
-  constexpr bool contains(event_type t) const noexcept {
-    auto b = static_cast<std::uint32_t>(t);
-    return b != 0 && (bits_ & b) == b;
-  }
+    constexpr std::uint32_t bits() const noexcept { return bits_; }
+    constexpr bool empty() const noexcept { return bits_ == 0; }
+    constexpr bool is_all() const noexcept { return bits_ == event_type_all_bits; }
+    constexpr bool contains(event_type t) const noexcept {
+        auto b = static_cast<std::uint32_t>(t);
+        return b != 0 && (bits_ & b) == b;
+    }
 
-  // What the kernel makes of this mask (valid_event() in cn_proc.h and
-  // cn_proc_mcast_ctl()): unknown bits are dropped, and an empty result
-  // becomes PROC_EVENT_ALL.
-  constexpr event_mask kernel_effective() const noexcept {
-    std::uint32_t b = bits_ & event_type_all_bits;
-    return from_bits(b == 0 ? event_type_all_bits : b);
-  }
+    // What the kernel makes of this mask (valid_event() in cn_proc.h and
+    // cn_proc_mcast_ctl()): unknown bits are dropped, and an empty result
+    // becomes PROC_EVENT_ALL.
+    constexpr event_mask kernel_effective() const noexcept {
+        std::uint32_t b = bits_ & event_type_all_bits;
+        return from_bits(b == 0 ? event_type_all_bits : b);
+    }
 
-  friend constexpr event_mask operator|(event_mask a, event_mask b) noexcept {
-    return from_bits(a.bits_ | b.bits_);
-  }
-  friend constexpr event_mask operator&(event_mask a, event_mask b) noexcept {
-    return from_bits(a.bits_ & b.bits_);
-  }
-  constexpr event_mask& operator|=(event_mask o) noexcept {
-    bits_ |= o.bits_;
-    return *this;
-  }
-  friend constexpr bool operator==(event_mask, event_mask) noexcept = default;
+    friend constexpr event_mask operator|(event_mask a, event_mask b) noexcept {
+        return from_bits(a.bits_ | b.bits_);
+    }
+    friend constexpr event_mask operator&(event_mask a, event_mask b) noexcept {
+        return from_bits(a.bits_ & b.bits_);
+    }
+    constexpr event_mask& operator|=(event_mask o) noexcept {
+        bits_ |= o.bits_;
+        return *this;
+    }
+    friend constexpr bool operator==(event_mask, event_mask) noexcept = default;
 
- private:
-  std::uint32_t bits_ = 0;
+private:
+    std::uint32_t bits_ = 0;
 };
 
-constexpr event_mask operator|(event_type a, event_type b) noexcept {
-  return event_mask{a} | event_mask{b};
-}
+constexpr event_mask operator|(event_type a, event_type b) noexcept { return event_mask{a} | event_mask{b}; }
 
-using pid_type = std::int32_t;  // __kernel_pid_t
+using pid_type = std::int32_t; // __kernel_pid_t
 
 // ---- per-type payloads (the union event_data) --------------------------------
 // Field names follow the kernel's. "pid" is the kernel's task pid (a thread id
@@ -119,104 +119,104 @@ using pid_type = std::int32_t;  // __kernel_pid_t
 
 // PROC_EVENT_NONE: the kernel's answer to a LISTEN/IGNORE request.
 struct ack_event {
-  std::uint32_t err = 0;  // positive errno (0 = success, EINVAL for a bad op, EPERM)
-  friend bool operator==(const ack_event&, const ack_event&) = default;
+    std::uint32_t err = 0; // positive errno (0 = success, EINVAL for a bad op, EPERM)
+    friend bool operator==(const ack_event&, const ack_event&) = default;
 };
 
 struct fork_event {
-  pid_type parent_pid = 0;
-  pid_type parent_tgid = 0;
-  pid_type child_pid = 0;
-  pid_type child_tgid = 0;
-  friend bool operator==(const fork_event&, const fork_event&) = default;
+    pid_type parent_pid = 0;
+    pid_type parent_tgid = 0;
+    pid_type child_pid = 0;
+    pid_type child_tgid = 0;
+    friend bool operator==(const fork_event&, const fork_event&) = default;
 };
 
 struct exec_event {
-  pid_type process_pid = 0;
-  pid_type process_tgid = 0;
-  friend bool operator==(const exec_event&, const exec_event&) = default;
+    pid_type process_pid = 0;
+    pid_type process_tgid = 0;
+    friend bool operator==(const exec_event&, const exec_event&) = default;
 };
 
 struct uid_event {
-  pid_type process_pid = 0;
-  pid_type process_tgid = 0;
-  std::uint32_t ruid = 0;  // in the initial user namespace
-  std::uint32_t euid = 0;
-  friend bool operator==(const uid_event&, const uid_event&) = default;
+    pid_type process_pid = 0;
+    pid_type process_tgid = 0;
+    std::uint32_t ruid = 0; // in the initial user namespace
+    std::uint32_t euid = 0;
+    friend bool operator==(const uid_event&, const uid_event&) = default;
 };
 
 struct gid_event {
-  pid_type process_pid = 0;
-  pid_type process_tgid = 0;
-  std::uint32_t rgid = 0;
-  std::uint32_t egid = 0;
-  friend bool operator==(const gid_event&, const gid_event&) = default;
+    pid_type process_pid = 0;
+    pid_type process_tgid = 0;
+    std::uint32_t rgid = 0;
+    std::uint32_t egid = 0;
+    friend bool operator==(const gid_event&, const gid_event&) = default;
 };
 
 struct sid_event {
-  pid_type process_pid = 0;
-  pid_type process_tgid = 0;
-  friend bool operator==(const sid_event&, const sid_event&) = default;
+    pid_type process_pid = 0;
+    pid_type process_tgid = 0;
+    friend bool operator==(const sid_event&, const sid_event&) = default;
 };
 
 struct ptrace_event {
-  pid_type process_pid = 0;
-  pid_type process_tgid = 0;
-  pid_type tracer_pid = 0;  // 0/0 on PTRACE_DETACH
-  pid_type tracer_tgid = 0;
-  bool is_detach() const noexcept { return tracer_pid == 0 && tracer_tgid == 0; }
-  friend bool operator==(const ptrace_event&, const ptrace_event&) = default;
+    pid_type process_pid = 0;
+    pid_type process_tgid = 0;
+    pid_type tracer_pid = 0; // 0/0 on PTRACE_DETACH
+    pid_type tracer_tgid = 0;
+    bool is_detach() const noexcept { return tracer_pid == 0 && tracer_tgid == 0; }
+    friend bool operator==(const ptrace_event&, const ptrace_event&) = default;
 };
 
 struct comm_event {
-  pid_type process_pid = 0;
-  pid_type process_tgid = 0;
-  std::array<char, 16> comm{};  // TASK_COMM_LEN; NUL-terminated by the kernel
-  // The name up to the first NUL (or all 16 bytes if a sender left none).
-  std::string_view name() const noexcept {
-    std::size_t n = 0;
-    while (n < comm.size() && comm[n] != '\0') ++n;
-    return {comm.data(), n};
-  }
-  friend bool operator==(const comm_event&, const comm_event&) = default;
+    pid_type process_pid = 0;
+    pid_type process_tgid = 0;
+    std::array<char, 16> comm{}; // TASK_COMM_LEN; NUL-terminated by the kernel
+    // The name up to the first NUL (or all 16 bytes if a sender left none).
+    std::string_view name() const noexcept {
+        std::size_t n = 0;
+        while (n < comm.size() && comm[n] != '\0') ++n;
+        return {comm.data(), n};
+    }
+    friend bool operator==(const comm_event&, const comm_event&) = default;
 };
 
 struct coredump_event {
-  pid_type process_pid = 0;
-  pid_type process_tgid = 0;
-  pid_type parent_pid = 0;  // 0 when the task was no longer alive (pid_alive())
-  pid_type parent_tgid = 0;
-  friend bool operator==(const coredump_event&, const coredump_event&) = default;
+    pid_type process_pid = 0;
+    pid_type process_tgid = 0;
+    pid_type parent_pid = 0; // 0 when the task was no longer alive (pid_alive())
+    pid_type parent_tgid = 0;
+    friend bool operator==(const coredump_event&, const coredump_event&) = default;
 };
 
 struct exit_event {
-  pid_type process_pid = 0;
-  pid_type process_tgid = 0;
-  // task->exit_code: a wait status as waitpid() reports it, not the value
-  // passed to exit(): _exit(7) arrives as 7 << 8 = 1792, death by SIGKILL as 9.
-  std::uint32_t exit_code = 0;
-  // task->exit_signal: the signal the parent gets (SIGCHLD normally), -1 for
-  // a thread that is not the group leader.
-  std::int32_t exit_signal = 0;
-  pid_type parent_pid = 0;  // 0 when the task was no longer alive
-  pid_type parent_tgid = 0;
+    pid_type process_pid = 0;
+    pid_type process_tgid = 0;
+    // task->exit_code: a wait status as waitpid() reports it, not the value
+    // passed to exit(): _exit(7) arrives as 7 << 8 = 1792, death by SIGKILL as 9.
+    std::uint32_t exit_code = 0;
+    // task->exit_signal: the signal the parent gets (SIGCHLD normally), -1 for
+    // a thread that is not the group leader.
+    std::int32_t exit_signal = 0;
+    pid_type parent_pid = 0; // 0 when the task was no longer alive
+    pid_type parent_tgid = 0;
 
-  // The WIFEXITED/WEXITSTATUS/WIFSIGNALED/WTERMSIG/WCOREDUMP decoding of
-  // exit_code, spelled out so that no <sys/wait.h> macro is needed.
-  constexpr bool exited() const noexcept { return (exit_code & 0x7fu) == 0; }
-  constexpr int exit_status() const noexcept { return static_cast<int>((exit_code >> 8) & 0xffu); }
-  constexpr bool signaled() const noexcept {
-    auto sig = exit_code & 0x7fu;
-    return sig != 0 && sig != 0x7fu;
-  }
-  constexpr int term_signal() const noexcept { return static_cast<int>(exit_code & 0x7fu); }
-  constexpr bool core_dumped() const noexcept { return signaled() && (exit_code & 0x80u) != 0; }
-  friend bool operator==(const exit_event&, const exit_event&) = default;
+    // The WIFEXITED/WEXITSTATUS/WIFSIGNALED/WTERMSIG/WCOREDUMP decoding of
+    // exit_code, spelled out so that no <sys/wait.h> macro is needed.
+    constexpr bool exited() const noexcept { return (exit_code & 0x7fu) == 0; }
+    constexpr int exit_status() const noexcept { return static_cast<int>((exit_code >> 8) & 0xffu); }
+    constexpr bool signaled() const noexcept {
+        auto sig = exit_code & 0x7fu;
+        return sig != 0 && sig != 0x7fu;
+    }
+    constexpr int term_signal() const noexcept { return static_cast<int>(exit_code & 0x7fu); }
+    constexpr bool core_dumped() const noexcept { return signaled() && (exit_code & 0x80u) != 0; }
+    friend bool operator==(const exit_event&, const exit_event&) = default;
 };
 
 // what == PROC_EVENT_NONZERO_EXIT (never sent by known kernels; see above).
 struct nonzero_exit_event : exit_event {
-  friend bool operator==(const nonzero_exit_event&, const nonzero_exit_event&) = default;
+    friend bool operator==(const nonzero_exit_event&, const nonzero_exit_event&) = default;
 };
 
 // A `what` this library does not know: kept, not rejected, so that a newer
@@ -224,50 +224,50 @@ struct nonzero_exit_event : exit_event {
 // header, at most 24 of them (the size of the union today); `size` says how
 // many were present in the payload (may exceed 24: the rest is not kept).
 struct unknown_event {
-  std::uint32_t what = 0;
-  std::array<std::byte, 24> data{};
-  std::size_t size = 0;
-  std::span<const std::byte> bytes() const noexcept {
-    return {data.data(), size < data.size() ? size : data.size()};
-  }
-  friend bool operator==(const unknown_event&, const unknown_event&) = default;
+    std::uint32_t what = 0;
+    std::array<std::byte, 24> data{};
+    std::size_t size = 0;
+    std::span<const std::byte> bytes() const noexcept {
+        return {data.data(), size < data.size() ? size : data.size()};
+    }
+    friend bool operator==(const unknown_event&, const unknown_event&) = default;
 };
 
-using event_data = std::variant<ack_event, fork_event, exec_event, uid_event, gid_event, sid_event,
-                                ptrace_event, comm_event, coredump_event, exit_event,
-                                nonzero_exit_event, unknown_event>;
+using event_data =
+    std::variant<ack_event, fork_event, exec_event, uid_event, gid_event, sid_event, ptrace_event, comm_event,
+                 coredump_event, exit_event, nonzero_exit_event, unknown_event>;
 
 // The cn_msg header fields the decoder cannot see in the payload.
 struct message_numbers {
-  std::uint32_t seq = 0;  // cn_msg.seq: the kernel's per-CPU event counter (acks too, see loss.hpp)
-  std::uint32_t ack = 0;  // cn_msg.ack: 0 on events, request ack + 1 on acks
+    std::uint32_t seq = 0; // cn_msg.seq: the kernel's per-CPU event counter (acks too, see loss.hpp)
+    std::uint32_t ack = 0; // cn_msg.ack: 0 on events, request ack + 1 on acks
 };
 
 struct event {
-  std::uint32_t what = 0;  // raw proc_event.what
-  std::uint32_t cpu = 0;
-  std::uint64_t timestamp_ns = 0;
-  std::uint32_t seq = 0;  // from message_numbers
-  std::uint32_t ack = 0;
-  event_data data;
+    std::uint32_t what = 0; // raw proc_event.what
+    std::uint32_t cpu = 0;
+    std::uint64_t timestamp_ns = 0;
+    std::uint32_t seq = 0; // from message_numbers
+    std::uint32_t ack = 0;
+    event_data data;
 
-  event_type type() const noexcept { return static_cast<event_type>(what); }
-  bool is_ack() const noexcept { return std::holds_alternative<ack_event>(data); }
-  template <class T>
-  const T* get_if() const noexcept {
-    return std::get_if<T>(&data);
-  }
+    event_type type() const noexcept { return static_cast<event_type>(what); }
+    bool is_ack() const noexcept { return std::holds_alternative<ack_event>(data); }
+    template <class T>
+    const T* get_if() const noexcept {
+        return std::get_if<T>(&data);
+    }
 };
 
 // ---- sizes -------------------------------------------------------------------
 
-inline constexpr std::size_t event_header_size = 16;  // what, cpu, timestamp_ns
-inline constexpr std::size_t event_wire_size = 40;    // sizeof(struct proc_event)
+inline constexpr std::size_t event_header_size = 16; // what, cpu, timestamp_ns
+inline constexpr std::size_t event_wire_size = 40;   // sizeof(struct proc_event)
 
 // Smallest payload that holds the header plus the fields of type `t`; for an
 // unknown type only the header is needed.
 constexpr std::size_t min_payload_size(std::uint32_t what) noexcept {
-  switch (static_cast<event_type>(what)) {
+    switch (static_cast<event_type>(what)) {
     case event_type::none: return event_header_size + 4;
     case event_type::fork: return event_header_size + 16;
     case event_type::exec: return event_header_size + 8;
@@ -279,8 +279,8 @@ constexpr std::size_t min_payload_size(std::uint32_t what) noexcept {
     case event_type::coredump: return event_header_size + 16;
     case event_type::exit:
     case event_type::nonzero_exit: return event_header_size + 24;
-  }
-  return event_header_size;
+    }
+    return event_header_size;
 }
 
 namespace detail {
@@ -288,115 +288,96 @@ namespace detail {
 // Reads a host-order scalar from any address.
 template <class T>
 T load(const std::byte* p) noexcept {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
 }
 
-}  // namespace detail
+} // namespace detail
 
 // Decodes the connector payload of one proc message.
-// Errors (ec set, value-initialised event returned): std::errc::bad_message
+// Errors (ec set, value-initialised event returned): EBADMSG (generic category)
 // when the payload is shorter than the header or than the fields of its type.
 // An unknown `what` is not an error: it yields unknown_event.
 // Longer payloads than needed are accepted (the extra bytes are ignored), so a
 // kernel that grows struct proc_event keeps working.
-inline event decode(std::span<const std::byte> payload, message_numbers numbers,
-                    std::error_code& ec) noexcept {
-  ec.clear();
-  event ev;
-  if (payload.size() < event_header_size) {
-    ec = std::make_error_code(std::errc::bad_message);
-    return ev;
-  }
-  const std::byte* p = payload.data();
-  ev.what = detail::load<std::uint32_t>(p);
-  ev.cpu = detail::load<std::uint32_t>(p + 4);
-  ev.timestamp_ns = detail::load<std::uint64_t>(p + 8);
-  ev.seq = numbers.seq;
-  ev.ack = numbers.ack;
-  if (payload.size() < min_payload_size(ev.what)) {
-    ec = std::make_error_code(std::errc::bad_message);
-    return event{};
-  }
-  const std::byte* d = p + event_header_size;
-  auto pid_at = [d](std::size_t off) { return detail::load<pid_type>(d + off); };
-  auto u32_at = [d](std::size_t off) { return detail::load<std::uint32_t>(d + off); };
-  auto exit_fields = [&](exit_event& x) {
-    x.process_pid = pid_at(0);
-    x.process_tgid = pid_at(4);
-    x.exit_code = u32_at(8);
-    x.exit_signal = detail::load<std::int32_t>(d + 12);
-    x.parent_pid = pid_at(16);
-    x.parent_tgid = pid_at(20);
-  };
-  switch (static_cast<event_type>(ev.what)) {
-    case event_type::none:
-      ev.data = ack_event{u32_at(0)};
-      break;
-    case event_type::fork:
-      ev.data = fork_event{pid_at(0), pid_at(4), pid_at(8), pid_at(12)};
-      break;
-    case event_type::exec:
-      ev.data = exec_event{pid_at(0), pid_at(4)};
-      break;
-    case event_type::uid:
-      ev.data = uid_event{pid_at(0), pid_at(4), u32_at(8), u32_at(12)};
-      break;
-    case event_type::gid:
-      ev.data = gid_event{pid_at(0), pid_at(4), u32_at(8), u32_at(12)};
-      break;
-    case event_type::sid:
-      ev.data = sid_event{pid_at(0), pid_at(4)};
-      break;
-    case event_type::ptrace:
-      ev.data = ptrace_event{pid_at(0), pid_at(4), pid_at(8), pid_at(12)};
-      break;
-    case event_type::comm: {
-      comm_event c{pid_at(0), pid_at(4), {}};
-      std::memcpy(c.comm.data(), d + 8, c.comm.size());
-      ev.data = c;
-      break;
+inline event decode(std::span<const std::byte> payload, message_numbers numbers, error_code& ec) noexcept {
+    ec.clear();
+    event ev;
+    if (payload.size() < event_header_size) {
+        ec = errno_code(EBADMSG);
+        return ev;
     }
-    case event_type::coredump:
-      ev.data = coredump_event{pid_at(0), pid_at(4), pid_at(8), pid_at(12)};
-      break;
+    const std::byte* p = payload.data();
+    ev.what = detail::load<std::uint32_t>(p);
+    ev.cpu = detail::load<std::uint32_t>(p + 4);
+    ev.timestamp_ns = detail::load<std::uint64_t>(p + 8);
+    ev.seq = numbers.seq;
+    ev.ack = numbers.ack;
+    if (payload.size() < min_payload_size(ev.what)) {
+        ec = errno_code(EBADMSG);
+        return event{};
+    }
+    const std::byte* d = p + event_header_size;
+    auto pid_at = [d](std::size_t off) { return detail::load<pid_type>(d + off); };
+    auto u32_at = [d](std::size_t off) { return detail::load<std::uint32_t>(d + off); };
+    auto exit_fields = [&](exit_event& x) {
+        x.process_pid = pid_at(0);
+        x.process_tgid = pid_at(4);
+        x.exit_code = u32_at(8);
+        x.exit_signal = detail::load<std::int32_t>(d + 12);
+        x.parent_pid = pid_at(16);
+        x.parent_tgid = pid_at(20);
+    };
+    switch (static_cast<event_type>(ev.what)) {
+    case event_type::none: ev.data = ack_event{u32_at(0)}; break;
+    case event_type::fork: ev.data = fork_event{pid_at(0), pid_at(4), pid_at(8), pid_at(12)}; break;
+    case event_type::exec: ev.data = exec_event{pid_at(0), pid_at(4)}; break;
+    case event_type::uid: ev.data = uid_event{pid_at(0), pid_at(4), u32_at(8), u32_at(12)}; break;
+    case event_type::gid: ev.data = gid_event{pid_at(0), pid_at(4), u32_at(8), u32_at(12)}; break;
+    case event_type::sid: ev.data = sid_event{pid_at(0), pid_at(4)}; break;
+    case event_type::ptrace: ev.data = ptrace_event{pid_at(0), pid_at(4), pid_at(8), pid_at(12)}; break;
+    case event_type::comm: {
+        comm_event c{pid_at(0), pid_at(4), {}};
+        std::memcpy(c.comm.data(), d + 8, c.comm.size());
+        ev.data = c;
+        break;
+    }
+    case event_type::coredump: ev.data = coredump_event{pid_at(0), pid_at(4), pid_at(8), pid_at(12)}; break;
     case event_type::exit: {
-      exit_event x;
-      exit_fields(x);
-      ev.data = x;
-      break;
+        exit_event x;
+        exit_fields(x);
+        ev.data = x;
+        break;
     }
     case event_type::nonzero_exit: {
-      nonzero_exit_event x;
-      exit_fields(x);
-      ev.data = x;
-      break;
+        nonzero_exit_event x;
+        exit_fields(x);
+        ev.data = x;
+        break;
     }
     default: {
-      unknown_event u;
-      u.what = ev.what;
-      u.size = payload.size() - event_header_size;
-      std::memcpy(u.data.data(), d, u.size < u.data.size() ? u.size : u.data.size());
-      ev.data = u;
-      break;
+        unknown_event u;
+        u.what = ev.what;
+        u.size = payload.size() - event_header_size;
+        std::memcpy(u.data.data(), d, u.size < u.data.size() ? u.size : u.data.size());
+        ev.data = u;
+        break;
     }
-  }
-  return ev;
+    }
+    return ev;
 }
 
-inline event decode(const void* payload, std::size_t size, message_numbers numbers,
-                    std::error_code& ec) noexcept {
-  return decode(std::span<const std::byte>{static_cast<const std::byte*>(payload), size}, numbers,
-                ec);
+inline event decode(const void* payload, std::size_t size, message_numbers numbers, error_code& ec) noexcept {
+    return decode(std::span<const std::byte>{static_cast<const std::byte*>(payload), size}, numbers, ec);
 }
 
 // ---- names ---------------------------------------------------------------------
 
 namespace detail {
 struct event_name {
-  std::string_view name;
-  event_type type;
+    std::string_view name;
+    event_type type;
 };
 // The names accepted in filter lists, in the order to_string(event_mask) prints.
 inline constexpr std::array<event_name, 10> filter_names{{
@@ -411,88 +392,88 @@ inline constexpr std::array<event_name, 10> filter_names{{
     {"exit", event_type::exit},
     {"nonzero_exit", event_type::nonzero_exit},
 }};
-}  // namespace detail
+} // namespace detail
 
 // "fork", "exit", ...; "ack" for PROC_EVENT_NONE (the kernel only sends it as
 // an acknowledgement); "unknown" for any other value.
 constexpr std::string_view to_string(event_type t) noexcept {
-  if (t == event_type::none) return "ack";
-  for (const auto& n : detail::filter_names)
-    if (n.type == t) return n.name;
-  return "unknown";
+    if (t == event_type::none) return "ack";
+    for (const auto& n : detail::filter_names)
+        if (n.type == t) return n.name;
+    return "unknown";
 }
 
 // The inverse of to_string for the filterable types ("ack" is not one: it is
 // not a bit of the mask). Exact, lower-case match.
 constexpr std::optional<event_type> event_type_from_string(std::string_view s) noexcept {
-  for (const auto& n : detail::filter_names)
-    if (n.name == s) return n.type;
-  return std::nullopt;
+    for (const auto& n : detail::filter_names)
+        if (n.name == s) return n.type;
+    return std::nullopt;
 }
 
 // Parses a comma-separated list of type names ("fork,exec,exit"), or "all".
-// Blanks around names are ignored. Errors (ec = std::errc::invalid_argument,
+// Blanks around names are ignored. Errors (ec = EINVAL, generic category;
 // empty mask returned): an unknown name, an empty list or an empty element
 // ("fork,,exit"). `bad_name`, when given, receives the offending element so
 // that a tool can name it in its message.
-inline event_mask parse_event_mask(std::string_view list, std::error_code& ec,
+inline event_mask parse_event_mask(std::string_view list, error_code& ec,
                                    std::string_view* bad_name = nullptr) noexcept {
-  ec.clear();
-  auto trim = [](std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-  };
-  auto fail = [&](std::string_view what) {
-    ec = std::make_error_code(std::errc::invalid_argument);
-    if (bad_name) *bad_name = what;
-    return event_mask{};
-  };
-  if (trim(list).empty()) return fail(list);
-  event_mask mask;
-  for (;;) {
-    auto comma = list.find(',');
-    auto item = trim(list.substr(0, comma));
-    if (item == "all") {
-      mask |= event_mask::all();
-    } else if (auto t = event_type_from_string(item)) {
-      mask |= *t;
-    } else {
-      return fail(item);
+    ec.clear();
+    auto trim = [](std::string_view s) {
+        while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+        while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+        return s;
+    };
+    auto fail = [&](std::string_view what) {
+        ec = errno_code(EINVAL);
+        if (bad_name) *bad_name = what;
+        return event_mask{};
+    };
+    if (trim(list).empty()) return fail(list);
+    event_mask mask;
+    for (;;) {
+        auto comma = list.find(',');
+        auto item = trim(list.substr(0, comma));
+        if (item == "all") {
+            mask |= event_mask::all();
+        } else if (auto t = event_type_from_string(item)) {
+            mask |= *t;
+        } else {
+            return fail(item);
+        }
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
     }
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
-  return mask;
+    return mask;
 }
 
 // "fork,exec,exit" (known bits, in filter_names order), "all" for the full
 // mask, "" for the empty one; unknown bits are shown as one "0x..." element.
 inline std::string to_string(event_mask m) {
-  if (m.is_all()) return "all";
-  std::string out;
-  std::uint32_t rest = m.bits();
-  for (const auto& n : detail::filter_names) {
-    if (m.contains(n.type)) {
-      if (!out.empty()) out += ',';
-      out += n.name;
-      rest &= ~static_cast<std::uint32_t>(n.type);
+    if (m.is_all()) return "all";
+    std::string out;
+    std::uint32_t rest = m.bits();
+    for (const auto& n : detail::filter_names) {
+        if (m.contains(n.type)) {
+            if (!out.empty()) out += ',';
+            out += n.name;
+            rest &= ~static_cast<std::uint32_t>(n.type);
+        }
     }
-  }
-  if (rest != 0) {
-    static constexpr char hex[] = "0123456789abcdef";
-    if (!out.empty()) out += ',';
-    out += "0x";
-    bool started = false;
-    for (int shift = 28; shift >= 0; shift -= 4) {
-      unsigned digit = (rest >> shift) & 0xfu;
-      if (digit != 0 || started || shift == 0) {
-        out += hex[digit];
-        started = true;
-      }
+    if (rest != 0) {
+        static constexpr char hex[] = "0123456789abcdef";
+        if (!out.empty()) out += ',';
+        out += "0x";
+        bool started = false;
+        for (int shift = 28; shift >= 0; shift -= 4) {
+            unsigned digit = (rest >> shift) & 0xfu;
+            if (digit != 0 || started || shift == 0) {
+                out += hex[digit];
+                started = true;
+            }
+        }
     }
-  }
-  return out;
+    return out;
 }
 
-}  // namespace cnasio::proc
+} // namespace cnasio::proc

@@ -59,7 +59,6 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
-#include <system_error>
 
 #include <linux/filter.h>
 #include <sys/socket.h>
@@ -71,66 +70,63 @@ enum class mcast_op : std::uint32_t { listen = 1, ignore = 2 };
 
 // struct proc_input (6.6+), 8 bytes, host byte order.
 struct proc_input {
-  std::uint32_t mcast_op = 0;
-  std::uint32_t event_type = 0;
+    std::uint32_t mcast_op = 0;
+    std::uint32_t event_type = 0;
 };
 static_assert(sizeof(proc_input) == 8);
 
 // The 4-byte request payload: every kernel takes it; on 6.6+ it means mask ALL.
 inline std::array<std::byte, 4> op_payload(mcast_op op) noexcept {
-  std::array<std::byte, 4> out{};
-  auto v = static_cast<std::uint32_t>(op);
-  std::memcpy(out.data(), &v, sizeof v);
-  return out;
+    std::array<std::byte, 4> out{};
+    auto v = static_cast<std::uint32_t>(op);
+    std::memcpy(out.data(), &v, sizeof v);
+    return out;
 }
 
 // The 8-byte proc_input payload (6.6+; older kernels drop it without an ack).
 // The mask is sent as given; the kernel applies kernel_effective() to it.
 inline std::array<std::byte, 8> input_payload(mcast_op op, event_mask mask) noexcept {
-  std::array<std::byte, 8> out{};
-  proc_input in{static_cast<std::uint32_t>(op), mask.bits()};
-  std::memcpy(out.data(), &in, sizeof in);
-  return out;
+    std::array<std::byte, 8> out{};
+    proc_input in{static_cast<std::uint32_t>(op), mask.bits()};
+    std::memcpy(out.data(), &in, sizeof in);
+    return out;
 }
 
 // cn_filter()'s verdict for a socket that sent LISTEN with `mask`: true when
 // a message with this `what` (and, for exits, wait status `exit_code`) is
 // delivered to it.
-constexpr bool kernel_mask_passes(event_mask mask, std::uint32_t what,
-                                  std::uint32_t exit_code) noexcept {
-  std::uint32_t val = mask.kernel_effective().bits();
-  if (val == event_type_all_bits) return true;
-  if ((val & static_cast<std::uint32_t>(event_type::nonzero_exit)) != 0 &&
-      what == static_cast<std::uint32_t>(event_type::exit) && exit_code != 0)
-    return true;
-  return (val & what) != 0;
+constexpr bool kernel_mask_passes(event_mask mask, std::uint32_t what, std::uint32_t exit_code) noexcept {
+    std::uint32_t val = mask.kernel_effective().bits();
+    if (val == event_type_all_bits) return true;
+    if ((val & static_cast<std::uint32_t>(event_type::nonzero_exit)) != 0 &&
+        what == static_cast<std::uint32_t>(event_type::exit) && exit_code != 0)
+        return true;
+    return (val & what) != 0;
 }
 
 // The verdict of make_bpf_filter(mask) on a proc message: kernel_mask_passes()
 // except that acks always pass.
-constexpr bool bpf_filter_passes(event_mask mask, std::uint32_t what,
-                                 std::uint32_t exit_code) noexcept {
-  return what == static_cast<std::uint32_t>(event_type::none) ||
-         kernel_mask_passes(mask, what, exit_code);
+constexpr bool bpf_filter_passes(event_mask mask, std::uint32_t what, std::uint32_t exit_code) noexcept {
+    return what == static_cast<std::uint32_t>(event_type::none) || kernel_mask_passes(mask, what, exit_code);
 }
 
 // Datagram offsets the program reads (one kernel message per datagram).
-inline constexpr std::uint32_t bpf_offset_cn_idx = 16;      // nlmsghdr(16) + cn_msg.id.idx
-inline constexpr std::uint32_t bpf_offset_cn_val = 20;      // cn_msg.id.val
-inline constexpr std::uint32_t bpf_offset_what = 36;        // + cn_msg(20): proc_event.what
-inline constexpr std::uint32_t bpf_offset_exit_code = 60;   // + 16 header + 8: exit.exit_code
-inline constexpr std::uint32_t bpf_accept = 0xffffffffu;    // keep the whole datagram
+inline constexpr std::uint32_t bpf_offset_cn_idx = 16;    // nlmsghdr(16) + cn_msg.id.idx
+inline constexpr std::uint32_t bpf_offset_cn_val = 20;    // cn_msg.id.val
+inline constexpr std::uint32_t bpf_offset_what = 36;      // + cn_msg(20): proc_event.what
+inline constexpr std::uint32_t bpf_offset_exit_code = 60; // + 16 header + 8: exit.exit_code
+inline constexpr std::uint32_t bpf_accept = 0xffffffffu;  // keep the whole datagram
 inline constexpr std::uint32_t bpf_drop = 0;
 
 // A classic BPF program in a fixed-size buffer (no allocation).
 struct bpf_program {
-  static constexpr std::size_t capacity = 16;
-  std::array<sock_filter, capacity> insns{};
-  std::uint16_t size = 0;
+    static constexpr std::size_t capacity = 16;
+    std::array<sock_filter, capacity> insns{};
+    std::uint16_t size = 0;
 
-  std::span<const sock_filter> instructions() const noexcept { return {insns.data(), size}; }
-  // For SO_ATTACH_FILTER (the kernel copies the program during setsockopt).
-  sock_fprog fprog() noexcept { return sock_fprog{size, insns.data()}; }
+    std::span<const sock_filter> instructions() const noexcept { return {insns.data(), size}; }
+    // For SO_ATTACH_FILTER (the kernel copies the program during setsockopt).
+    sock_fprog fprog() noexcept { return sock_fprog{size, insns.data()}; }
 };
 
 namespace detail {
@@ -139,24 +135,24 @@ namespace detail {
 // connector fields are in host order. Comparing against the constant as it
 // reads when loaded big-endian keeps the program free of byte swapping.
 constexpr std::uint32_t as_loaded(std::uint32_t host_value) noexcept {
-  if constexpr (std::endian::native == std::endian::little) {
-    return ((host_value & 0x000000ffu) << 24) | ((host_value & 0x0000ff00u) << 8) |
-           ((host_value & 0x00ff0000u) >> 8) | ((host_value & 0xff000000u) >> 24);
-  } else {
-    return host_value;
-  }
+    if constexpr (std::endian::native == std::endian::little) {
+        return ((host_value & 0x000000ffu) << 24) | ((host_value & 0x0000ff00u) << 8) |
+               ((host_value & 0x00ff0000u) >> 8) | ((host_value & 0xff000000u) >> 24);
+    } else {
+        return host_value;
+    }
 }
 
 enum class bpf_label : std::uint8_t { next, accept, drop, mask_test };
 
 struct bpf_insn {
-  std::uint16_t code;
-  bpf_label jt;
-  bpf_label jf;
-  std::uint32_t k;
+    std::uint16_t code;
+    bpf_label jt;
+    bpf_label jf;
+    std::uint32_t k;
 };
 
-}  // namespace detail
+} // namespace detail
 
 // Builds the socket filter for `mask` (normalised like the kernel does: unknown
 // bits dropped, empty = ALL). A datagram passes when
@@ -168,82 +164,81 @@ struct bpf_insn {
 // datagram is looked at (the kernel sends one per datagram). An exit event cut
 // short before its exit_code makes the load fail, which drops the datagram.
 inline bpf_program make_bpf_filter(event_mask mask) noexcept {
-  using detail::bpf_insn;
-  using L = detail::bpf_label;
-  const std::uint32_t bits = mask.kernel_effective().bits();
-  bpf_program prog;
-  if (bits == event_type_all_bits) {
-    prog.insns[0] = sock_filter{BPF_RET | BPF_K, 0, 0, bpf_accept};
-    prog.size = 1;
-    return prog;
-  }
-
-  std::array<bpf_insn, bpf_program::capacity> code{};
-  std::size_t n = 0;
-  auto emit = [&](std::uint16_t c, std::uint32_t k, L jt = L::next, L jf = L::next) {
-    code[n++] = bpf_insn{c, jt, jf, k};
-  };
-  const std::uint32_t proc_id = detail::as_loaded(connector_idx);  // idx == val == 1
-  const std::uint32_t exit_bit = static_cast<std::uint32_t>(event_type::exit);
-  const std::uint32_t nonzero_bit = static_cast<std::uint32_t>(event_type::nonzero_exit);
-
-  emit(BPF_LD | BPF_W | BPF_LEN, 0);
-  emit(BPF_JMP | BPF_JGE | BPF_K, bpf_offset_what + 4, L::next, L::accept);
-  emit(BPF_LD | BPF_W | BPF_ABS, bpf_offset_cn_idx);
-  emit(BPF_JMP | BPF_JEQ | BPF_K, proc_id, L::next, L::accept);
-  emit(BPF_LD | BPF_W | BPF_ABS, bpf_offset_cn_val);
-  emit(BPF_JMP | BPF_JEQ | BPF_K, detail::as_loaded(connector_val), L::next, L::accept);
-  emit(BPF_LD | BPF_W | BPF_ABS, bpf_offset_what);
-  emit(BPF_JMP | BPF_JEQ | BPF_K, 0, L::accept, L::next);
-  if ((bits & nonzero_bit) != 0) {
-    // cn_filter(): an exit with a non-zero status passes a NONZERO_EXIT mask.
-    emit(BPF_JMP | BPF_JEQ | BPF_K, detail::as_loaded(exit_bit), L::next, L::mask_test);
-    emit(BPF_LD | BPF_W | BPF_ABS, bpf_offset_exit_code);
-    emit(BPF_JMP | BPF_JEQ | BPF_K, 0, L::next, L::accept);
-    emit(BPF_LD | BPF_W | BPF_ABS, bpf_offset_what);  // A held exit_code: reload what
-  }
-  const std::size_t mask_test = n;
-  // Byte-swapping both sides of an AND preserves "any common bit".
-  emit(BPF_JMP | BPF_JSET | BPF_K, detail::as_loaded(bits), L::accept, L::drop);
-  const std::size_t drop = n;
-  emit(BPF_RET | BPF_K, bpf_drop);
-  const std::size_t accept = n;
-  emit(BPF_RET | BPF_K, bpf_accept);
-
-  auto offset = [&](std::size_t at, L label) -> std::uint8_t {
-    std::size_t target = at + 1;
-    switch (label) {
-      case L::next: break;
-      case L::accept: target = accept; break;
-      case L::drop: target = drop; break;
-      case L::mask_test: target = mask_test; break;
+    using detail::bpf_insn;
+    using L = detail::bpf_label;
+    const std::uint32_t bits = mask.kernel_effective().bits();
+    bpf_program prog;
+    if (bits == event_type_all_bits) {
+        prog.insns[0] = sock_filter{BPF_RET | BPF_K, 0, 0, bpf_accept};
+        prog.size = 1;
+        return prog;
     }
-    return static_cast<std::uint8_t>(target - (at + 1));
-  };
-  for (std::size_t i = 0; i < n; ++i) {
-    prog.insns[i] = sock_filter{code[i].code, offset(i, code[i].jt), offset(i, code[i].jf), code[i].k};
-  }
-  prog.size = static_cast<std::uint16_t>(n);
-  return prog;
+
+    std::array<bpf_insn, bpf_program::capacity> code{};
+    std::size_t n = 0;
+    auto emit = [&](std::uint16_t c, std::uint32_t k, L jt = L::next, L jf = L::next) {
+        code[n++] = bpf_insn{c, jt, jf, k};
+    };
+    const std::uint32_t proc_id = detail::as_loaded(connector_idx); // idx == val == 1
+    const std::uint32_t exit_bit = static_cast<std::uint32_t>(event_type::exit);
+    const std::uint32_t nonzero_bit = static_cast<std::uint32_t>(event_type::nonzero_exit);
+
+    emit(BPF_LD | BPF_W | BPF_LEN, 0);
+    emit(BPF_JMP | BPF_JGE | BPF_K, bpf_offset_what + 4, L::next, L::accept);
+    emit(BPF_LD | BPF_W | BPF_ABS, bpf_offset_cn_idx);
+    emit(BPF_JMP | BPF_JEQ | BPF_K, proc_id, L::next, L::accept);
+    emit(BPF_LD | BPF_W | BPF_ABS, bpf_offset_cn_val);
+    emit(BPF_JMP | BPF_JEQ | BPF_K, detail::as_loaded(connector_val), L::next, L::accept);
+    emit(BPF_LD | BPF_W | BPF_ABS, bpf_offset_what);
+    emit(BPF_JMP | BPF_JEQ | BPF_K, 0, L::accept, L::next);
+    if ((bits & nonzero_bit) != 0) {
+        // cn_filter(): an exit with a non-zero status passes a NONZERO_EXIT mask.
+        emit(BPF_JMP | BPF_JEQ | BPF_K, detail::as_loaded(exit_bit), L::next, L::mask_test);
+        emit(BPF_LD | BPF_W | BPF_ABS, bpf_offset_exit_code);
+        emit(BPF_JMP | BPF_JEQ | BPF_K, 0, L::next, L::accept);
+        emit(BPF_LD | BPF_W | BPF_ABS, bpf_offset_what); // A held exit_code: reload what
+    }
+    const std::size_t mask_test = n;
+    // Byte-swapping both sides of an AND preserves "any common bit".
+    emit(BPF_JMP | BPF_JSET | BPF_K, detail::as_loaded(bits), L::accept, L::drop);
+    const std::size_t drop = n;
+    emit(BPF_RET | BPF_K, bpf_drop);
+    const std::size_t accept = n;
+    emit(BPF_RET | BPF_K, bpf_accept);
+
+    auto offset = [&](std::size_t at, L label) -> std::uint8_t {
+        std::size_t target = at + 1;
+        switch (label) {
+        case L::next: break;
+        case L::accept: target = accept; break;
+        case L::drop: target = drop; break;
+        case L::mask_test: target = mask_test; break;
+        }
+        return static_cast<std::uint8_t>(target - (at + 1));
+    };
+    for (std::size_t i = 0; i < n; ++i) {
+        prog.insns[i] = sock_filter{code[i].code, offset(i, code[i].jt), offset(i, code[i].jf), code[i].k};
+    }
+    prog.size = static_cast<std::uint16_t>(n);
+    return prog;
 }
 
 // Attaches make_bpf_filter(mask) to a socket (SO_ATTACH_FILTER), replacing any
 // filter attached before. ec: the setsockopt errno.
-inline void attach_filter(int native_fd, event_mask mask, std::error_code& ec) noexcept {
-  ec.clear();
-  bpf_program prog = make_bpf_filter(mask);
-  sock_fprog fp = prog.fprog();
-  if (::setsockopt(native_fd, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof fp) != 0)
-    ec.assign(errno, std::generic_category());
+inline void attach_filter(int native_fd, event_mask mask, error_code& ec) noexcept {
+    ec.clear();
+    bpf_program prog = make_bpf_filter(mask);
+    sock_fprog fp = prog.fprog();
+    if (::setsockopt(native_fd, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof fp) != 0) ec = errno_code(errno);
 }
 
 // Removes the socket filter (SO_DETACH_FILTER). ec: the setsockopt errno
 // (ENOENT when no filter was attached).
-inline void detach_filter(int native_fd, std::error_code& ec) noexcept {
-  ec.clear();
-  int unused = 0;
-  if (::setsockopt(native_fd, SOL_SOCKET, SO_DETACH_FILTER, &unused, sizeof unused) != 0)
-    ec.assign(errno, std::generic_category());
+inline void detach_filter(int native_fd, error_code& ec) noexcept {
+    ec.clear();
+    int unused = 0;
+    if (::setsockopt(native_fd, SOL_SOCKET, SO_DETACH_FILTER, &unused, sizeof unused) != 0)
+        ec = errno_code(errno);
 }
 
-}  // namespace cnasio::proc
+} // namespace cnasio::proc

@@ -62,157 +62,156 @@
 namespace cnasio::proc {
 
 enum class loss_mode {
-  exact,     // no filter on the socket: every hole is a lost message
-  filtered,  // a kernel mask or a BPF filter is active: holes are not counted as loss
+    exact,    // no filter on the socket: every hole is a lost message
+    filtered, // a kernel mask or a BPF filter is active: holes are not counted as loss
 };
 
 // What one feed() learned.
 struct loss_observation {
-  std::uint32_t skipped = 0;   // numbers jumped over before this one (lost in exact mode)
-  bool first = false;          // first number seen on this CPU: nothing counted before it
-  bool late = false;           // older than expected, had been counted missing: count reduced
-  bool duplicate = false;      // older than expected, had been seen already
-  bool stale = false;          // older than the reorder window or the first number: ignored
-  bool out_of_range = false;   // cpu >= max_cpus: ignored
+    std::uint32_t skipped = 0; // numbers jumped over before this one (lost in exact mode)
+    bool first = false;        // first number seen on this CPU: nothing counted before it
+    bool late = false;         // older than expected, had been counted missing: count reduced
+    bool duplicate = false;    // older than expected, had been seen already
+    bool stale = false;        // older than the reorder window or the first number: ignored
+    bool out_of_range = false; // cpu >= max_cpus: ignored
 };
 
 class loss_counter {
- public:
-  static constexpr std::uint32_t default_max_cpus = 8192;
-  static constexpr std::uint32_t reorder_window = 64;
+public:
+    static constexpr std::uint32_t default_max_cpus = 8192;
+    static constexpr std::uint32_t reorder_window = 64;
 
-  explicit loss_counter(loss_mode mode = loss_mode::exact,
-                        std::uint32_t max_cpus = default_max_cpus)
-      : mode_{mode}, max_cpus_{max_cpus} {}
+    explicit loss_counter(loss_mode mode = loss_mode::exact, std::uint32_t max_cpus = default_max_cpus)
+        : mode_{mode}, max_cpus_{max_cpus} {}
 
-  loss_mode mode() const noexcept { return mode_; }
-  // Switching mode keeps the per-CPU positions. Switching from filtered to
-  // exact: holes found from then on count as loss.
-  void set_mode(loss_mode m) noexcept { mode_ = m; }
+    loss_mode mode() const noexcept { return mode_; }
+    // Switching mode keeps the per-CPU positions. Switching from filtered to
+    // exact: holes found from then on count as loss.
+    void set_mode(loss_mode m) noexcept { mode_ = m; }
 
-  // Records message number `seq` of CPU `cpu`. May allocate (the per-CPU
-  // table grows to the highest CPU seen, bounded by max_cpus).
-  loss_observation feed(std::uint32_t cpu, std::uint32_t seq) {
-    loss_observation obs;
-    if (cpu >= max_cpus_) {
-      ++out_of_range_;
-      obs.out_of_range = true;
-      return obs;
+    // Records message number `seq` of CPU `cpu`. May allocate (the per-CPU
+    // table grows to the highest CPU seen, bounded by max_cpus).
+    loss_observation feed(std::uint32_t cpu, std::uint32_t seq) {
+        loss_observation obs;
+        if (cpu >= max_cpus_) {
+            ++out_of_range_;
+            obs.out_of_range = true;
+            return obs;
+        }
+        if (cpu >= cpus_.size()) cpus_.resize(std::size_t{cpu} + 1);
+        cpu_state& c = cpus_[cpu];
+        ++received_;
+        if (!c.seen) {
+            c.seen = true;
+            c.first = seq;
+            c.next = seq + 1;
+            c.missing = 0;
+            obs.first = true;
+            return obs;
+        }
+        // Modular distance: the counter is a u32 that wraps.
+        auto diff = static_cast<std::int32_t>(seq - c.next);
+        if (diff >= 0) {
+            auto gap = static_cast<std::uint32_t>(diff);
+            // Bit i of `missing` stands for number next-1-i. After this message,
+            // bit 0 is `seq` (seen) and bits 1..gap are the numbers jumped over.
+            if (gap + 1 >= 64) {
+                c.missing = ~std::uint64_t{1};
+            } else {
+                c.missing = (c.missing << (gap + 1)) | (((std::uint64_t{1} << gap) - 1) << 1);
+            }
+            c.next = seq + 1;
+            c.skipped += gap;
+            skipped_ += gap;
+            if (mode_ == loss_mode::exact) lost_ += gap;
+            obs.skipped = gap;
+            return obs;
+        }
+        auto back = static_cast<std::uint32_t>(-static_cast<std::int64_t>(diff)); // next - seq, >= 1
+        std::uint32_t bit = back - 1;
+        // Older than the first number seen on this CPU: before our time, nothing
+        // was counted for it.
+        bool before_first = back > c.next - c.first;
+        if (bit >= reorder_window || before_first) {
+            ++stale_;
+            obs.stale = true;
+            return obs;
+        }
+        std::uint64_t m = std::uint64_t{1} << bit;
+        if (c.missing & m) {
+            c.missing &= ~m;
+            --c.skipped;
+            --skipped_;
+            if (mode_ == loss_mode::exact && lost_ > 0) --lost_;
+            ++late_;
+            obs.late = true;
+        } else {
+            ++duplicates_;
+            obs.duplicate = true;
+        }
+        return obs;
     }
-    if (cpu >= cpus_.size()) cpus_.resize(std::size_t{cpu} + 1);
-    cpu_state& c = cpus_[cpu];
-    ++received_;
-    if (!c.seen) {
-      c.seen = true;
-      c.first = seq;
-      c.next = seq + 1;
-      c.missing = 0;
-      obs.first = true;
-      return obs;
+
+    loss_observation feed(const event& ev) { return feed(ev.cpu, ev.seq); }
+
+    // Messages counted lost so far (holes minus late arrivals), or nullopt in
+    // filtered mode, where holes are not losses ("overrun without count").
+    std::optional<std::uint64_t> lost() const noexcept {
+        if (mode_ != loss_mode::exact) return std::nullopt;
+        return lost_;
     }
-    // Modular distance: the counter is a u32 that wraps.
-    auto diff = static_cast<std::int32_t>(seq - c.next);
-    if (diff >= 0) {
-      auto gap = static_cast<std::uint32_t>(diff);
-      // Bit i of `missing` stands for number next-1-i. After this message,
-      // bit 0 is `seq` (seen) and bits 1..gap are the numbers jumped over.
-      if (gap + 1 >= 64) {
-        c.missing = ~std::uint64_t{1};
-      } else {
-        c.missing = (c.missing << (gap + 1)) | (((std::uint64_t{1} << gap) - 1) << 1);
-      }
-      c.next = seq + 1;
-      c.skipped += gap;
-      skipped_ += gap;
-      if (mode_ == loss_mode::exact) lost_ += gap;
-      obs.skipped = gap;
-      return obs;
+
+    // Loss found since the previous take_lost(), for the count that goes with an
+    // overrun report; nullopt in filtered mode. Never negative: if late arrivals
+    // bring lost() below what was already reported, later holes fill that up
+    // first.
+    std::optional<std::uint64_t> take_lost() noexcept {
+        if (mode_ != loss_mode::exact) return std::nullopt;
+        std::uint64_t fresh = lost_ > reported_ ? lost_ - reported_ : 0;
+        if (lost_ > reported_) reported_ = lost_;
+        return fresh;
     }
-    auto back = static_cast<std::uint32_t>(-static_cast<std::int64_t>(diff));  // next - seq, >= 1
-    std::uint32_t bit = back - 1;
-    // Older than the first number seen on this CPU: before our time, nothing
-    // was counted for it.
-    bool before_first = back > c.next - c.first;
-    if (bit >= reorder_window || before_first) {
-      ++stale_;
-      obs.stale = true;
-      return obs;
+
+    // Numbers not seen (holes minus late arrivals), whatever the mode.
+    std::uint64_t skipped() const noexcept { return skipped_; }
+    std::uint64_t skipped_on_cpu(std::uint32_t cpu) const noexcept {
+        return cpu < cpus_.size() ? cpus_[cpu].skipped : 0;
     }
-    std::uint64_t m = std::uint64_t{1} << bit;
-    if (c.missing & m) {
-      c.missing &= ~m;
-      --c.skipped;
-      --skipped_;
-      if (mode_ == loss_mode::exact && lost_ > 0) --lost_;
-      ++late_;
-      obs.late = true;
-    } else {
-      ++duplicates_;
-      obs.duplicate = true;
+    std::uint64_t received() const noexcept { return received_; } // tracked messages fed
+    std::uint64_t late() const noexcept { return late_; }
+    std::uint64_t duplicates() const noexcept { return duplicates_; }
+    std::uint64_t stale() const noexcept { return stale_; }
+    std::uint64_t out_of_range() const noexcept { return out_of_range_; }
+    std::uint32_t max_cpus() const noexcept { return max_cpus_; }
+    // Size of the per-CPU table (highest CPU seen + 1): the memory in use.
+    std::size_t tracked_cpus() const noexcept { return cpus_.size(); }
+
+    // Forgets every position and count (the mode stays).
+    void reset() noexcept {
+        cpus_.clear();
+        lost_ = reported_ = skipped_ = received_ = late_ = duplicates_ = stale_ = out_of_range_ = 0;
     }
-    return obs;
-  }
 
-  loss_observation feed(const event& ev) { return feed(ev.cpu, ev.seq); }
+private:
+    struct cpu_state {
+        std::uint64_t missing = 0; // bit i: number next-1-i was jumped over and not seen since
+        std::uint64_t skipped = 0;
+        std::uint32_t next = 0;  // the number expected next
+        std::uint32_t first = 0; // the first number seen
+        bool seen = false;
+    };
 
-  // Messages counted lost so far (holes minus late arrivals), or nullopt in
-  // filtered mode, where holes are not losses ("overrun without count").
-  std::optional<std::uint64_t> lost() const noexcept {
-    if (mode_ != loss_mode::exact) return std::nullopt;
-    return lost_;
-  }
-
-  // Loss found since the previous take_lost(), for the count that goes with an
-  // overrun report; nullopt in filtered mode. Never negative: if late arrivals
-  // bring lost() below what was already reported, later holes fill that up
-  // first.
-  std::optional<std::uint64_t> take_lost() noexcept {
-    if (mode_ != loss_mode::exact) return std::nullopt;
-    std::uint64_t fresh = lost_ > reported_ ? lost_ - reported_ : 0;
-    if (lost_ > reported_) reported_ = lost_;
-    return fresh;
-  }
-
-  // Numbers not seen (holes minus late arrivals), whatever the mode.
-  std::uint64_t skipped() const noexcept { return skipped_; }
-  std::uint64_t skipped_on_cpu(std::uint32_t cpu) const noexcept {
-    return cpu < cpus_.size() ? cpus_[cpu].skipped : 0;
-  }
-  std::uint64_t received() const noexcept { return received_; }  // tracked messages fed
-  std::uint64_t late() const noexcept { return late_; }
-  std::uint64_t duplicates() const noexcept { return duplicates_; }
-  std::uint64_t stale() const noexcept { return stale_; }
-  std::uint64_t out_of_range() const noexcept { return out_of_range_; }
-  std::uint32_t max_cpus() const noexcept { return max_cpus_; }
-  // Size of the per-CPU table (highest CPU seen + 1): the memory in use.
-  std::size_t tracked_cpus() const noexcept { return cpus_.size(); }
-
-  // Forgets every position and count (the mode stays).
-  void reset() noexcept {
-    cpus_.clear();
-    lost_ = reported_ = skipped_ = received_ = late_ = duplicates_ = stale_ = out_of_range_ = 0;
-  }
-
- private:
-  struct cpu_state {
-    std::uint64_t missing = 0;  // bit i: number next-1-i was jumped over and not seen since
-    std::uint64_t skipped = 0;
-    std::uint32_t next = 0;     // the number expected next
-    std::uint32_t first = 0;    // the first number seen
-    bool seen = false;
-  };
-
-  loss_mode mode_;
-  std::uint32_t max_cpus_;
-  std::vector<cpu_state> cpus_;
-  std::uint64_t lost_ = 0;
-  std::uint64_t reported_ = 0;
-  std::uint64_t skipped_ = 0;
-  std::uint64_t received_ = 0;
-  std::uint64_t late_ = 0;
-  std::uint64_t duplicates_ = 0;
-  std::uint64_t stale_ = 0;
-  std::uint64_t out_of_range_ = 0;
+    loss_mode mode_;
+    std::uint32_t max_cpus_;
+    std::vector<cpu_state> cpus_;
+    std::uint64_t lost_ = 0;
+    std::uint64_t reported_ = 0;
+    std::uint64_t skipped_ = 0;
+    std::uint64_t received_ = 0;
+    std::uint64_t late_ = 0;
+    std::uint64_t duplicates_ = 0;
+    std::uint64_t stale_ = 0;
+    std::uint64_t out_of_range_ = 0;
 };
 
-}  // namespace cnasio::proc
+} // namespace cnasio::proc
