@@ -1,0 +1,237 @@
+// cnasio/connector/framing.hpp - parse and build `nlmsghdr + cn_msg + payload` datagrams.
+//
+// Parsing never copies and never allocates: `datagram_reader` walks the
+// messages of a received datagram and hands out `message_view`s into it.
+// Every length is checked before it is used; a bad one yields its own
+// `cnasio::error`, never undefined behaviour. Fields are read with memcpy, as
+// a received payload is not aligned for its types.
+//
+// Netlink message types, deliberately:
+// - NLMSG_NOOP: skipped.
+// - NLMSG_ERROR: its errno becomes the message's error_code (a generic_category
+//   code); an error of 0 is an acknowledgement (NLM_F_ACK), which cnasio never
+//   asks for, and is skipped.
+// - NLMSG_OVERRUN: reported as error::netlink_overrun.
+// - NLMSG_DONE and every other type: a connector message. The kernel's connector
+//   sends NLMSG_DONE and ignores the type of what it receives, so user-space
+//   peers use whatever they like.
+#pragma once
+
+#include <cnasio/connector/message.hpp>
+#include <cnasio/error.hpp>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <vector>
+
+namespace cnasio::connector {
+
+namespace detail {
+
+// Wire offsets (host byte order, as netlink is).
+inline constexpr std::size_t nlmsg_len_at = 0, nlmsg_type_at = 4, nlmsg_flags_at = 6, nlmsg_seq_at = 8,
+                             nlmsg_pid_at = 12;
+inline constexpr std::size_t cn_idx_at = 0, cn_val_at = 4, cn_seq_at = 8, cn_ack_at = 12, cn_len_at = 16,
+                             cn_flags_at = 18;
+
+template <class T>
+inline T load(const std::byte* p) noexcept {
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+template <class T>
+inline void store(std::byte* p, T v) noexcept {
+    std::memcpy(p, &v, sizeof v);
+}
+
+constexpr std::size_t align4(std::size_t n) noexcept { return (n + 3u) & ~std::size_t{3}; }
+
+} // namespace detail
+
+/// Walks the netlink messages of one received datagram.
+///
+///     datagram_reader r(bytes, truncated);
+///     message_view m; error_code ec;
+///     while (r.next(m, ec)) { if (ec) count_bad(ec); else use(m); }
+///
+/// `next()` returns false at the end. When it returns true, either `ec` is
+/// clear and `m` is a connector message, or `ec` says why this message cannot
+/// be used (header fields in `m` are filled where they could be read). A
+/// broken netlink length ends the walk, since nothing after it can be found;
+/// a bad connector length only loses its own message.
+class datagram_reader {
+public:
+    /// `truncated`: the kernel reported MSG_TRUNC (the buffer was too small).
+    explicit datagram_reader(std::span<const std::byte> datagram, bool truncated = false) noexcept
+        : pos_(datagram.data()), end_(datagram.data() + datagram.size()), truncated_(truncated) {}
+
+    bool next(message_view& m, error_code& ec) noexcept {
+        using namespace detail;
+        ec.clear();
+        for (;;) {
+            const std::size_t rest = static_cast<std::size_t>(end_ - pos_);
+            if (rest == 0) {
+                if (truncated_) { // cut on a message boundary: still data lost
+                    truncated_ = false;
+                    m = {};
+                    ec = error::datagram_truncated;
+                    return true;
+                }
+                return false;
+            }
+            m = {};
+            if (rest < netlink_header_size) return fail(m, ec, truncated_ ? error::datagram_truncated
+                                                                           : error::header_truncated);
+            const std::byte* msg = pos_;
+            const auto len = load<std::uint32_t>(msg + nlmsg_len_at);
+            m.header.nlmsg_type = load<std::uint16_t>(msg + nlmsg_type_at);
+            m.header.nlmsg_flags = load<std::uint16_t>(msg + nlmsg_flags_at);
+            m.header.nlmsg_seq = load<std::uint32_t>(msg + nlmsg_seq_at);
+            m.header.nlmsg_pid = load<std::uint32_t>(msg + nlmsg_pid_at);
+            if (len < netlink_header_size) return fail(m, ec, error::length_below_header);
+            if (len > rest)
+                return fail(m, ec, truncated_ ? error::datagram_truncated : error::length_beyond_datagram);
+            // The last message of a user-space datagram may lack its alignment padding.
+            const std::size_t step = align4(len) < rest ? align4(len) : rest;
+            pos_ += step;
+
+            const std::byte* body = msg + netlink_header_size;
+            const std::size_t body_len = len - netlink_header_size;
+            switch (m.header.nlmsg_type) {
+            case NLMSG_NOOP:
+                ++skipped_;
+                continue;
+            case NLMSG_OVERRUN:
+                ec = error::netlink_overrun;
+                return true;
+            case NLMSG_ERROR: {
+                if (body_len < sizeof(std::int32_t)) {
+                    ec = error::error_message_truncated;
+                    return true;
+                }
+                const auto err = load<std::int32_t>(body);
+                if (err == 0) { // an acknowledgement, see above
+                    ++skipped_;
+                    continue;
+                }
+                // The echoed request header says which message failed.
+                if (body_len >= sizeof(std::int32_t) + netlink_header_size)
+                    m.header.nlmsg_seq = load<std::uint32_t>(body + sizeof(std::int32_t) + nlmsg_seq_at);
+                const int positive = err < 0 ? (err == INT32_MIN ? EINVAL : -err) : err;
+                ec = errno_code(positive);
+                return true;
+            }
+            default:
+                break;
+            }
+            if (body_len < connector_header_size) {
+                ec = error::connector_header_truncated;
+                return true;
+            }
+            m.header.id.idx = load<std::uint32_t>(body + cn_idx_at);
+            m.header.id.val = load<std::uint32_t>(body + cn_val_at);
+            m.header.seq = load<std::uint32_t>(body + cn_seq_at);
+            m.header.ack = load<std::uint32_t>(body + cn_ack_at);
+            m.header.flags = load<std::uint16_t>(body + cn_flags_at);
+            const auto data_len = load<std::uint16_t>(body + cn_len_at);
+            if (data_len > body_len - connector_header_size) {
+                ec = error::connector_length_beyond_message;
+                return true;
+            }
+            m.payload = {body + connector_header_size, data_len};
+            return true;
+        }
+    }
+
+    /// Messages passed over on purpose (NLMSG_NOOP, NLMSG_ERROR acks).
+    std::size_t skipped() const noexcept { return skipped_; }
+
+private:
+    bool fail(message_view&, error_code& ec, error e) noexcept {
+        pos_ = end_;
+        truncated_ = false; // reported now
+        ec = e;
+        return true;
+    }
+
+    const std::byte* pos_;
+    const std::byte* end_;
+    bool truncated_;
+    std::size_t skipped_ = 0;
+};
+
+/// Calls `on_message(const message_view&)` for each good message and
+/// `on_error(error_code, const message_view&)` for each bad one.
+template <class OnMessage, class OnError>
+void for_each_message(std::span<const std::byte> datagram, bool truncated, OnMessage&& on_message,
+                      OnError&& on_error) {
+    datagram_reader r(datagram, truncated);
+    message_view m;
+    error_code ec;
+    while (r.next(m, ec)) {
+        if (ec)
+            on_error(ec, m);
+        else
+            on_message(m);
+    }
+}
+
+/// Parses a datagram expected to hold exactly one connector message.
+inline error_code parse_message(std::span<const std::byte> datagram, message_view& m) noexcept {
+    datagram_reader r(datagram);
+    error_code ec;
+    if (!r.next(m, ec)) return error::header_truncated; // empty, or only skipped messages
+    return ec;
+}
+
+/// Size of the datagram holding one message with `payload_size` bytes of data.
+constexpr std::size_t datagram_size(std::size_t payload_size) noexcept { return header_size + payload_size; }
+
+/// Writes `nlmsghdr + cn_msg + payload` at the start of `out` and returns the
+/// bytes written (`nlmsg_len`, not rounded up, as user-space senders do).
+/// Fails with payload_too_large above CONNECTOR_MAX_MSG_SIZE and buffer_too_small
+/// when `out` cannot hold it; writes nothing then.
+inline std::size_t build_datagram(std::span<std::byte> out, const header& h, std::span<const std::byte> payload,
+                                  error_code& ec) noexcept {
+    using namespace detail;
+    ec.clear();
+    if (payload.size() > max_payload) {
+        ec = error::payload_too_large;
+        return 0;
+    }
+    const std::size_t total = datagram_size(payload.size());
+    if (out.size() < total) {
+        ec = error::buffer_too_small;
+        return 0;
+    }
+    std::byte* p = out.data();
+    store(p + nlmsg_len_at, static_cast<std::uint32_t>(total));
+    store(p + nlmsg_type_at, h.nlmsg_type);
+    store(p + nlmsg_flags_at, h.nlmsg_flags);
+    store(p + nlmsg_seq_at, h.nlmsg_seq);
+    store(p + nlmsg_pid_at, h.nlmsg_pid);
+    std::byte* cn = p + netlink_header_size;
+    store(cn + cn_idx_at, h.id.idx);
+    store(cn + cn_val_at, h.id.val);
+    store(cn + cn_seq_at, h.seq);
+    store(cn + cn_ack_at, h.ack);
+    store(cn + cn_len_at, static_cast<std::uint16_t>(payload.size()));
+    store(cn + cn_flags_at, h.flags);
+    if (!payload.empty()) std::memcpy(cn + connector_header_size, payload.data(), payload.size());
+    return total;
+}
+
+/// The same into a new vector (for callers that want an owning datagram).
+inline std::vector<std::byte> build_datagram(const header& h, std::span<const std::byte> payload, error_code& ec) {
+    std::vector<std::byte> out(payload.size() > max_payload ? 0 : datagram_size(payload.size()));
+    const std::size_t n = build_datagram(out, h, payload, ec);
+    out.resize(n);
+    return out;
+}
+
+} // namespace cnasio::connector

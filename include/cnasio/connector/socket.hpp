@@ -1,0 +1,279 @@
+// cnasio/connector/socket.hpp - a NETLINK_CONNECTOR socket that sends and receives connector messages.
+//
+// A thin layer over `netlink::socket`: it frames outgoing messages, receives
+// whole datagrams with recvmsg(2) (so MSG_TRUNC and the sender's address are
+// seen), and maps the errnos that mean something specific for the connector
+// onto cnasio errors:
+// - socket(): EPROTONOSUPPORT -> error::connector_unsupported (no CONFIG_CONNECTOR)
+// - send to the kernel: ECONNREFUSED -> error::connector_unreachable (wrong network namespace)
+// - receive: ENOBUFS -> error::overrun (the socket stays usable; messages were lost)
+//
+// Asynchronous operations take any completion token and honour per-operation
+// cancellation (terminal, partial and total: they only ever wait in the
+// reactor). One send and one receive may be outstanding at a time.
+#pragma once
+
+#include <cnasio/connector/framing.hpp>
+#include <cnasio/connector/message.hpp>
+#include <cnasio/error.hpp>
+#include <cnasio/netlink/netns.hpp>
+#include <cnasio/netlink/options.hpp>
+#include <cnasio/netlink/protocol.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/append.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/compose.hpp>
+#include <boost/asio/post.hpp>
+
+#include <array>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <sys/socket.h>
+
+namespace cnasio::connector {
+
+/// One received datagram: where it came from and its bytes (inside the
+/// caller's buffer, valid until the next receive into it).
+struct received_datagram {
+    netlink::endpoint sender;          ///< port id 0 = the kernel; groups != 0 = a multicast
+    std::span<const std::byte> bytes;
+    bool truncated = false;            ///< MSG_TRUNC: the buffer was too small
+
+    std::uint32_t port_id() const noexcept { return sender.port_id(); }
+    /// The multicast group it came through, 0 for a unicast.
+    unsigned group() const noexcept { return sender.group(); }
+    datagram_reader reader() const noexcept { return datagram_reader(bytes, truncated); }
+};
+
+/// Recommended receive buffer: the largest conforming datagram, rounded up.
+inline constexpr std::size_t receive_buffer_size = 20 * 1024;
+
+/// Maps errno after a failed socket() call on a netlink family.
+inline error_code socket_open_error(int err) noexcept {
+    return err == EPROTONOSUPPORT ? make_error_code(error::connector_unsupported) : errno_code(err);
+}
+
+/// Receives one datagram without blocking. Returns false (and no error) when
+/// nothing is queued. ENOBUFS (an overrun) is reported as error::overrun.
+inline bool try_receive(int fd, std::span<std::byte> buffer, received_datagram& out, error_code& ec) noexcept {
+    ec.clear();
+    ::sockaddr_nl from{};
+    ::iovec iov{buffer.data(), buffer.size()};
+    ::msghdr mh{};
+    mh.msg_name = &from;
+    mh.msg_namelen = sizeof from;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    for (;;) {
+        const ssize_t n = ::recvmsg(fd, &mh, MSG_DONTWAIT);
+        if (n >= 0) {
+            out.sender = netlink::endpoint(from.nl_pid, from.nl_groups);
+            const auto len = static_cast<std::size_t>(n) < buffer.size() ? static_cast<std::size_t>(n) : buffer.size();
+            out.bytes = {buffer.data(), len};
+            out.truncated = (mh.msg_flags & MSG_TRUNC) != 0;
+            return true;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+        ec = errno == ENOBUFS ? make_error_code(error::overrun) : errno_code(errno);
+        return true;
+    }
+}
+
+/// Sends one datagram without blocking. Returns false (and no error) when the
+/// destination's queue is full (EAGAIN).
+inline bool try_send(int fd, std::span<const std::byte> datagram, const netlink::endpoint& to,
+                     error_code& ec) noexcept {
+    ec.clear();
+    for (;;) {
+        const ssize_t n = ::sendto(fd, datagram.data(), datagram.size(), MSG_DONTWAIT, to.data(),
+                                   static_cast<socklen_t>(to.size()));
+        if (n >= 0) return true;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+        ec = (errno == ECONNREFUSED && to.port_id() == 0 && to.groups() == 0)
+                 ? make_error_code(error::connector_unreachable)
+                 : errno_code(errno);
+        return true;
+    }
+}
+
+/// A connector socket: NETLINK_CONNECTOR (or another family with connector
+/// framing) bound to a port id and optionally multicast groups.
+class socket {
+public:
+    using executor_type = boost::asio::any_io_executor;
+
+    explicit socket(const executor_type& ex) : sock_(ex) {}
+
+    socket(socket&&) = default;
+    socket& operator=(socket&&) = default;
+
+    executor_type get_executor() noexcept { return sock_.get_executor(); }
+    netlink::socket& next_layer() noexcept { return sock_; }
+    int native_handle() noexcept { return sock_.native_handle(); }
+    bool is_open() const noexcept { return sock_.is_open(); }
+
+    /// Opens the socket, inside the network namespace `netns_path` if given
+    /// (see netlink/netns.hpp), and binds it: port id 0 lets the kernel pick
+    /// one; `groups` is a bit mask of groups 1..32 to join at once.
+    void open(error_code& ec, std::uint32_t groups = 0, const std::string& netns_path = {},
+              netlink::protocol p = netlink::protocol::connector()) {
+        netlink::with_netns(
+            netns_path,
+            [&](error_code& e) {
+                sock_.open(p, e);
+                if (e == boost::system::errc::protocol_not_supported)
+                    e = socket_open_error(EPROTONOSUPPORT);
+            },
+            ec);
+        if (ec) return;
+        sock_.non_blocking(true, ec);
+        if (!ec) sock_.bind(netlink::endpoint(p, 0, groups), ec);
+        if (!ec) port_id_ = sock_.local_endpoint(ec).port_id();
+        if (ec) {
+            error_code ignored;
+            sock_.close(ignored);
+        }
+    }
+    void open(std::uint32_t groups = 0) {
+        error_code ec;
+        open(ec, groups);
+        if (ec) throw boost::system::system_error(ec, "cnasio: opening the connector socket");
+    }
+
+    /// The port id the kernel gave this socket (its address for unicasts).
+    std::uint32_t port_id() const noexcept { return port_id_; }
+
+    /// Joins a multicast group by number (NETLINK_ADD_MEMBERSHIP).
+    void join(unsigned group, error_code& ec) { sock_.set_option(netlink::add_membership(static_cast<int>(group)), ec); }
+    /// Leaves a multicast group (NETLINK_DROP_MEMBERSHIP).
+    void leave(unsigned group, error_code& ec) { sock_.set_option(netlink::drop_membership(static_cast<int>(group)), ec); }
+
+    void close(error_code& ec) { sock_.close(ec); }
+    void close() {
+        error_code ec;
+        sock_.close(ec);
+    }
+    /// Cancels outstanding asynchronous operations (they complete with operation_aborted).
+    void cancel() {
+        error_code ec;
+        sock_.cancel(ec);
+    }
+
+    // ---- sending ----
+
+    /// Sends one message, now, without blocking. `to` is the kernel by default.
+    void send(const header& h, std::span<const std::byte> payload, error_code& ec,
+              const netlink::endpoint& to = netlink::endpoint::kernel()) {
+        const std::size_t n = build_datagram(send_buffer(payload.size()), h, payload, ec);
+        if (ec) return;
+        if (!try_send(native_handle(), {send_buf_.data(), n}, to, ec) && !ec)
+            ec = boost::asio::error::would_block;
+    }
+
+    /// Sends one message, waiting for room if the destination's queue is full.
+    /// Completion signature: void(error_code). The message is framed into the
+    /// socket's own buffer before this returns, so `payload` need not outlive it.
+    template <class CompletionToken>
+    auto async_send(const header& h, std::span<const std::byte> payload, const netlink::endpoint& to,
+                    CompletionToken&& token) {
+        error_code ec;
+        const std::size_t n = build_datagram(send_buffer(payload.size()), h, payload, ec);
+        return boost::asio::async_compose<CompletionToken, void(error_code)>(
+            send_op{this, ec, n, to, false}, token, sock_);
+    }
+    template <class CompletionToken>
+    auto async_send(const header& h, std::span<const std::byte> payload, CompletionToken&& token) {
+        return async_send(h, payload, netlink::endpoint::kernel(), std::forward<CompletionToken>(token));
+    }
+
+    // ---- receiving ----
+
+    /// Receives one datagram without blocking; false when none is queued.
+    bool try_receive(std::span<std::byte> buffer, received_datagram& out, error_code& ec) noexcept {
+        return connector::try_receive(native_handle(), buffer, out, ec);
+    }
+
+    /// Receives one datagram into `buffer` (use receive_buffer_size bytes).
+    /// Completion signature: void(error_code, received_datagram). Walk the
+    /// result with `reader()`; check `port_id()` before trusting it (only
+    /// port id 0 is the kernel).
+    template <class CompletionToken>
+    auto async_receive(std::span<std::byte> buffer, CompletionToken&& token) {
+        return boost::asio::async_compose<CompletionToken, void(error_code, received_datagram)>(
+            receive_op{this, buffer, {}, {}, false}, token, sock_);
+    }
+
+    /// Waits until a datagram is queued (for callers that drain with try_receive).
+    template <class CompletionToken>
+    auto async_wait_readable(CompletionToken&& token) {
+        return sock_.async_wait(netlink::socket::wait_read, std::forward<CompletionToken>(token));
+    }
+
+private:
+    std::span<std::byte> send_buffer(std::size_t payload_size) {
+        const std::size_t need = datagram_size(payload_size > max_payload ? 0 : payload_size);
+        if (send_buf_.size() < need) send_buf_.resize(need);
+        return send_buf_;
+    }
+
+    struct send_op {
+        socket* self_;
+        error_code ec_;
+        std::size_t size_;
+        netlink::endpoint to_;
+        bool done_;
+        bool started_ = false;
+
+        template <class Self>
+        void operator()(Self& self, error_code wait_ec = {}) {
+            if (done_) return self.complete(ec_);
+            if (wait_ec) return self.complete(wait_ec);
+            const bool first = !started_;
+            started_ = true;
+            if (ec_ || try_send(self_->native_handle(), {self_->send_buf_.data(), size_}, to_, ec_) || ec_) {
+                done_ = true;
+                // Never complete inside the initiating function.
+                if (first) return boost::asio::post(self_->sock_.get_executor(), std::move(self));
+                return self.complete(ec_);
+            }
+            self_->sock_.async_wait(netlink::socket::wait_write, std::move(self));
+        }
+    };
+
+    struct receive_op {
+        socket* self_;
+        std::span<std::byte> buffer_;
+        received_datagram result_;
+        error_code ec_;
+        bool done_;
+
+        template <class Self>
+        void operator()(Self& self, error_code wait_ec = {}, std::size_t = 0) {
+            if (done_) return self.complete(ec_, result_);
+            if (wait_ec) return self.complete(wait_ec, received_datagram{});
+            const bool first = !started_;
+            started_ = true;
+            if (self_->try_receive(buffer_, result_, ec_)) {
+                done_ = true;
+                if (first) return boost::asio::post(self_->sock_.get_executor(), std::move(self));
+                return self.complete(ec_, result_);
+            }
+            self_->sock_.async_wait(netlink::socket::wait_read, std::move(self));
+        }
+        bool started_ = false;
+    };
+
+    netlink::socket sock_;
+    std::vector<std::byte> send_buf_;
+    std::uint32_t port_id_ = 0;
+};
+
+} // namespace cnasio::connector

@@ -1,0 +1,106 @@
+// cnasio/error.hpp - the library's error codes and their category.
+//
+// Every failure cnasio detects itself has an enumerator here. Errors the kernel
+// reports (an errno from a syscall, the negative errno of an NLMSG_ERROR, the
+// positive errno in a proc-connector ack) are `generic_category()` codes, so
+// they compare equal to `std::errc` / `boost::system::errc` values.
+#pragma once
+
+#include <boost/system/error_code.hpp>
+
+#include <string>
+#include <type_traits>
+
+namespace cnasio {
+
+using error_code = boost::system::error_code;
+
+enum class error {
+    // framing: a received datagram that cannot be trusted
+    datagram_truncated = 1,          ///< the datagram was longer than the receive buffer (MSG_TRUNC)
+    header_truncated,                ///< fewer bytes left than one nlmsghdr
+    length_below_header,             ///< nlmsg_len smaller than an nlmsghdr
+    length_beyond_datagram,          ///< nlmsg_len runs past the end of the datagram
+    connector_header_truncated,      ///< the netlink payload is shorter than a cn_msg
+    connector_length_beyond_message, ///< cn_msg.len runs past the end of its netlink message
+    error_message_truncated,         ///< an NLMSG_ERROR too short to hold its errno
+    netlink_overrun,                 ///< the sender marked the message NLMSG_OVERRUN (data lost)
+
+    // building
+    payload_too_large,               ///< payload above CONNECTOR_MAX_MSG_SIZE (16384)
+    buffer_too_small,                ///< the caller's buffer cannot hold the datagram
+
+    // transport
+    connector_unsupported,           ///< socket() gave EPROTONOSUPPORT: kernel lacks CONFIG_CONNECTOR
+    connector_unreachable,           ///< sending to the kernel gave ECONNREFUSED: no connector in this network namespace
+    overrun,                         ///< the socket's receive buffer overflowed (ENOBUFS): messages were lost
+
+    // requests and subscriptions
+    timeout,                         ///< no reply within the request's timeout
+    rejected_sender,                 ///< a message came from a port id that is not admitted
+    invalid_group,                   ///< group number outside 1..32 for a connector socket
+    proc_events_unsupported,         ///< the kernel has no proc connector (no ack, CONFIG_PROC_EVENTS missing)
+    client_closed,                   ///< the client was closed before the operation started
+};
+
+namespace detail {
+
+class error_category_impl final : public boost::system::error_category {
+public:
+    // A fixed id lets codes from different translation units compare equal
+    // even where the category object is duplicated (header-only, shared libraries).
+    constexpr error_category_impl() noexcept : boost::system::error_category(0x636e6173696f0001ULL) {}
+
+    const char* name() const noexcept override { return "cnasio"; }
+
+    std::string message(int ev) const override { return describe(ev); }
+
+    static const char* describe(int ev) noexcept {
+        switch (static_cast<error>(ev)) {
+        case error::datagram_truncated: return "datagram truncated: it was longer than the receive buffer";
+        case error::header_truncated: return "datagram ends inside a netlink header";
+        case error::length_below_header: return "nlmsg_len is smaller than the netlink header";
+        case error::length_beyond_datagram: return "nlmsg_len runs past the end of the datagram";
+        case error::connector_header_truncated: return "netlink payload too short for a cn_msg header";
+        case error::connector_length_beyond_message: return "cn_msg.len runs past the end of its netlink message";
+        case error::error_message_truncated: return "NLMSG_ERROR message too short to hold its error";
+        case error::netlink_overrun: return "NLMSG_OVERRUN: the sender reports lost data";
+        case error::payload_too_large: return "payload larger than CONNECTOR_MAX_MSG_SIZE (16384 bytes)";
+        case error::buffer_too_small: return "buffer too small for the datagram";
+        case error::connector_unsupported:
+            return "the kernel has no netlink connector (EPROTONOSUPPORT): it needs CONFIG_CONNECTOR";
+        case error::connector_unreachable:
+            return "the kernel connector refused the message (ECONNREFUSED): the connector lives in the "
+                   "initial network namespace only; open the socket there (cnctl --netns)";
+        case error::overrun: return "receive buffer overrun (ENOBUFS): messages were lost";
+        case error::timeout: return "no reply before the timeout";
+        case error::rejected_sender: return "message from a port id that is not admitted";
+        case error::invalid_group: return "multicast group out of range";
+        case error::proc_events_unsupported:
+            return "the kernel did not answer the proc connector: it needs CONFIG_PROC_EVENTS";
+        case error::client_closed: return "the client is closed";
+        }
+        return "unknown cnasio error";
+    }
+};
+
+} // namespace detail
+
+inline const boost::system::error_category& error_category() noexcept {
+    static constexpr detail::error_category_impl instance;
+    return instance;
+}
+
+inline error_code make_error_code(error e) noexcept {
+    return error_code(static_cast<int>(e), error_category());
+}
+
+/// An errno reported by the kernel (positive value) as an error_code comparable with std::errc.
+inline error_code errno_code(int positive_errno) noexcept {
+    return error_code(positive_errno, boost::system::generic_category());
+}
+
+} // namespace cnasio
+
+template <>
+struct boost::system::is_error_code_enum<cnasio::error> : std::true_type {};

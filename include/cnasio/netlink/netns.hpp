@@ -1,0 +1,63 @@
+// cnasio/netlink/netns.hpp - open a socket inside another network namespace.
+//
+// The kernel connector exists in the initial network namespace only: from a
+// container's own namespace every send to it fails with ECONNREFUSED. A socket
+// keeps the namespace it was created in, so the remedy is to enter the initial
+// namespace on this thread just long enough to create the socket.
+#pragma once
+
+#include <cnasio/error.hpp>
+
+#include <cerrno>
+#include <string>
+
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+namespace cnasio::netlink {
+
+namespace detail {
+
+struct fd_guard {
+    int fd = -1;
+    ~fd_guard() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+} // namespace detail
+
+/// Calls `open_socket(error_code&)` with the calling thread inside the network
+/// namespace named by `netns_path` (e.g. "/proc/1/ns/net", or a file under
+/// /run/netns), then returns the thread to its own namespace. An empty path
+/// just calls `open_socket`. Needs CAP_SYS_ADMIN in the target's user
+/// namespace; errors are the errno of open(2)/setns(2).
+template <class OpenSocket>
+void with_netns(const std::string& netns_path, OpenSocket&& open_socket, error_code& ec) {
+    ec.clear();
+    if (netns_path.empty()) {
+        open_socket(ec);
+        return;
+    }
+    detail::fd_guard target{::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC)};
+    if (target.fd < 0) {
+        ec = errno_code(errno);
+        return;
+    }
+    detail::fd_guard home{::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)};
+    if (home.fd < 0) {
+        ec = errno_code(errno);
+        return;
+    }
+    if (::setns(target.fd, CLONE_NEWNET) != 0) {
+        ec = errno_code(errno);
+        return;
+    }
+    open_socket(ec);
+    // Going back cannot fail for a namespace we were in a moment ago, short of
+    // the thread losing privileges in between; if it does, say so loudly.
+    if (::setns(home.fd, CLONE_NEWNET) != 0 && !ec) ec = errno_code(errno);
+}
+
+} // namespace cnasio::netlink

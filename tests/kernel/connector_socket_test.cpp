@@ -1,0 +1,249 @@
+// The connector socket against the running kernel: the proc connector's
+// LISTEN/ack exchange, a child's fork/exec/exit events, and user-space peers.
+#include <cnasio/connector/socket.hpp>
+
+#include "peer.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/use_future.hpp>
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <set>
+
+#include <linux/cn_proc.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace cnasio;
+using namespace std::chrono_literals;
+
+namespace {
+
+proc_event decode(std::span<const std::byte> payload) {
+    proc_event ev{};
+    std::memcpy(&ev, payload.data(), std::min(payload.size(), sizeof ev));
+    return ev;
+}
+
+// Receives datagrams until `pred(view, from)` is true or the deadline passes.
+template <class Pred>
+bool receive_until(boost::asio::io_context& io, connector::socket& s, Pred pred,
+                   std::chrono::milliseconds limit = 3000ms) {
+    std::vector<std::byte> buf(connector::receive_buffer_size);
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+        auto fut = s.async_receive(buf, boost::asio::use_future);
+        io.restart();
+        io.run_for(deadline - std::chrono::steady_clock::now());
+        if (fut.wait_for(0s) != std::future_status::ready) {
+            s.cancel();
+            io.restart();
+            io.run();
+            return false;
+        }
+        const auto d = fut.get();
+        connector::message_view m;
+        error_code ec;
+        for (auto r = d.reader(); r.next(m, ec);)
+            if (!ec && pred(m, d)) return true;
+    }
+    return false;
+}
+
+std::uint32_t random_ack() { return std::random_device{}(); }
+
+} // namespace
+
+TEST_SUITE("connector socket (kernel)") {
+    TEST_CASE("proc connector: LISTEN is acked with ack + 1, a child's fork/exec/exit arrive, IGNORE at the end") {
+        boost::asio::io_context io;
+        connector::socket s(io.get_executor());
+        error_code ec;
+        s.open(ec, netlink::endpoint::group_mask(CN_IDX_PROC)); // join group 1 before LISTEN
+        REQUIRE_MESSAGE(!ec, ec.message());
+        CHECK(s.port_id() != 0);
+
+        const std::uint32_t ack = random_ack();
+        const std::uint32_t op = PROC_CN_MCAST_LISTEN;
+        connector::header h;
+        h.id = connector::proc_id;
+        h.seq = 1;
+        h.ack = ack;
+        auto sent = s.async_send(h, connector::as_payload(op), boost::asio::use_future);
+        io.run();
+        REQUIRE_NOTHROW(sent.get());
+
+        // The ack: PROC_EVENT_NONE, ack + 1, err 0 (seq is not echoed by the proc connector).
+        bool acked = receive_until(io, s, [&](const connector::message_view& m, const connector::received_datagram& d) {
+            if (m.id() != connector::proc_id || m.ack() != ack + 1) return false;
+            const auto ev = decode(m.payload);
+            CHECK(d.port_id() == 0);
+            CHECK(d.group() == CN_IDX_PROC);
+            CHECK(ev.what == proc_event::PROC_EVENT_NONE);
+            CHECK(ev.event_data.ack.err == 0);
+            return true;
+        });
+        REQUIRE(acked);
+
+        const pid_t child = ::fork();
+        if (child == 0) {
+            ::execl("/bin/true", "true", nullptr);
+            ::_exit(127);
+        }
+        REQUIRE(child > 0);
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        CHECK(WIFEXITED(status));
+
+        bool saw_fork = false, saw_exec = false, saw_exit = false;
+        receive_until(io, s, [&](const connector::message_view& m, const connector::received_datagram& d) {
+            if (m.id() != connector::proc_id || d.port_id() != 0) return false;
+            const auto ev = decode(m.payload);
+            switch (ev.what) {
+            case proc_event::PROC_EVENT_FORK:
+                if (ev.event_data.fork.child_pid == child) {
+                    CHECK(ev.event_data.fork.parent_tgid == ::getpid());
+                    saw_fork = true;
+                }
+                break;
+            case proc_event::PROC_EVENT_EXEC:
+                if (ev.event_data.exec.process_pid == child) saw_exec = true;
+                break;
+            case proc_event::PROC_EVENT_EXIT:
+                if (ev.event_data.exit.process_pid == child) {
+                    CHECK(ev.event_data.exit.exit_code == 0);
+                    saw_exit = true;
+                }
+                break;
+            default:
+                break;
+            }
+            return saw_fork && saw_exec && saw_exit;
+        });
+        CHECK(saw_fork);
+        CHECK(saw_exec);
+        CHECK(saw_exit);
+
+        // IGNORE: the kernel keeps a global listener count that closing does not decrement.
+        const std::uint32_t ignore = PROC_CN_MCAST_IGNORE;
+        s.send(h, connector::as_payload(ignore), ec);
+        CHECK_FALSE(ec);
+    }
+
+    TEST_CASE("a user-space peer's unicast arrives with the peer's true port id") {
+        boost::asio::io_context io;
+        connector::socket s(io.get_executor());
+        s.open();
+        test::peer p;
+        connector::header h;
+        h.id = {CN_NETLINK_USERS + 5, 1};
+        h.seq = 10;
+        h.ack = 20;
+        h.nlmsg_pid = 0; // claims to be the kernel: only the address tells the truth
+        REQUIRE(p.send(h, connector::as_payload("from a peer"), s.port_id()) == 0);
+        bool got = receive_until(io, s, [&](const connector::message_view& m, const connector::received_datagram& d) {
+            CHECK(d.port_id() == p.port_id());
+            CHECK(d.group() == 0);
+            CHECK(m.header.nlmsg_pid == 0);
+            CHECK(m.seq() == 10);
+            CHECK(test::text_of(m.payload) == "from a peer");
+            return true;
+        });
+        CHECK(got);
+    }
+
+    TEST_CASE("malformed datagrams give their error and the socket keeps working") {
+        boost::asio::io_context io;
+        connector::socket s(io.get_executor());
+        s.open();
+        test::peer p;
+        std::vector<std::byte> bad(36, std::byte{0});
+        const std::uint32_t lie = 4096; // nlmsg_len beyond the datagram
+        std::memcpy(bad.data(), &lie, 4);
+        REQUIRE(p.send_raw(bad, s.port_id()) == 0);
+        connector::header h;
+        h.id = {CN_NETLINK_USERS + 5, 1};
+        REQUIRE(p.send(h, connector::as_payload("good"), s.port_id()) == 0);
+
+        std::vector<std::byte> buf(connector::receive_buffer_size);
+        auto f1 = s.async_receive(buf, boost::asio::use_future);
+        io.run();
+        auto d1 = f1.get();
+        connector::message_view m;
+        error_code ec;
+        auto r = d1.reader();
+        REQUIRE(r.next(m, ec));
+        CHECK(ec == error::length_beyond_datagram);
+
+        auto f2 = s.async_receive(buf, boost::asio::use_future);
+        io.restart();
+        io.run();
+        auto d2 = f2.get();
+        REQUIRE_FALSE(connector::parse_message(d2.bytes, m));
+        CHECK(test::text_of(m.payload) == "good");
+    }
+
+    TEST_CASE("a datagram larger than the buffer is reported truncated") {
+        boost::asio::io_context io;
+        connector::socket s(io.get_executor());
+        s.open();
+        test::peer p;
+        REQUIRE(p.send({}, connector::as_payload(std::string(500, 'x')), s.port_id()) == 0);
+        std::vector<std::byte> small(100);
+        auto f = s.async_receive(small, boost::asio::use_future);
+        io.run();
+        auto d = f.get();
+        CHECK(d.truncated);
+        connector::message_view m;
+        error_code ec;
+        auto r = d.reader();
+        REQUIRE(r.next(m, ec));
+        CHECK(ec == error::datagram_truncated);
+    }
+
+    TEST_CASE("a payload above CONNECTOR_MAX_MSG_SIZE is refused before sending") {
+        boost::asio::io_context io;
+        connector::socket s(io.get_executor());
+        s.open();
+        std::vector<std::byte> big(connector::max_payload + 1);
+        auto f = s.async_send({}, big, boost::asio::use_future);
+        io.run();
+        try {
+            f.get();
+            FAIL("expected payload_too_large");
+        } catch (const boost::system::system_error& e) {
+            CHECK(e.code() == error::payload_too_large);
+        }
+    }
+
+    TEST_CASE("a pending receive is cancelled per operation") {
+        boost::asio::io_context io;
+        connector::socket s(io.get_executor());
+        s.open();
+        std::vector<std::byte> buf(connector::receive_buffer_size);
+        boost::asio::cancellation_signal cancel;
+        error_code got;
+        bool done = false;
+        s.async_receive(buf, boost::asio::bind_cancellation_slot(cancel.slot(),
+                                 [&](error_code ec, connector::received_datagram) { got = ec; done = true; }));
+        io.poll();
+        CHECK_FALSE(done);
+        cancel.emit(boost::asio::cancellation_type::terminal);
+        io.run();
+        CHECK(done);
+        CHECK(got == boost::asio::error::operation_aborted);
+    }
+
+    TEST_CASE("sending to an unknown port id fails with ECONNREFUSED, not as unreachable kernel") {
+        boost::asio::io_context io;
+        connector::socket s(io.get_executor());
+        s.open();
+        error_code ec;
+        s.send({}, connector::as_payload("x"), ec, netlink::endpoint(0x7ffffff0u, 0));
+        CHECK(ec == std::errc::connection_refused);
+    }
+}

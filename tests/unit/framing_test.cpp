@@ -1,0 +1,397 @@
+// The framing layer against hand-made datagrams: every malformed case has its
+// own error, and nothing is read outside the bytes given.
+#include <cnasio/connector/framing.hpp>
+
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <vector>
+
+using namespace cnasio;
+using namespace cnasio::connector;
+
+namespace {
+
+// Writes the fields of one netlink message by hand, independent of build_datagram.
+struct wire {
+    std::vector<std::byte> bytes;
+
+    template <class T> void put(std::size_t at, T v) {
+        if (bytes.size() < at + sizeof v) bytes.resize(at + sizeof v);
+        std::memcpy(bytes.data() + at, &v, sizeof v);
+    }
+    // Appends nlmsghdr (+ cn_msg + data unless raw), padded to 4 bytes unless told not to.
+    std::size_t add(std::uint32_t nlmsg_len, std::uint16_t type, std::uint32_t cn_seq, std::uint32_t cn_ack,
+                    std::uint16_t cn_len, std::string_view data, bool pad = true) {
+        const std::size_t at = bytes.size();
+        put<std::uint32_t>(at + 0, nlmsg_len);
+        put<std::uint16_t>(at + 4, type);
+        put<std::uint16_t>(at + 6, 0);
+        put<std::uint32_t>(at + 8, cn_seq);
+        put<std::uint32_t>(at + 12, 77); // nlmsg_pid: whatever the sender claims
+        put<std::uint32_t>(at + 16, 14); // idx
+        put<std::uint32_t>(at + 20, 1);  // val
+        put<std::uint32_t>(at + 24, cn_seq);
+        put<std::uint32_t>(at + 28, cn_ack);
+        put<std::uint16_t>(at + 32, cn_len);
+        put<std::uint16_t>(at + 34, 0x5);
+        bytes.resize(at + 36 + data.size());
+        std::memcpy(bytes.data() + at + 36, data.data(), data.size());
+        if (pad) bytes.resize((bytes.size() + 3) & ~std::size_t{3});
+        return at;
+    }
+    std::size_t add_message(std::uint32_t seq, std::uint32_t ack, std::string_view data, bool pad = true) {
+        return add(static_cast<std::uint32_t>(36 + data.size()), NLMSG_DONE, seq, ack,
+                   static_cast<std::uint16_t>(data.size()), data, pad);
+    }
+    std::span<const std::byte> span() const { return bytes; }
+};
+
+std::string text(std::span<const std::byte> b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+
+// Reads the whole datagram: good messages' payloads and the errors, in order.
+struct walk {
+    std::vector<std::string> payloads;
+    std::vector<error_code> errors;
+    std::vector<message_view> views;
+    walk(std::span<const std::byte> d, bool truncated = false) {
+        datagram_reader r(d, truncated);
+        message_view m;
+        error_code ec;
+        int guard = 0;
+        while (r.next(m, ec) && ++guard < 100) {
+            if (ec)
+                errors.push_back(ec);
+            else {
+                payloads.push_back(text(m.payload));
+                views.push_back(m);
+            }
+        }
+        REQUIRE(guard < 100);
+    }
+};
+
+} // namespace
+
+TEST_SUITE("framing: parsing") {
+    TEST_CASE("one well-formed message: every field read") {
+        wire w;
+        w.add_message(7, 8, "hello");
+        walk r(w.span());
+        REQUIRE(r.errors.empty());
+        REQUIRE(r.payloads == std::vector<std::string>{"hello"});
+        const auto& m = r.views[0];
+        CHECK(m.header.id == id{14, 1});
+        CHECK(m.seq() == 7);
+        CHECK(m.ack() == 8);
+        CHECK(m.header.flags == 0x5);
+        CHECK(m.header.nlmsg_type == NLMSG_DONE);
+        CHECK(m.header.nlmsg_pid == 77);
+        CHECK(m.header.nlmsg_seq == 7);
+    }
+
+    TEST_CASE("several messages in one datagram are all walked, in order") {
+        wire w;
+        w.add_message(1, 0, "a");
+        w.add_message(2, 0, "");
+        w.add_message(3, 0, "three");
+        walk r(w.span());
+        CHECK(r.errors.empty());
+        CHECK(r.payloads == std::vector<std::string>{"a", "", "three"});
+    }
+
+    TEST_CASE("a user-space sender's unpadded last message (nlmsg_len 47) is accepted") {
+        wire w;
+        w.add_message(1, 0, "12345678901", /*pad=*/false);
+        REQUIRE(w.bytes.size() == 47);
+        walk r(w.span());
+        CHECK(r.errors.empty());
+        CHECK(r.payloads == std::vector<std::string>{"12345678901"});
+    }
+
+    TEST_CASE("the kernel's padded message: nlmsg_len unrounded, datagram rounded") {
+        wire w;
+        w.add_message(1, 0, "abc"); // 39 bytes + 1 padding
+        REQUIRE(w.bytes.size() == 40);
+        walk r(w.span());
+        CHECK(r.payloads == std::vector<std::string>{"abc"});
+        CHECK(r.errors.empty());
+    }
+
+    TEST_CASE("misaligned buffers parse the same (payload at an odd address)") {
+        wire w;
+        w.add_message(0x01020304, 0x0a0b0c0d, "payload!");
+        std::vector<std::byte> shifted(w.bytes.size() + 1);
+        std::memcpy(shifted.data() + 1, w.bytes.data(), w.bytes.size());
+        walk r(std::span<const std::byte>(shifted).subspan(1));
+        REQUIRE(r.views.size() == 1);
+        CHECK(r.views[0].seq() == 0x01020304);
+        CHECK(r.views[0].ack() == 0x0a0b0c0d);
+        CHECK(r.payloads[0] == "payload!");
+    }
+
+    TEST_CASE("an empty datagram has no messages") {
+        walk r({});
+        CHECK(r.payloads.empty());
+        CHECK(r.errors.empty());
+        message_view m;
+        CHECK(parse_message({}, m) == error::header_truncated);
+    }
+
+    TEST_CASE("fewer bytes than a netlink header: header_truncated") {
+        for (std::size_t n : {1u, 4u, 15u}) {
+            std::vector<std::byte> b(n);
+            walk r(b);
+            REQUIRE(r.errors.size() == 1);
+            CHECK(r.errors[0] == error::header_truncated);
+        }
+    }
+
+    TEST_CASE("trailing bytes after a good message that cannot be a header: header_truncated") {
+        wire w;
+        w.add_message(1, 0, "ok");
+        w.bytes.resize(w.bytes.size() + 8);
+        walk r(w.span());
+        CHECK(r.payloads == std::vector<std::string>{"ok"});
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0] == error::header_truncated);
+    }
+
+    TEST_CASE("nlmsg_len smaller than the header: length_below_header, walk ends") {
+        for (std::uint32_t len : {0u, 1u, 15u}) {
+            wire w;
+            w.add_message(1, 0, "x");
+            w.put<std::uint32_t>(0, len);
+            w.add_message(2, 0, "never reached");
+            walk r(w.span());
+            REQUIRE(r.errors.size() == 1);
+            CHECK(r.errors[0] == error::length_below_header);
+            CHECK(r.payloads.empty());
+        }
+    }
+
+    TEST_CASE("nlmsg_len past the end of the datagram: length_beyond_datagram") {
+        wire w;
+        w.add_message(1, 0, "first");
+        const auto at = w.add_message(2, 0, "second");
+        w.put<std::uint32_t>(at, 0xffffffffu); // a lying length field
+        walk r(w.span());
+        CHECK(r.payloads == std::vector<std::string>{"first"});
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0] == error::length_beyond_datagram);
+    }
+
+    TEST_CASE("a datagram cut short by the receive buffer (MSG_TRUNC): datagram_truncated") {
+        wire w;
+        w.add_message(1, 0, "first");
+        w.add_message(2, 0, "second, cut");
+        const auto cut = std::span<const std::byte>(w.bytes).first(w.bytes.size() - 4);
+        walk r(cut, /*truncated=*/true);
+        CHECK(r.payloads == std::vector<std::string>{"first"});
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0] == error::datagram_truncated);
+
+        SUBCASE("cut exactly between messages: still reported") {
+            wire one;
+            one.add_message(1, 0, "only");
+            walk t(one.span(), true);
+            CHECK(t.payloads == std::vector<std::string>{"only"});
+            REQUIRE(t.errors.size() == 1);
+            CHECK(t.errors[0] == error::datagram_truncated);
+        }
+        SUBCASE("cut inside a header") {
+            wire one;
+            one.add_message(1, 0, "only");
+            walk t(std::span<const std::byte>(one.bytes).first(10), true);
+            REQUIRE(t.errors.size() == 1);
+            CHECK(t.errors[0] == error::datagram_truncated);
+        }
+    }
+
+    TEST_CASE("netlink payload shorter than cn_msg: connector_header_truncated, next message still read") {
+        wire w;
+        const auto at = w.add_message(1, 0, "");
+        w.put<std::uint32_t>(at, 16 + 19); // one byte short of a cn_msg
+        // The message's frame stays 36 bytes long as laid out; make the next start at align4(35)=36.
+        w.add_message(2, 0, "next");
+        walk r(w.span());
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0] == error::connector_header_truncated);
+        CHECK(r.payloads == std::vector<std::string>{"next"});
+    }
+
+    TEST_CASE("cn_msg.len past its netlink message: connector_length_beyond_message") {
+        wire w;
+        w.add(36 + 4, NLMSG_DONE, 1, 0, /*cn_len=*/5, "abcd");
+        w.add_message(2, 0, "after");
+        walk r(w.span());
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0] == error::connector_length_beyond_message);
+        CHECK(r.payloads == std::vector<std::string>{"after"});
+
+        SUBCASE("cn_msg.len may not borrow the next message's bytes") {
+            wire v;
+            v.add(36 + 4, NLMSG_DONE, 1, 0, 40, "abcd");
+            v.add_message(2, 0, "this message is long enough to cover it");
+            walk t(v.span());
+            REQUIRE(t.errors.size() == 1);
+            CHECK(t.errors[0] == error::connector_length_beyond_message);
+        }
+    }
+
+    TEST_CASE("cn_msg.len shorter than the netlink payload: the rest is padding") {
+        wire w;
+        w.add(36 + 8, NLMSG_DONE, 1, 0, 3, "abcdefgh");
+        walk r(w.span());
+        CHECK(r.errors.empty());
+        CHECK(r.payloads == std::vector<std::string>{"abc"});
+    }
+
+    TEST_CASE("NLMSG_NOOP is skipped, NLMSG_ERROR carries the errno, an error 0 ack is skipped") {
+        wire w;
+        auto at = w.bytes.size();
+        w.put<std::uint32_t>(at, 16);
+        w.put<std::uint16_t>(at + 4, NLMSG_NOOP);
+        w.put<std::uint16_t>(at + 6, 0);
+        w.put<std::uint32_t>(at + 8, 0);
+        w.put<std::uint32_t>(at + 12, 0);
+        at = w.bytes.size(); // NLMSG_ERROR -EPERM echoing a request with nlmsg_seq 42
+        w.put<std::uint32_t>(at, 16 + 4 + 16);
+        w.put<std::uint16_t>(at + 4, NLMSG_ERROR);
+        w.put<std::uint16_t>(at + 6, 0);
+        w.put<std::uint32_t>(at + 8, 0);
+        w.put<std::uint32_t>(at + 12, 0);
+        w.put<std::int32_t>(at + 16, -EPERM);
+        w.put<std::uint32_t>(at + 20, 36);
+        w.put<std::uint16_t>(at + 24, NLMSG_DONE);
+        w.put<std::uint16_t>(at + 26, 0);
+        w.put<std::uint32_t>(at + 28, 42);
+        w.put<std::uint32_t>(at + 32, 0);
+        at = w.bytes.size(); // NLMSG_ERROR 0: an ack
+        w.put<std::uint32_t>(at, 20);
+        w.put<std::uint16_t>(at + 4, NLMSG_ERROR);
+        w.put<std::uint16_t>(at + 6, 0);
+        w.put<std::uint32_t>(at + 8, 0);
+        w.put<std::uint32_t>(at + 12, 0);
+        w.put<std::int32_t>(at + 16, 0);
+        w.add_message(5, 0, "data");
+
+        datagram_reader reader(w.span());
+        message_view m;
+        error_code ec;
+        REQUIRE(reader.next(m, ec));
+        CHECK(ec == std::errc::operation_not_permitted);
+        CHECK(m.header.nlmsg_type == NLMSG_ERROR);
+        CHECK(m.header.nlmsg_seq == 42);
+        REQUIRE(reader.next(m, ec));
+        CHECK_FALSE(ec);
+        CHECK(text(m.payload) == "data");
+        CHECK_FALSE(reader.next(m, ec));
+        CHECK(reader.skipped() == 2);
+    }
+
+    TEST_CASE("NLMSG_ERROR too short for its errno: error_message_truncated") {
+        wire w;
+        w.put<std::uint32_t>(0, 18);
+        w.put<std::uint16_t>(4, NLMSG_ERROR);
+        w.put<std::uint16_t>(6, 0);
+        w.put<std::uint64_t>(8, 0);
+        w.bytes.resize(20);
+        walk r(w.span());
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0] == error::error_message_truncated);
+    }
+
+    TEST_CASE("NLMSG_OVERRUN: netlink_overrun") {
+        wire w;
+        w.put<std::uint32_t>(0, 16);
+        w.put<std::uint16_t>(4, NLMSG_OVERRUN);
+        w.put<std::uint16_t>(6, 0);
+        w.put<std::uint64_t>(8, 0);
+        walk r(w.span());
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0] == error::netlink_overrun);
+    }
+
+    TEST_CASE("every prefix of a valid datagram parses without reading past it") {
+        // Under ASan, reading one byte too far in any prefix fails this test.
+        wire w;
+        w.add_message(1, 2, "first payload");
+        w.add_message(3, 4, "second");
+        for (std::size_t n = 0; n <= w.bytes.size(); ++n) {
+            std::vector<std::byte> exact(w.bytes.begin(), w.bytes.begin() + static_cast<std::ptrdiff_t>(n));
+            walk r(exact);
+            CHECK(r.payloads.size() + r.errors.size() <= 2);
+        }
+    }
+}
+
+TEST_SUITE("framing: building") {
+    TEST_CASE("build then parse round-trips every field") {
+        header h;
+        h.id = {CN_NETLINK_USERS + 3, 9};
+        h.seq = 0xdeadbeef;
+        h.ack = 0xffffffff;
+        h.flags = 3;
+        h.nlmsg_seq = 11;
+        h.nlmsg_pid = 1234;
+        const std::string data(1000, 'z');
+        std::vector<std::byte> buf(2000);
+        error_code ec;
+        const auto n = build_datagram(buf, h, as_payload(data), ec);
+        REQUIRE_FALSE(ec);
+        CHECK(n == 36 + 1000);
+        message_view m;
+        REQUIRE_FALSE(parse_message(std::span<const std::byte>(buf).first(n), m));
+        CHECK(m.header.id == h.id);
+        CHECK(m.seq() == h.seq);
+        CHECK(m.ack() == h.ack);
+        CHECK(m.header.flags == 3);
+        CHECK(m.header.nlmsg_seq == 11);
+        CHECK(m.header.nlmsg_pid == 1234);
+        CHECK(m.header.nlmsg_type == NLMSG_DONE);
+        CHECK(text(m.payload) == data);
+    }
+
+    TEST_CASE("the largest payload is accepted, one more byte is refused before anything is written") {
+        std::vector<std::byte> data(max_payload + 1, std::byte{1});
+        std::vector<std::byte> buf(max_datagram + 16, std::byte{0xee});
+        error_code ec;
+        CHECK(build_datagram(buf, {}, std::span<const std::byte>(data).first(max_payload), ec) == max_datagram);
+        CHECK_FALSE(ec);
+        std::fill(buf.begin(), buf.end(), std::byte{0xee});
+        CHECK(build_datagram(buf, {}, data, ec) == 0);
+        CHECK(ec == error::payload_too_large);
+        CHECK(buf[0] == std::byte{0xee});
+        CHECK(build_datagram({}, data, ec).empty());
+        CHECK(ec == error::payload_too_large);
+    }
+
+    TEST_CASE("a buffer too small is refused") {
+        std::vector<std::byte> buf(36 + 3);
+        error_code ec;
+        CHECK(build_datagram(buf, {}, as_payload("four"), ec) == 0);
+        CHECK(ec == error::buffer_too_small);
+        CHECK(build_datagram(buf, {}, as_payload("thr"), ec) == 39);
+        CHECK_FALSE(ec);
+    }
+
+    TEST_CASE("owning messages reuse their storage") {
+        wire w;
+        w.add_message(1, 0, std::string(100, 'a'));
+        w.add_message(2, 0, "short");
+        walk r(w.span());
+        message m(r.views[0]);
+        const auto* storage = m.payload.data();
+        m.assign(r.views[1]);
+        CHECK(m.payload.data() == storage);
+        CHECK(text(m.payload) == "short");
+        CHECK(m.seq() == 2);
+    }
+
+    TEST_CASE("as_payload takes text without its NUL and plain objects by value") {
+        CHECK(as_payload("abc").size() == 3);
+        const std::uint32_t op = 1;
+        CHECK(as_payload(op).size() == 4);
+    }
+}
