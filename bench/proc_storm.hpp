@@ -1,0 +1,110 @@
+// Process events under a storm (issue 6, benchmark 2).
+//
+// A child process runs a bounded vfork()+_exit() loop (two events per fork:
+// FORK and EXIT, both naming the storm process as parent). The listener under
+// test runs in its own thread (RUSAGE_THREAD charges it alone) and hands every
+// event to stats::on_event, which finds loss from gaps in the per-CPU sequence
+// numbers the kernel stamps on events and from storm events never seen.
+// Implementations: raw C baseline (proc_storm.cpp), cnasio (proc_storm_cnasio.cpp).
+#pragma once
+
+#include "common.hpp"
+
+#include <array>
+#include <memory>
+#include <vector>
+
+namespace bench::storm {
+
+struct stats {
+    std::atomic<bool> ready{false};
+    std::atomic<std::uint64_t> received{0};     // every event, whoever caused it
+    std::atomic<std::uint64_t> storm_events{0}; // FORK/EXIT events of the storm's children
+    std::uint32_t storm_tgid = 0;
+    std::uint64_t enobufs = 0;  // overrun reports seen by the listener
+    std::uint64_t rejected = 0; // datagrams not from the kernel, bad lengths
+    std::uint64_t seq_gaps = 0; // events missing between two received ones of one CPU
+    std::uint64_t seq_backwards = 0;
+    std::uint64_t first_ns = 0;
+    std::uint64_t last_ns = 0;
+    std::uint64_t warmup = 1000;
+    std::uint64_t allocs_at_warmup = 0;
+    std::uint64_t allocs_at_last = 0;
+    std::array<std::uint32_t, 256> next_seq{};
+    std::array<bool, 256> cpu_seen{};
+
+    // Children of the storm whose FORK was seen, indexed by pid: their EXIT is
+    // matched by pid, because in a vfork storm the kernel sometimes reports
+    // parent 0 in the EXIT event (the parent reaped the child before the event
+    // was built).
+    std::vector<bool> storm_children = std::vector<bool>(pid_limit());
+
+    static std::size_t pid_limit()
+    {
+        std::size_t limit = 4u << 20; // PID_MAX_LIMIT on 64-bit
+        if (std::FILE* f = std::fopen("/proc/sys/kernel/pid_max", "r")) {
+            unsigned long v = 0;
+            if (std::fscanf(f, "%lu", &v) == 1 && v > 0)
+                limit = v;
+            std::fclose(f);
+        }
+        return limit;
+    }
+
+    // Every implementation calls this once per proc event (acks included), on
+    // its receiving thread. For FORK events `parent_tgid` is fork.parent_tgid and
+    // `tgid` fork.child_tgid; for EXIT events exit.parent_tgid and
+    // exit.process_tgid; anything for other events.
+    void on_event(std::uint32_t cpu, std::uint32_t seq, std::uint32_t what, std::uint32_t parent_tgid,
+                  std::uint32_t tgid) noexcept
+    {
+        const std::uint64_t n = received.load(std::memory_order_relaxed) + 1;
+        received.store(n, std::memory_order_relaxed);
+        bool from_storm = false;
+        if (what == proc_event::PROC_EVENT_FORK && parent_tgid == storm_tgid && tgid < storm_children.size()) {
+            storm_children[tgid] = true;
+            from_storm = true;
+        } else if (what == proc_event::PROC_EVENT_EXIT && tgid < storm_children.size() && storm_children[tgid]) {
+            storm_children[tgid] = false;
+            from_storm = true;
+        }
+        if (from_storm)
+            storm_events.store(storm_events.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        if (cpu < next_seq.size()) {
+            if (!cpu_seen[cpu]) {
+                cpu_seen[cpu] = true;
+            } else if (seq != next_seq[cpu]) {
+                // Serial number arithmetic: the per-CPU counter wraps at 2^32.
+                const auto ahead = static_cast<std::int32_t>(seq - next_seq[cpu]);
+                if (ahead > 0)
+                    seq_gaps += static_cast<std::uint32_t>(ahead);
+                else
+                    ++seq_backwards;
+            }
+            next_seq[cpu] = seq + 1;
+        }
+        const std::uint64_t t = now_ns();
+        if (n == 1)
+            first_ns = t;
+        last_ns = t;
+        const std::uint64_t a = allocations_this_thread();
+        if (n == warmup)
+            allocs_at_warmup = a;
+        allocs_at_last = a;
+    }
+};
+
+class listener {
+public:
+    virtual ~listener() = default;
+    // Joins group 1, sends LISTEN, sets stats.ready, then receives until stop();
+    // sends IGNORE before returning (the kernel's listener count outlives sockets).
+    virtual void run(stats& s) = 0;
+    // Thread-safe; makes run() return soon.
+    virtual void stop() = 0;
+};
+
+// nullptr while cnasio cannot do this yet.
+std::unique_ptr<listener> make_cnasio_listener();
+
+} // namespace bench::storm
