@@ -197,7 +197,8 @@ TEST_CASE("proc::exit_event: the exit code is a wait status") {
 
 TEST_CASE("proc::decode: unknown types are delivered with their raw bytes") {
     auto ev = header(0x400);
-    for (std::size_t i = 0; i < 24; ++i) reinterpret_cast<unsigned char*>(&ev.event_data)[i] = static_cast<unsigned char>(i + 1);
+    for (std::size_t i = 0; i < 24; ++i)
+        reinterpret_cast<unsigned char*>(&ev.event_data)[i] = static_cast<unsigned char>(i + 1);
     auto p = place(ev);
     cnasio::error_code ec;
     auto out = proc::decode(p.payload, {}, ec);
@@ -229,7 +230,8 @@ TEST_CASE("proc::decode: unknown types are delivered with their raw bytes") {
 }
 
 TEST_CASE("proc::decode: payloads too short are errors, never reads past the end") {
-    const std::uint32_t types[] = {0x0, 0x1, 0x2, 0x4, 0x40, 0x80, 0x100, 0x200, 0x20000000, 0x40000000, 0x80000000};
+    const std::uint32_t types[] = {0x0,   0x1,   0x2,        0x4,        0x40,      0x80,
+                                   0x100, 0x200, 0x20000000, 0x40000000, 0x80000000};
     for (auto what : types) {
         CAPTURE(what);
         auto need = proc::min_payload_size(what);
@@ -323,7 +325,8 @@ TEST_CASE("proc::event_mask: names and the kernel's normalisation") {
     // Round trip of every single type.
     for (const auto& n : proc::detail::filter_names) {
         cnasio::error_code ec;
-        CHECK(proc::parse_event_mask(proc::to_string(proc::event_mask{n.type}), ec) == proc::event_mask{n.type});
+        CHECK(proc::parse_event_mask(proc::to_string(proc::event_mask{n.type}), ec) ==
+              proc::event_mask{n.type});
     }
     // valid_event(): unknown bits dropped, nothing left = ALL.
     CHECK(proc::event_mask{}.kernel_effective().is_all());
