@@ -204,17 +204,11 @@ public:
     /// Receives one datagram into `buffer` (use receive_buffer_size bytes).
     /// Completion signature: void(error_code, received_datagram). Walk the
     /// result with `reader()`; check `port_id()` before trusting it (only
-    /// port id 0 is the kernel).
+    /// port id 0 is the kernel). ENOBUFS completes with error::overrun.
     template <class CompletionToken>
     auto async_receive(std::span<std::byte> buffer, CompletionToken&& token) {
         return boost::asio::async_compose<CompletionToken, void(error_code, received_datagram)>(
-            receive_op{this, buffer, {}, {}, false}, token, sock_);
-    }
-
-    /// Waits until a datagram is queued (for callers that drain with try_receive).
-    template <class CompletionToken>
-    auto async_wait_readable(CompletionToken&& token) {
-        return sock_.async_wait(netlink::socket::wait_read, std::forward<CompletionToken>(token));
+            receive_op{this, buffer, false}, token, sock_);
     }
 
 private:
@@ -248,31 +242,37 @@ private:
         }
     };
 
+    // Asio's own receive operation, not async_wait + recvmsg: it reads
+    // speculatively and so cannot miss an edge-triggered readiness that
+    // another thread's reactor run consumed. MSG_TRUNC makes recvfrom return a
+    // datagram's full length, which tells a truncated one.
     struct receive_op {
         socket* self_;
         std::span<std::byte> buffer_;
-        received_datagram result_;
-        error_code ec_;
-        bool done_;
+        bool started_;
 
         template <class Self>
-        void operator()(Self& self, error_code wait_ec = {}, std::size_t = 0) {
-            if (done_) return self.complete(ec_, result_);
-            if (wait_ec) return self.complete(wait_ec, received_datagram{});
-            const bool first = !started_;
-            started_ = true;
-            if (self_->try_receive(buffer_, result_, ec_)) {
-                done_ = true;
-                if (first) return boost::asio::post(self_->sock_.get_executor(), std::move(self));
-                return self.complete(ec_, result_);
+        void operator()(Self& self, error_code ec = {}, std::size_t n = 0) {
+            if (!started_) {
+                started_ = true;
+                self_->sock_.async_receive_from(boost::asio::buffer(buffer_.data(), buffer_.size()), self_->from_,
+                                                MSG_TRUNC, std::move(self));
+                return;
             }
-            self_->sock_.async_wait(netlink::socket::wait_read, std::move(self));
+            received_datagram r;
+            if (ec == boost::system::errc::no_buffer_space) ec = error::overrun;
+            if (!ec) {
+                r.sender = self_->from_;
+                r.bytes = buffer_.first(n < buffer_.size() ? n : buffer_.size());
+                r.truncated = n > buffer_.size();
+            }
+            self.complete(ec, r);
         }
-        bool started_ = false;
     };
 
     netlink::socket sock_;
     std::vector<std::byte> send_buf_;
+    netlink::endpoint from_;
     std::uint32_t port_id_ = 0;
 };
 

@@ -1,0 +1,782 @@
+// cnasio/client.hpp - requests and subscriptions over one connector socket.
+//
+// A `client` owns a connector socket and the one receive loop that reads it.
+// Every message read goes to the pending request it answers (see
+// detail/correlator.hpp) or else to the subscribers of the group it came
+// through (see detail/fanout.hpp); nothing else reads the socket.
+//
+//     cnasio::client c(io.get_executor());
+//     auto reply = co_await c.async_request({idx, val}, payload, asio::use_awaitable);
+//
+// Receive path: one Asio receive operation waits for the first datagram, then
+// the loop drains whatever else is queued with non-blocking recvmsg calls
+// before it waits again, so a burst costs one reactor round trip, not one per
+// datagram. Right after a request is sent the loop also looks once without
+// waiting: the kernel runs a connector callback inside sendto(), so its reply
+// is often queued already.
+//
+// Senders: only port id 0 (the kernel) is believed by default. Any local
+// process with CAP_NET_ADMIN can unicast to our port id a message that claims
+// anything in its headers; `client_options::admitted_ports` adds user-space
+// peers to trust. Everything else is dropped and counted (stats().rejected).
+//
+// Threads: like an Asio socket, a client is not thread-safe. Call it, and the
+// subscriptions it made, from its executor: a single-threaded io_context, or
+// a strand when the io_context runs on several threads. Completions run on each
+// handler's associated executor.
+//
+// Cancellation: async_request and subscription::async_receive honour terminal,
+// partial and total cancellation. A cancelled request leaves the pending table
+// at once and a reply arriving later is counted as late.
+#pragma once
+
+#include <cnasio/connector/framing.hpp>
+#include <cnasio/connector/message.hpp>
+#include <cnasio/connector/socket.hpp>
+#include <cnasio/detail/correlator.hpp>
+#include <cnasio/detail/fanout.hpp>
+#include <cnasio/error.hpp>
+#include <cnasio/netlink/options.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/append.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <random>
+#include <span>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace cnasio {
+
+/// How a client is set up.
+struct client_options {
+    /// Timeout of a request that names none.
+    std::chrono::milliseconds default_timeout{1000};
+    /// User-space port ids believed besides the kernel's 0 (daemons, test peers).
+    std::vector<std::uint32_t> admitted_ports;
+    /// Receive buffer to ask for when the first subscription is made (SO_RCVBUFFORCE,
+    /// falling back to SO_RCVBUF); 0 leaves the kernel's default.
+    std::size_t subscription_receive_buffer = 8u << 20;
+    /// Network namespace file to create the socket in (e.g. "/proc/1/ns/net"); empty: the caller's.
+    std::string netns;
+    /// Netlink family (NETLINK_CONNECTOR unless a peer speaks connector framing elsewhere).
+    netlink::protocol protocol = netlink::protocol::connector();
+    /// Datagrams drained per turn before the loop lets other handlers run.
+    std::size_t drain_batch = 256;
+};
+
+/// How one request is sent and matched.
+struct request_options {
+    cnasio::match match = match::seq_and_ack;
+    /// 0: the client's default_timeout.
+    std::chrono::milliseconds timeout{0};
+    /// For match::custom.
+    reply_matcher matcher;
+    /// Destination port id: 0 is the kernel.
+    std::uint32_t port_id = 0;
+    /// cn_msg.flags of the request.
+    std::uint16_t flags = 0;
+};
+
+/// How one subscription queues.
+struct subscription_options {
+    /// Messages queued before the overflow policy applies.
+    std::size_t queue_limit = 4096;
+    overflow_policy policy = overflow_policy::drop_oldest;
+    /// Only messages for this connector id (both zero: every id of the group).
+    connector::id only_id{};
+};
+
+/// Counters of a client; every message read is counted in exactly one of
+/// replies, unsolicited, late_replies, duplicate_replies, rejected, malformed.
+struct client_stats {
+    std::uint64_t datagrams = 0;         ///< datagrams read
+    std::uint64_t replies = 0;           ///< messages that answered a pending request
+    std::uint64_t unsolicited = 0;       ///< messages that answered nothing (to subscribers, if any)
+    std::uint64_t unclaimed = 0;         ///< ...of which no subscriber wanted
+    std::uint64_t late_replies = 0;      ///< replies after their request timed out or was cancelled (dropped)
+    std::uint64_t duplicate_replies = 0; ///< further replies to an answered request (dropped)
+    std::uint64_t rejected = 0;          ///< messages from a port id that is not admitted (dropped)
+    std::uint64_t malformed = 0;         ///< messages the framing layer refused (dropped)
+    std::uint64_t overruns = 0;          ///< ENOBUFS reports: the kernel dropped messages for us
+    std::uint64_t timeouts = 0;          ///< requests that ended with error::timeout
+};
+
+class subscription;
+
+namespace detail {
+
+struct subscriber;
+
+// All client state. Shared with the handlers of outstanding operations, so it
+// outlives the client object until the last of them has run.
+struct client_state : std::enable_shared_from_this<client_state> {
+    using executor_type = boost::asio::any_io_executor;
+    using clock = std::chrono::steady_clock;
+    using reply_handler = boost::asio::any_completion_handler<void(error_code, connector::message)>;
+    using into_handler = boost::asio::any_completion_handler<void(error_code)>;
+
+    // A pending request: who to tell, and where its reply goes.
+    struct pending {
+        std::variant<reply_handler, into_handler> handler;
+        connector::message* into = nullptr; // the caller's message, for into_handler
+    };
+    using table = correlator<pending>;
+
+    client_state(const executor_type& ex, client_options o)
+        : ex(ex), sock(ex), timer(ex), options(std::move(o)), rng(std::random_device{}()) {}
+
+    executor_type ex;
+    connector::socket sock;
+    boost::asio::steady_timer timer;
+    client_options options;
+    table requests;
+    fanout<subscriber> subscribers;
+    client_stats stats;
+    std::mt19937 rng;
+    std::vector<std::byte> buffer = std::vector<std::byte>(connector::receive_buffer_size);
+    std::deque<std::pair<std::vector<std::byte>, std::uint32_t>> send_queue; // waiting for room at a peer
+    std::size_t receive_buffer_obtained = 0;
+    bool buffer_sized = false;
+    bool reading = false, draining = false, sending = false, closed = false;
+    clock::time_point timer_at = clock::time_point::max();
+
+    bool admitted(std::uint32_t port) const {
+        return port == 0 ||
+               std::find(options.admitted_ports.begin(), options.admitted_ports.end(), port) !=
+                   options.admitted_ports.end();
+    }
+    bool wants_to_read() const { return !closed && (!requests.empty() || !subscribers.empty()); }
+
+    // ---- completions: always posted, never run inside the caller ----
+
+    // Runs the handler from the client's executor, then on its own associated
+    // executor (dispatch: no second hop when they are the same). Handlers are
+    // type-erased, and an erased handler's executor can only be dispatched to.
+    template <class Handler, class... Args>
+    void post_completion(Handler&& h, Args&&... args) {
+        boost::asio::post(ex, [ex = ex, h = std::forward<Handler>(h), ... args = std::forward<Args>(args)]() mutable {
+            auto hex = boost::asio::get_associated_executor(h, ex);
+            boost::asio::dispatch(hex, boost::asio::append(std::move(h), std::move(args)...));
+        });
+    }
+
+    void finish(typename table::ticket t, error_code ec, const connector::message_view* reply,
+                typename table::outcome how) {
+        auto p = requests.take(t, how);
+        if (!p) return;
+        std::visit(
+            [&](auto& h) {
+                boost::asio::get_associated_cancellation_slot(h).clear();
+                using H = std::decay_t<decltype(h)>;
+                if constexpr (std::is_same_v<H, reply_handler>) {
+                    connector::message m;
+                    if (reply) m.assign(*reply);
+                    post_completion(std::move(h), ec, std::move(m));
+                } else {
+                    if (reply && p->into) p->into->assign(*reply);
+                    post_completion(std::move(h), ec);
+                }
+            },
+            p->handler);
+    }
+
+    // ---- requests ----
+
+    void start_request(connector::id id, std::span<const std::byte> payload, request_options ro,
+                       std::variant<reply_handler, into_handler> handler, connector::message* into) {
+        auto fail = [&](error_code ec) {
+            std::visit(
+                [&](auto& h) {
+                    using H = std::decay_t<decltype(h)>;
+                    if constexpr (std::is_same_v<H, reply_handler>)
+                        post_completion(std::move(h), ec, connector::message{});
+                    else
+                        post_completion(std::move(h), ec);
+                },
+                handler);
+        };
+        if (closed) return fail(error::client_closed);
+        if (payload.size() > connector::max_payload) return fail(error::payload_too_large);
+
+        std::uint32_t ack;
+        do ack = static_cast<std::uint32_t>(rng()); while (!requests.ack_free(ack));
+        connector::header h;
+        h.id = id;
+        h.seq = requests.next_seq();
+        h.ack = ack;
+        h.flags = ro.flags;
+        h.nlmsg_seq = h.seq;
+        h.nlmsg_pid = sock.port_id();
+        error_code ec;
+        send(h, payload, ro.port_id, ec);
+        if (ec) return fail(ec);
+
+        const auto timeout = ro.timeout.count() > 0 ? ro.timeout : options.default_timeout;
+        const auto deadline = clock::now() + timeout;
+        const auto mode = ro.match;
+        auto t = requests.add(mode, h.seq, ack, std::move(ro.matcher), deadline, pending{std::move(handler), into});
+
+        // Per-operation cancellation: the request leaves the table at once.
+        std::visit(
+            [&](auto& hd) {
+                auto slot = boost::asio::get_associated_cancellation_slot(hd);
+                if (slot.is_connected())
+                    slot.template emplace<cancel_request>(weak_from_this(), t);
+            },
+            requests.find(t)->handler);
+
+        arm_timer(deadline);
+        drain(); // the kernel may have answered inside sendto()
+        arm_read();
+    }
+
+    struct cancel_request {
+        std::weak_ptr<client_state> state;
+        typename table::ticket ticket;
+        void operator()(boost::asio::cancellation_type type) {
+            if (type == boost::asio::cancellation_type::none) return;
+            if (auto s = state.lock())
+                s->finish(ticket, boost::asio::error::operation_aborted, nullptr, table::outcome::expired);
+        }
+    };
+
+    void send(const connector::header& h, std::span<const std::byte> payload, std::uint32_t port, error_code& ec) {
+        const netlink::endpoint to(options.protocol, port, 0);
+        if (send_queue.empty()) {
+            sock.send(h, payload, ec, to);
+            if (ec != boost::asio::error::would_block) return;
+            ec.clear();
+        }
+        // The peer's queue is full: keep the order, send when it has room.
+        std::vector<std::byte> d = connector::build_datagram(h, payload, ec);
+        if (ec) return;
+        send_queue.emplace_back(std::move(d), port);
+        flush_sends();
+    }
+
+    void flush_sends() {
+        if (sending) return;
+        while (!send_queue.empty()) {
+            error_code ec;
+            auto& [d, port] = send_queue.front();
+            if (!connector::try_send(sock.native_handle(), d, netlink::endpoint(options.protocol, port, 0), ec) &&
+                !ec) {
+                sending = true;
+                sock.next_layer().async_wait(
+                    netlink::socket::wait_write,
+                    boost::asio::bind_executor(ex, [self = shared_from_this()](error_code wec) {
+                        self->sending = false;
+                        if (!wec && !self->closed) self->flush_sends();
+                    }));
+                return;
+            }
+            // A send that fails now has no caller left to tell; its request will time out.
+            send_queue.pop_front();
+        }
+    }
+
+    // ---- timeouts ----
+
+    void arm_timer(clock::time_point deadline) {
+        if (deadline >= timer_at) return;
+        timer_at = deadline;
+        timer.expires_at(deadline);
+        timer.async_wait(boost::asio::bind_executor(ex, [self = shared_from_this()](error_code ec) {
+            if (ec == boost::asio::error::operation_aborted) return; // re-armed earlier, or closed
+            self->on_timer();
+        }));
+    }
+
+    void on_timer() {
+        timer_at = clock::time_point::max();
+        if (closed) return;
+        requests.for_each_expired(clock::now(), [&](typename table::ticket t) {
+            ++stats.timeouts;
+            finish(t, error::timeout, nullptr, table::outcome::expired);
+        });
+        if (auto next = requests.next_deadline()) arm_timer(*next);
+    }
+
+    // ---- receiving ----
+
+    void arm_read() {
+        if (reading || draining || !wants_to_read()) return;
+        reading = true;
+        // Asio's receive operation (not async_wait): it reads speculatively,
+        // so no readiness edge can be missed whichever thread runs the reactor.
+        sock.async_receive(buffer, boost::asio::bind_executor(
+                                       ex, [self = shared_from_this()](error_code ec, connector::received_datagram d) {
+                                           self->reading = false;
+                                           self->on_read(ec, d);
+                                       }));
+    }
+
+    void on_read(error_code ec, const connector::received_datagram& d) {
+        if (closed) return;
+        if (ec == error::overrun) {
+            on_overrun();
+        } else if (ec) {
+            if (ec == boost::asio::error::operation_aborted) return;
+            fail_all(ec); // a broken socket: every pending request learns why
+            return;
+        } else {
+            dispatch(d);
+        }
+        drain();
+        arm_read();
+    }
+
+    // Reads everything already queued, without waiting.
+    void drain() {
+        if (draining || closed) return;
+        draining = true;
+        std::size_t n = 0;
+        connector::received_datagram d;
+        error_code ec;
+        while (!closed && connector::try_receive(sock.native_handle(), buffer, d, ec)) {
+            if (ec == error::overrun)
+                on_overrun();
+            else if (ec) {
+                draining = false;
+                fail_all(ec);
+                return;
+            } else
+                dispatch(d);
+            if (++n == options.drain_batch) { // let others run; come back without waiting
+                boost::asio::post(ex, [self = shared_from_this()] {
+                    self->draining = false;
+                    self->drain();
+                    self->arm_read();
+                });
+                return;
+            }
+        }
+        draining = false;
+    }
+
+    void dispatch(const connector::received_datagram& d) {
+        ++stats.datagrams;
+        const bool trusted = admitted(d.port_id());
+        connector::message_view m;
+        error_code ec;
+        for (auto r = d.reader(); r.next(m, ec);) {
+            if (!trusted) {
+                ++stats.rejected;
+                continue;
+            }
+            if (ec) {
+                ++stats.malformed;
+                continue;
+            }
+            deliver(m, d.group());
+        }
+    }
+
+    void deliver(const connector::message_view& m, unsigned group);
+
+    void on_overrun();
+
+    void fail_all(error_code ec) {
+        for (auto t : requests.pending()) finish(t, ec, nullptr, table::outcome::expired);
+    }
+
+    void close();
+};
+
+// A subscription's queue and its waiting receiver.
+struct subscriber {
+    using into_handler = boost::asio::any_completion_handler<void(error_code)>;
+    using value_handler = boost::asio::any_completion_handler<void(error_code, connector::message)>;
+
+    subscriber(unsigned g, const subscription_options& o) : group(g), only_id(o.only_id), queue(o.queue_limit, o.policy) {}
+
+    unsigned group;
+    connector::id only_id;
+    subscriber_queue queue;
+    std::variant<std::monostate, into_handler, value_handler> waiter; // a receive in progress
+    connector::message* out = nullptr;                                 // for into_handler
+
+    bool waiting() const noexcept { return waiter.index() != 0; }
+
+    bool accepts(const connector::message_view& m) const {
+        return (only_id.idx == 0 && only_id.val == 0) || m.id() == only_id;
+    }
+
+    // Completes the waiting receive if there is something to give it.
+    void serve(client_state& c) {
+        if (!waiting()) return;
+        if (queue.take_overrun()) return complete(c, error::overrun);
+        if (std::holds_alternative<into_handler>(waiter)) {
+            if (!queue.pop(*out)) return;
+            auto hh = take<into_handler>();
+            c.post_completion(std::move(hh), error_code{});
+        } else {
+            connector::message m;
+            if (!queue.pop(m)) return;
+            auto hh = take<value_handler>();
+            c.post_completion(std::move(hh), error_code{}, std::move(m));
+        }
+    }
+
+    void complete(client_state& c, error_code ec) {
+        if (std::holds_alternative<into_handler>(waiter)) {
+            auto hh = take<into_handler>();
+            c.post_completion(std::move(hh), ec);
+        } else if (std::holds_alternative<value_handler>(waiter)) {
+            auto hh = take<value_handler>();
+            c.post_completion(std::move(hh), ec, connector::message{});
+        }
+    }
+
+    template <class H>
+    H take() {
+        H h = std::move(std::get<H>(waiter));
+        waiter = std::monostate{};
+        out = nullptr;
+        boost::asio::get_associated_cancellation_slot(h).clear();
+        return h;
+    }
+};
+
+inline void client_state::deliver(const connector::message_view& m, unsigned group) {
+    typename table::ticket t;
+    switch (requests.classify(m, t)) {
+    case table::verdict::reply:
+        ++stats.replies;
+        finish(t, {}, &m, table::outcome::replied);
+        return;
+    case table::verdict::duplicate:
+        ++stats.duplicate_replies;
+        return;
+    case table::verdict::late:
+        ++stats.late_replies;
+        return;
+    case table::verdict::unrelated:
+        break;
+    }
+    ++stats.unsolicited;
+    const auto n = subscribers.deliver(group, m, [&](subscriber& s) {
+        s.queue.push(m);
+        s.serve(*this);
+    });
+    if (n == 0) ++stats.unclaimed;
+}
+
+inline void client_state::on_overrun() {
+    ++stats.overruns;
+    subscribers.for_each([&](subscriber& s) {
+        s.queue.mark_overrun();
+        s.serve(*this);
+    });
+}
+
+inline void client_state::close() {
+    if (closed) return;
+    closed = true;
+    for (auto t : requests.pending())
+        finish(t, boost::asio::error::operation_aborted, nullptr, table::outcome::expired);
+    subscribers.for_each([&](subscriber& s) { s.complete(*this, boost::asio::error::operation_aborted); });
+    error_code ignored;
+    timer.cancel();
+    sock.close(ignored);
+    send_queue.clear();
+}
+
+} // namespace detail
+
+/// A subscription to one multicast group (or, for group 0, to the unicasts
+/// that answer no request). Move-only; destroying it leaves the group when it
+/// was the group's last subscriber. Use it from its client's executor.
+class subscription {
+public:
+    subscription() = default;
+    subscription(subscription&&) noexcept = default;
+    subscription& operator=(subscription&& other) noexcept {
+        if (this != &other) {
+            reset();
+            state_ = std::move(other.state_);
+            sub_ = std::move(other.sub_);
+        }
+        return *this;
+    }
+    ~subscription() { reset(); }
+
+    /// Waits for the next message and moves it into `out` (whose storage is
+    /// recycled: reuse one message to receive without allocating).
+    /// Completion signature: void(error_code). error::overrun: the socket lost
+    /// messages (once per overrun, then messages flow again);
+    /// operation_aborted: cancelled, or the client closed. One receive at a
+    /// time per subscription (a second completes with error in_progress).
+    template <class CompletionToken>
+    auto async_receive(connector::message& out, CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(error_code)>(
+            [st = state_, sub = sub_](auto handler, connector::message* out) {
+                start<detail::subscriber::into_handler>(st, sub, std::move(handler), out);
+            },
+            token, &out);
+    }
+
+    /// The same, completing with the message: void(error_code, message).
+    template <class CompletionToken>
+    auto async_receive(CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(error_code, connector::message)>(
+            [st = state_, sub = sub_](auto handler) {
+                start<detail::subscriber::value_handler>(st, sub, std::move(handler), nullptr);
+            },
+            token);
+    }
+
+    /// Cancels a receive in progress (it completes with operation_aborted).
+    void cancel() {
+        if (auto st = state_.lock(); st && sub_) sub_->complete(*st, boost::asio::error::operation_aborted);
+    }
+
+    unsigned group() const noexcept { return sub_ ? sub_->group : 0; }
+    subscription_stats stats() const { return sub_ ? sub_->queue.stats() : subscription_stats{}; }
+    /// Messages queued and not yet received.
+    std::size_t queued() const noexcept { return sub_ ? sub_->queue.size() : 0; }
+    explicit operator bool() const noexcept { return sub_ != nullptr; }
+
+private:
+    friend class client;
+
+    struct cancel_receive {
+        std::shared_ptr<detail::subscriber> sub;
+        std::weak_ptr<detail::client_state> state;
+        void operator()(boost::asio::cancellation_type type) {
+            if (type == boost::asio::cancellation_type::none) return;
+            if (auto st = state.lock()) sub->complete(*st, boost::asio::error::operation_aborted);
+        }
+    };
+
+    template <class Erased, class Handler>
+    static void start(const std::weak_ptr<detail::client_state>& state, const std::shared_ptr<detail::subscriber>& sub,
+                      Handler&& handler, connector::message* out) {
+        auto st = state.lock();
+        auto fail = [&](error_code ec) {
+            if (st) {
+                if constexpr (std::is_same_v<Erased, detail::subscriber::into_handler>)
+                    st->post_completion(std::move(handler), ec);
+                else
+                    st->post_completion(std::move(handler), ec, connector::message{});
+                return;
+            }
+            auto hex = boost::asio::get_associated_executor(handler);
+            if constexpr (std::is_same_v<Erased, detail::subscriber::into_handler>)
+                boost::asio::post(hex, boost::asio::append(std::move(handler), ec));
+            else
+                boost::asio::post(hex, boost::asio::append(std::move(handler), ec, connector::message{}));
+        };
+        if (!st || !sub || st->closed) return fail(error::client_closed);
+        if (sub->waiting()) return fail(boost::asio::error::in_progress);
+        auto slot = boost::asio::get_associated_cancellation_slot(handler);
+        sub->waiter.template emplace<Erased>(std::forward<Handler>(handler));
+        sub->out = out;
+        if (slot.is_connected()) slot.template emplace<cancel_receive>(sub, state);
+        sub->serve(*st);
+        st->arm_read();
+    }
+
+    subscription(std::weak_ptr<detail::client_state> st, std::shared_ptr<detail::subscriber> sub)
+        : state_(std::move(st)), sub_(std::move(sub)) {}
+
+    void reset() {
+        if (!sub_) return;
+        if (auto st = state_.lock()) {
+            sub_->complete(*st, boost::asio::error::operation_aborted);
+            if (st->subscribers.remove(sub_->group, sub_.get()) && sub_->group != 0 && !st->closed) {
+                error_code ignored;
+                st->sock.leave(sub_->group, ignored);
+            }
+        }
+        sub_.reset();
+        state_.reset();
+    }
+
+    std::weak_ptr<detail::client_state> state_;
+    std::shared_ptr<detail::subscriber> sub_;
+};
+
+/// A connector client: requests correlated with their replies, and group subscriptions.
+class client {
+public:
+    using executor_type = boost::asio::any_io_executor;
+
+    /// Opens and binds the socket (in `options.netns` if set). Throws
+    /// boost::system::system_error on failure: error::connector_unsupported
+    /// when the kernel lacks CONFIG_CONNECTOR, the errno otherwise.
+    explicit client(const executor_type& ex, client_options options = {}) {
+        error_code ec;
+        open(ex, std::move(options), ec);
+        if (ec) throw boost::system::system_error(ec, "cnasio::client");
+    }
+    /// The same, reporting failure in `ec` (the client is then closed).
+    client(const executor_type& ex, client_options options, error_code& ec) { open(ex, std::move(options), ec); }
+
+    client(client&&) noexcept = default;
+    client& operator=(client&&) noexcept = default;
+    /// Completes every pending operation with operation_aborted.
+    ~client() {
+        if (state_) state_->close();
+    }
+
+    executor_type get_executor() const noexcept { return state_->ex; }
+
+    /// This client's port id: the address peers reply to.
+    std::uint32_t port_id() const noexcept { return state_->sock.port_id(); }
+    bool is_open() const noexcept { return state_ && !state_->closed; }
+    const client_stats& stats() const noexcept { return state_->stats; }
+    /// Requests waiting for their reply.
+    std::size_t pending_requests() const noexcept { return state_->requests.size(); }
+    /// Receive buffer the kernel granted at the first subscription (0 before).
+    std::size_t receive_buffer_size() const noexcept { return state_->receive_buffer_obtained; }
+    /// The underlying connector socket (for options; do not read from it).
+    connector::socket& socket() noexcept { return state_->sock; }
+
+    /// Trusts messages from a user-space port id too.
+    void admit(std::uint32_t port_id) { state_->options.admitted_ports.push_back(port_id); }
+
+    /// Ends every pending operation with operation_aborted and closes the socket.
+    void close() { state_->close(); }
+
+    /// Sends `payload` to connector id `id` and waits for the reply.
+    /// Completion signature: void(error_code, connector::message).
+    /// Errors: error::timeout, operation_aborted (cancelled or closed),
+    /// error::payload_too_large, error::connector_unreachable, a socket errno.
+    template <class CompletionToken>
+    auto async_request(connector::id id, std::span<const std::byte> payload, request_options options,
+                       CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(error_code, connector::message)>(
+            [st = state_](auto handler, connector::id id, std::span<const std::byte> payload,
+                          request_options options) {
+                st->start_request(id, payload, std::move(options),
+                                        detail::client_state::reply_handler(std::move(handler)), nullptr);
+            },
+            token, id, payload, std::move(options));
+    }
+    template <class CompletionToken>
+    auto async_request(connector::id id, std::span<const std::byte> payload, CompletionToken&& token) {
+        return async_request(id, payload, request_options{}, std::forward<CompletionToken>(token));
+    }
+
+    /// The same, writing the reply into `reply` (its storage is reused: no
+    /// allocation per request once it has grown). Completion: void(error_code).
+    template <class CompletionToken>
+    auto async_request(connector::id id, std::span<const std::byte> payload, connector::message& reply,
+                       request_options options, CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(error_code)>(
+            [st = state_](auto handler, connector::id id, std::span<const std::byte> payload,
+                          connector::message* reply, request_options options) {
+                st->start_request(id, payload, std::move(options),
+                                        detail::client_state::into_handler(std::move(handler)), reply);
+            },
+            token, id, payload, &reply, std::move(options));
+    }
+
+    /// Sends one message that expects no reply. Completion: void(error_code).
+    template <class CompletionToken>
+    auto async_send(connector::id id, std::span<const std::byte> payload, request_options options,
+                    CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(error_code)>(
+            [st = state_](auto handler, connector::id id, std::span<const std::byte> payload,
+                          request_options options) {
+                error_code ec;
+                if (st->closed)
+                    ec = error::client_closed;
+                else {
+                    connector::header h;
+                    h.id = id;
+                    h.seq = st->requests.next_seq();
+                    h.ack = static_cast<std::uint32_t>(st->rng());
+                    h.flags = options.flags;
+                    h.nlmsg_seq = h.seq;
+                    h.nlmsg_pid = st->sock.port_id();
+                    st->send(h, payload, options.port_id, ec);
+                }
+                st->post_completion(std::move(handler), ec);
+            },
+            token, id, payload, std::move(options));
+    }
+
+    /// Subscribes to multicast group `group` (1..32; 0: unicasts that answer
+    /// no request). Joins the group with the first subscriber; sizes the
+    /// receive buffer at the first subscription.
+    /// Completion signature: void(error_code, subscription).
+    template <class CompletionToken>
+    auto async_subscribe(unsigned group, subscription_options options, CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(error_code, subscription)>(
+            [st = state_](auto handler, unsigned group, subscription_options options) {
+                error_code ec;
+                subscription sub = subscribe(st, group, options, ec);
+                st->post_completion(std::move(handler), ec, std::move(sub));
+            },
+            token, group, options);
+    }
+    template <class CompletionToken>
+    auto async_subscribe(unsigned group, CompletionToken&& token) {
+        return async_subscribe(group, subscription_options{}, std::forward<CompletionToken>(token));
+    }
+
+    /// Subscribes at once (joining a group does not wait on anything).
+    subscription subscribe(unsigned group, subscription_options options, error_code& ec) {
+        return subscribe(state_, group, options, ec);
+    }
+
+private:
+    void open(const executor_type& ex, client_options options, error_code& ec) {
+        state_ = std::make_shared<detail::client_state>(ex, std::move(options));
+        state_->sock.open(ec, 0, state_->options.netns, state_->options.protocol);
+        if (ec) state_->closed = true;
+    }
+
+    static subscription subscribe(const std::shared_ptr<detail::client_state>& st, unsigned group,
+                                  const subscription_options& options, error_code& ec) {
+        ec.clear();
+        if (st->closed) {
+            ec = error::client_closed;
+            return {};
+        }
+        if (group > detail::fanout<detail::subscriber>::max_group) {
+            ec = error::invalid_group;
+            return {};
+        }
+        if (!st->buffer_sized && st->options.subscription_receive_buffer > 0) {
+            st->buffer_sized = true;
+            error_code ignored; // a smaller buffer still works; what we got is observable
+            st->receive_buffer_obtained =
+                netlink::set_receive_buffer(st->sock.next_layer(), st->options.subscription_receive_buffer, ignored)
+                    .obtained;
+        }
+        auto sub = std::make_shared<detail::subscriber>(group, options);
+        if (st->subscribers.add(group, sub.get()) && group != 0) {
+            st->sock.join(group, ec);
+            if (ec) {
+                st->subscribers.remove(group, sub.get());
+                return {};
+            }
+        }
+        st->arm_read();
+        return subscription(st, std::move(sub));
+    }
+
+    std::shared_ptr<detail::client_state> state_;
+};
+
+} // namespace cnasio
