@@ -195,10 +195,12 @@ round_figures run_once(factory make, int group, const options& opt, const char* 
                      static_cast<unsigned long long>(s.rejected));
     if (opt.verbose)
         std::fprintf(stderr,
-                     "  %-8s %s: sent %llu received %llu (%.0f msg/s, %.3f us/msg CPU, %llu ENOBUFS, %.3f allocs/msg)\n",
+                     "  %-8s %s: sent %llu received %llu (%.0f msg/s, %.3f us/msg CPU, %llu ENOBUFS, %llu queue drops, "
+                     "%.3f allocs/msg)\n",
                      side, group != 0 ? "multicast" : "unicast", static_cast<unsigned long long>(sent),
                      static_cast<unsigned long long>(received), f.msgs_per_s, f.cpu_us_per_msg,
-                     static_cast<unsigned long long>(s.enobufs), f.allocs_per_msg);
+                     static_cast<unsigned long long>(s.enobufs), static_cast<unsigned long long>(s.queue_drops),
+                     f.allocs_per_msg);
     return f;
 }
 
