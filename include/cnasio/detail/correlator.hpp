@@ -141,7 +141,7 @@ public:
             custom_.erase(std::find(custom_.begin(), custom_.end(), t.index));
         else {
             by_ack_.erase(s.expected_ack);
-            remember(s.expected_ack, {s.seq, s.mode, how});
+            remember(s.expected_ack, {s.seq, s.mode, how, 0});
         }
         s.custom = nullptr;
         s.live = false;
@@ -209,6 +209,7 @@ private:
         std::uint32_t seq;
         match mode;
         outcome how;
+        std::size_t position = 0; // its place in recent_order_
     };
     struct deadline_record {
         clock::time_point when;
@@ -219,10 +220,14 @@ private:
     void remember(std::uint32_t expected_ack, memory m) {
         if (recent_limit_ == 0) return;
         if (recent_order_.size() < recent_limit_) {
+            m.position = recent_order_.size();
             recent_order_.push_back(expected_ack);
         } else { // forget the oldest: a ring over recent_order_
-            const std::uint32_t old = recent_order_[recent_next_];
-            recent_.erase(old);
+            m.position = recent_next_;
+            // An ack that came up again was remembered anew at a later
+            // position: that newer memory is not the oldest, keep it.
+            const auto old = recent_.find(recent_order_[recent_next_]);
+            if (old != recent_.end() && old->second.position == recent_next_) recent_.erase(old);
             recent_order_[recent_next_] = expected_ack;
             recent_next_ = (recent_next_ + 1) % recent_limit_;
         }
