@@ -1,0 +1,381 @@
+#!/bin/bash
+# Boots a Debian kernel under qemu with the cnasio_echo module and statically
+# linked guest test programs, and decides the verdict from two independent
+# signals: qemu's exit status (the guest writes it to isa-debug-exit) and a
+# verdict line (carrying a per-run nonce) in the console log. A guest test
+# failure, an oops/BUG/WARNING in dmesg, a kernel panic, a hang (hard
+# timeout) or a missing verdict line all fail, with the console log printed.
+#
+# usage: run-vm.sh --kernel 6.1|5.10 --work DIR [options] [GUEST_PROGRAM...]
+#   --kernel 6.1        Debian 12's kernel (headers from linux-headers-amd64)
+#   --kernel 5.10       Debian 11's kernel, fetched with a private apt config
+#   --headers DIR --vmlinuz FILE [--kmakefile FILE]
+#                       any other kernel: a Kbuild tree and its image
+#   --work DIR          scratch + log directory (created)
+#   --cache DIR         downloaded kernels (default $CNASIO_VM_CACHE, else
+#                       /var/cache/cnasio-vm if writable, else DIR/cache)
+#   --source DIR        project root (default: two levels above this script)
+#   --vm-exit FILE      static vm-exit helper (default: built from guest/)
+#   --build-guests      also build every tests/vm/guest/*.cpp test program
+#   --module-args ARGS  insmod parameters
+#   --timeout S         hard limit for the whole boot (default 300)
+#   --test-timeout S    limit per guest program, 0 = none (default 120)
+#   --expect-failure RE succeed only if the guest ran and FAILED, with a
+#                       failure line matching RE (repeatable: all must
+#                       match; harness self-tests); RE "timeout" expects
+#                       the hard timeout instead, in the program named by
+#   --expect-hang-in NAME
+#   --no-module         boot without building or loading cnasio_echo
+#   --accel kvm|tcg     default tcg (or $CNASIO_VM_ACCEL)
+# Guest programs run in the order given; exit 0 = pass, 77 = skip, else fail.
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+source_dir=$(cd "$here/../.." && pwd)
+kernel="" work="" cache="${CNASIO_VM_CACHE:-}" headers="" vmlinuz="" kmakefile=""
+vm_exit="" build_guests=0 module_args="" timeout_s=300 test_timeout=120
+expect_failures=() expect_hang_in="" with_module=1 accel="${CNASIO_VM_ACCEL:-}"
+guests=()
+
+die() {
+    echo "run-vm: $*" >&2
+    exit 2
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --kernel) kernel=$2; shift 2 ;;
+        --work) work=$2; shift 2 ;;
+        --cache) cache=$2; shift 2 ;;
+        --source) source_dir=$(cd "$2" && pwd); shift 2 ;;
+        --headers) headers=$2; shift 2 ;;
+        --vmlinuz) vmlinuz=$2; shift 2 ;;
+        --kmakefile) kmakefile=$2; shift 2 ;;
+        --vm-exit) vm_exit=$2; shift 2 ;;
+        --build-guests) build_guests=1; shift ;;
+        --module-args) module_args=$2; shift 2 ;;
+        --timeout) timeout_s=$2; shift 2 ;;
+        --test-timeout) test_timeout=$2; shift 2 ;;
+        --expect-failure) expect_failures+=("$2"); shift 2 ;;
+        --expect-hang-in) expect_hang_in=$2; shift 2 ;;
+        --no-module) with_module=0; shift ;;
+        --accel) accel=$2; shift 2 ;;
+        -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
+        --*) die "unknown option $1" ;;
+        *) guests+=("$1"); shift ;;
+    esac
+done
+[ -n "$work" ] || die "--work DIR is required"
+[ -n "$kernel" ] || [ -n "$headers" ] || die "--kernel 6.1|5.10 (or --headers/--vmlinuz) is required"
+mkdir -p "$work" || die "cannot create $work"
+work=$(cd "$work" && pwd)
+t_start=$(date +%s%N)
+elapsed() {
+    local tenths=$((($(date +%s%N) - t_start) / 100000000))
+    echo "$((tenths / 10)).$((tenths % 10))"
+}
+log() { echo "run-vm [$(elapsed)s] $*"; }
+
+# ---- tools: missing ones fail (never skip) with what to install ----
+need=()
+for tool in qemu-system-x86_64 cpio gzip make gcc g++ dpkg-deb apt-get; do
+    command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+busybox_bin=/bin/busybox
+if [ ! -x "$busybox_bin" ] || ldd "$busybox_bin" >/dev/null 2>&1; then
+    need+=("busybox-static (a statically linked /bin/busybox)")
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    echo "run-vm: FAIL: missing ${need[*]}" >&2
+    echo "run-vm: install them with: sudo $here/install-deps.sh" >&2
+    exit 1
+fi
+
+if [ -z "$cache" ]; then
+    if mkdir -p /var/cache/cnasio-vm 2>/dev/null && [ -w /var/cache/cnasio-vm ]; then
+        cache=/var/cache/cnasio-vm
+    else
+        cache=$work/cache
+    fi
+fi
+mkdir -p "$cache" || die "cannot create cache $cache"
+
+# ---- kernel: headers to build against + the image to boot (same $kver) ----
+# Runs under a lock: meson runs the per-kernel tests in parallel on one cache.
+extract_vmlinuz() {  # deb kver dest
+    local tmp
+    tmp=$(mktemp -d "$cache/extract.XXXXXX") || return 1
+    dpkg-deb --fsys-tarfile "$1" | tar -x -C "$tmp" "./boot/vmlinuz-$2" &&
+        mv "$tmp/boot/vmlinuz-$2" "$3"
+    local rc=$?
+    rm -rf "$tmp"
+    return $rc
+}
+
+fetch_bookworm() {
+    local dep
+    dep=$(dpkg-query -W -f='${Depends}' linux-headers-amd64 2>/dev/null) ||
+        { echo "run-vm: FAIL: linux-headers-amd64 is not installed; run: sudo $here/install-deps.sh" >&2; return 1; }
+    kver=$(echo "$dep" | grep -o 'linux-headers-[^ ,]*-amd64' | head -n1 | sed 's/^linux-headers-//')
+    headers=/usr/src/linux-headers-$kver
+    [ -d "$headers" ] || { echo "run-vm: FAIL: $headers missing; run: sudo $here/install-deps.sh" >&2; return 1; }
+    vmlinuz=$cache/kernels/vmlinuz-$kver
+    if [ ! -s "$vmlinuz" ]; then
+        mkdir -p "$cache/kernels" "$cache/debs"
+        log "downloading linux-image-$kver"
+        local pkg
+        for pkg in "linux-image-$kver-unsigned" "linux-image-$kver"; do
+            (cd "$cache/debs" && apt-get -q -o APT::Sandbox::User=root download "$pkg") >/dev/null 2>&1 && break
+        done
+        local deb
+        deb=$(ls "$cache/debs/"linux-image-"$kver"*_amd64.deb 2>/dev/null | head -n1)
+        [ -n "$deb" ] && extract_vmlinuz "$deb" "$kver" "$vmlinuz" ||
+            { echo "run-vm: FAIL: could not download linux-image-$kver (apt-get download; needs the Debian mirror)" >&2; return 1; }
+        rm -f "$deb"
+    fi
+}
+
+fetch_bullseye() {
+    # A private apt configuration: bullseye never enters the system's sources.
+    local apt_dir=$cache/apt-bullseye
+    local mirror
+    mirror=$(grep -rhoE 'https?://[^ ]*/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null |
+             grep -v security | head -n1 | tr -d ' ')
+    mirror=${mirror:-http://deb.debian.org/debian}
+    local -a apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+                       -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
+                       -o Dir::State::status=/dev/null -o APT::Architecture=amd64
+                       -o APT::Architectures=amd64 -o APT::Sandbox::User=root)
+    if [ -s "$cache/kernels/bullseye.kver" ]; then
+        kver=$(cat "$cache/kernels/bullseye.kver")
+    else
+        mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$cache/kernels"
+        echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bullseye main" \
+            > "$apt_dir/sources.list"
+        log "apt-get update (private bullseye lists, $mirror)"
+        apt-get -q "${apt_opts[@]}" update >"$work/apt-bullseye.log" 2>&1 ||
+            { cat "$work/apt-bullseye.log" >&2; echo "run-vm: FAIL: cannot reach the bullseye archive" >&2; return 1; }
+        kver=$(apt-cache "${apt_opts[@]}" show linux-headers-amd64 | sed -n 's/^Depends: linux-headers-\(5\.10\.[^ ]*-amd64\).*/\1/p' | head -n1)
+        [ -n "$kver" ] || { echo "run-vm: FAIL: no 5.10 linux-headers-amd64 in bullseye" >&2; return 1; }
+        local base=${kver%-amd64}
+        local dest=$cache/kernels/$kver debs=$cache/debs-$kver
+        rm -rf "$dest" "$debs" && mkdir -p "$dest" "$debs"
+        log "downloading Linux $kver (image, headers, kbuild)"
+        (cd "$debs" && apt-get -q "${apt_opts[@]}" download "linux-image-$kver-unsigned" \
+            "linux-headers-$kver" "linux-headers-$base-common" linux-kbuild-5.10) >"$work/apt-download.log" 2>&1 ||
+            { cat "$work/apt-download.log" >&2; echo "run-vm: FAIL: apt-get download of Linux $kver failed" >&2; return 1; }
+        local deb
+        for deb in "$debs"/*.deb; do
+            dpkg -x "$deb" "$dest" || { echo "run-vm: FAIL: dpkg -x $deb" >&2; return 1; }
+        done
+        rm -rf "$debs"
+        echo "$kver" > "$cache/kernels/bullseye.kver"
+    fi
+    local dest=$cache/kernels/$kver base=${kver%-amd64}
+    headers=$dest/usr/src/linux-headers-$kver
+    # The -amd64 tree's Makefile includes the -common one by absolute path.
+    kmakefile=$dest/usr/src/linux-headers-$base-common/Makefile
+    vmlinuz=$dest/boot/vmlinuz-$kver
+    [ -d "$headers" ] && [ -f "$kmakefile" ] && [ -s "$vmlinuz" ] ||
+        { echo "run-vm: FAIL: incomplete kernel cache in $dest (delete $cache/kernels/bullseye.kver to refetch)" >&2; return 1; }
+}
+
+kver=""
+if [ -n "$kernel" ]; then
+    exec 9>"$cache/.lock"
+    flock 9
+    case "$kernel" in
+        6.1) fetch_bookworm || exit 1 ;;
+        5.10) fetch_bullseye || exit 1 ;;
+        *) die "unknown --kernel $kernel (6.1 or 5.10; or --headers/--vmlinuz)" ;;
+    esac
+    flock -u 9
+else
+    [ -d "$headers" ] && [ -f "$vmlinuz" ] || die "--headers DIR and --vmlinuz FILE must exist"
+    kver=$(basename "$vmlinuz" | sed 's/^vmlinuz-//')
+fi
+log "kernel $kver: headers $headers, image $vmlinuz"
+
+# ---- module ----
+mod_dir=$work/module
+if [ "$with_module" = 1 ]; then
+    rm -rf "$mod_dir" && mkdir -p "$mod_dir"
+    cp "$source_dir"/examples/kernel/*.c "$source_dir"/examples/kernel/*.h "$source_dir"/examples/kernel/Kbuild "$mod_dir"/
+    kmake=(make -C "$headers")
+    [ -n "$kmakefile" ] && kmake+=(-f "$kmakefile")
+    # W=1 and warnings as errors: the module must stay clean on every kernel.
+    if ! "${kmake[@]}" M="$mod_dir" CC=gcc W=1 KCFLAGS=-Werror modules >"$work/module-build.log" 2>&1; then
+        cat "$work/module-build.log"
+        echo "run-vm: FAIL: module build against $kver failed" >&2
+        exit 1
+    fi
+    log "module built (W=1 -Werror)"
+fi
+
+# ---- guest programs ----
+cxx_static=(g++ -static -O2 -std=c++20 -Wall -Wextra -Wpedantic -Werror -pthread
+            -I "$source_dir/include" -I "$source_dir/examples/kernel" -I "$here/guest")
+guest_bin=$work/guest-bin
+mkdir -p "$guest_bin"
+if [ -z "$vm_exit" ]; then
+    vm_exit=$guest_bin/vm-exit
+    "${cxx_static[@]}" "$here/guest/vm_exit.cpp" -o "$vm_exit" || die "building vm-exit failed"
+fi
+if [ "$build_guests" = 1 ]; then
+    for src in "$here"/guest/*.cpp; do
+        name=$(basename "$src" .cpp)
+        case "$name" in vm_exit|selftest_*) continue ;; esac
+        "${cxx_static[@]}" "$src" -o "$guest_bin/$name" || die "building $name failed"
+        guests+=("$guest_bin/$name")
+    done
+fi
+[ ${#guests[@]} -gt 0 ] || die "no guest programs (pass paths or --build-guests)"
+
+# ---- initramfs ----
+root=$work/initramfs
+rm -rf "$root" && mkdir -p "$root"/{bin,lib/modules,tests,proc,sys,dev,tmp}
+cp "$busybox_bin" "$root/bin/busybox"
+cp "$vm_exit" "$root/bin/vm-exit"
+[ "$with_module" = 1 ] && cp "$mod_dir/cnasio_echo.ko" "$root/lib/modules/"
+n=0
+for g in "${guests[@]}"; do
+    [ -x "$g" ] || die "guest program $g is not an executable"
+    if ldd "$g" >/dev/null 2>&1; then die "guest program $g is not statically linked"; fi
+    n=$((n + 1))
+    # Meson names them vm-guest-NAME; the console reports NAME.
+    cp "$g" "$root/tests/$(printf '%02d' $n)-$(basename "$g" | sed 's/^vm-guest-//')"
+done
+nonce=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
+cat > "$root/init" <<INIT
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+set -o pipefail
+failures=0
+total=0
+fail() { echo "CNASIO-VM-FAILURE \$*"; failures=\$((failures + 1)); }
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+echo "CNASIO-VM kernel \$(uname -r) booted at \$(uptime_s)s"
+if [ ! -f /lib/modules/cnasio_echo.ko ]; then
+    echo "CNASIO-VM no module in this run"
+elif insmod /lib/modules/cnasio_echo.ko $module_args; then
+    echo "CNASIO-VM module loaded"
+else
+    fail "insmod cnasio_echo.ko"
+fi
+for t in /tests/*; do
+    name=\${t#/tests/??-}
+    total=\$((total + 1))
+    start=\$(uptime_s)
+    echo "CNASIO-VM-START \$name"
+    if [ "$test_timeout" -gt 0 ]; then
+        timeout -s KILL $test_timeout "\$t" >/tmp/out 2>&1
+    else
+        "\$t" >/tmp/out 2>&1
+    fi
+    rc=\$?
+    sed "s/^/[\$name] /" /tmp/out
+    case \$rc in
+        0) result=PASS ;;
+        77) result=SKIP ;;
+        *) result=FAIL; fail "test \$name rc=\$rc" ;;
+    esac
+    echo "CNASIO-VM-TEST \$name \$result rc=\$rc \$start..\$(uptime_s)s"
+done
+if grep -q '^cnasio_echo ' /proc/modules; then
+    rmmod cnasio_echo || fail "rmmod cnasio_echo"
+fi
+dmesg >/tmp/dmesg
+if grep -E 'Oops|BUG:|WARNING:|Kernel panic|general protection fault|Call Trace|UBSAN|KASAN' /tmp/dmesg >/tmp/bad; then
+    sed 's/^/[dmesg] /' /tmp/bad
+    fail "dmesg reports a kernel problem"
+fi
+grep -i cnasio /tmp/dmesg | sed 's/^/[dmesg] /'
+if [ \$failures -eq 0 ]; then verdict=PASS; code=0; else verdict=FAIL; code=1; fi
+echo "CNASIO-VM-VERDICT $nonce \$verdict tests=\$total failures=\$failures at \$(uptime_s)s"
+vm-exit \$code
+echo "CNASIO-VM vm-exit did not stop the machine"
+poweroff -f
+INIT
+chmod +x "$root/init"
+initrd=$work/initramfs.cpio.gz
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$initrd" || die "packing the initramfs failed"
+log "initramfs: $n guest program(s), $(du -k "$initrd" | cut -f1) KiB"
+
+# ---- boot ----
+# TCG by default: on our machines /dev/kvm exists but a KVM guest never gets
+# past the BIOS (nested virtualisation without the needed CPU features).
+accel=${accel:-tcg}
+qemu=(qemu-system-x86_64 -accel "$accel" -m 512 -smp 2 -nographic -no-reboot -nic none
+      -device isa-debug-exit,iobase=0xf4,iosize=0x04
+      -kernel "$vmlinuz" -initrd "$initrd"
+      -append "console=ttyS0 panic=-1 oops=panic quiet")
+
+console=$work/console.log
+log "booting ($accel, hard timeout ${timeout_s}s): ${qemu[*]}"
+timeout -k 5 "$timeout_s" "${qemu[@]}" </dev/null >"$console" 2>&1
+qemu_rc=$?
+log "qemu exited with $qemu_rc"
+
+# ---- verdict ----
+verdict_line=$(grep -a "^CNASIO-VM-VERDICT $nonce " "$console" | tail -n1 | tr -d '\r')
+problems=()
+if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
+    problems+=("timeout: the guest did not finish within ${timeout_s}s")
+elif [ "$qemu_rc" = 3 ]; then
+    problems+=("qemu exit status 3: the guest reported failure")
+elif [ "$qemu_rc" != 1 ]; then
+    problems+=("qemu exit status $qemu_rc: the guest never reported a verdict (panic, poweroff or crash)")
+fi
+case "$verdict_line" in
+    *" PASS "*) ;;
+    *" FAIL "*) problems+=("verdict line: ${verdict_line#CNASIO-VM-VERDICT $nonce }") ;;
+    *) problems+=("no verdict line in the console log") ;;
+esac
+if grep -aqE 'Kernel panic|Oops:|BUG:|general protection fault' "$console"; then
+    problems+=("the console shows a kernel problem")
+fi
+failure_lines=$(grep -a '^CNASIO-VM-FAILURE ' "$console" | tr -d '\r')
+
+print_log() {
+    echo "---- console log ($console) ----"
+    tr -d '\r' <"$console" | grep -av '^\x1b' 
+    echo "---- end of console log ----"
+}
+
+if [ ${#expect_failures[@]} -gt 0 ]; then
+    # Harness self-test: the failure must be detected, and for the right reasons.
+    matched=1
+    for re in "${expect_failures[@]}"; do
+        if [ "$re" = timeout ]; then
+            # ...and the hang must be the one under test, not a slow boot.
+            [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ] || matched=0
+            [ -n "$expect_hang_in" ] &&
+                [ "$(grep -a '^CNASIO-VM-START ' "$console" | tail -n1 | tr -d '\r')" = "CNASIO-VM-START $expect_hang_in" ] ||
+                matched=0
+        elif ! { [ "$qemu_rc" = 3 ] && [ -n "$verdict_line" ] && echo "$failure_lines" | grep -qE "$re"; }; then
+            matched=0
+        fi
+    done
+    print_log
+    if [ $matched = 1 ]; then
+        log "expected failure detected: ${problems[*]:-none}"
+        exit 0
+    fi
+    echo "run-vm: FAIL: expected a failed run matching: ${expect_failures[*]}; got: ${problems[*]:-a pass}" >&2
+    exit 1
+fi
+
+grep -a '^CNASIO-VM-TEST ' "$console" | tr -d '\r'
+if [ ${#problems[@]} -gt 0 ]; then
+    print_log
+    for p in "${problems[@]}"; do echo "run-vm: FAIL: $p" >&2; done
+    exit 1
+fi
+echo "$verdict_line"
+log "PASS on Linux $kver"
+exit 0
