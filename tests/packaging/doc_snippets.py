@@ -15,8 +15,11 @@ described in docs/README.md, for people writing docs):
     // snippet: coroutine    statements with co_await: the body of
                                  boost::asio::awaitable<void> snippet(boost::asio::io_context& io)
 
-Function and coroutine bodies see <cnasio/cnasio.hpp>, <boost/asio.hpp>,
-`namespace asio = boost::asio;` and `using namespace std::chrono_literals;`.
+Function and coroutine bodies see <cnasio/cnasio.hpp>, <cnasio/client.hpp>,
+<cnasio/proc/event.hpp>, <cnasio/proc/filter.hpp>, <boost/asio.hpp>, <array>,
+<chrono>, <cstdio>, <span>, `namespace asio = boost::asio;` and
+`using namespace std::chrono_literals;`. Every block may include
+"cnasio_echo_proto.h" (examples/kernel/, the example module's protocol).
 A ```cpp block without one of these first lines fails the test, so nothing is
 left out by accident. Blocks in other languages (```sh, ```meson, ...) are not
 compiled.
@@ -29,21 +32,32 @@ import concurrent.futures
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
 PRELUDE = """\
 #include <cnasio/cnasio.hpp>
+#include <cnasio/client.hpp>
+#include <cnasio/proc/event.hpp>
+#include <cnasio/proc/filter.hpp>
 #include <boost/asio.hpp>
+#include <array>
 #include <chrono>
+#include <cstdio>
+#include <span>
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 """
 
+# Function and coroutine bodies share the prelude, so it is compiled once as a
+# precompiled header (prelude.hpp.gch beside prelude.hpp in WORKDIR).
 WRAPPERS = {
-    "function": (PRELUDE + "void snippet([[maybe_unused]] asio::io_context& io) {\n", "\n}\n"),
-    "coroutine": (PRELUDE + "asio::awaitable<void> snippet([[maybe_unused]] asio::io_context& io) {\n",
-                  "\n    co_return;\n}\n"),
+    "function": ('#include "prelude.hpp"\nvoid snippet([[maybe_unused]] asio::io_context& io) {\n', "\n}\n"),
+    "coroutine": ('#include "prelude.hpp"\nasio::awaitable<void> snippet([[maybe_unused]] asio::io_context& io) {\n',
+                  # co_return at column 0, like the body, so that -Wmisleading-indentation
+                  # does not take it for part of a last unbraced loop
+                  "\nco_return;\n}\n"),
 }
 
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
@@ -91,11 +105,20 @@ def main():
     sep = sys.argv.index("--")
     srcdir, workdir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     compiler = sys.argv[sep + 1:]
-    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(workdir, ignore_errors=True)  # no stale snippets from an earlier run
+    workdir.mkdir(parents=True)
     cmd = compiler + ["-std=c++20", "-Wall", "-Wextra", "-Wpedantic", "-Werror",
                       # g++ 12 false positive on Asio's coroutine frames (GCC PR 109224)
                       "-Wno-mismatched-new-delete",
-                      "-I" + str(srcdir / "include")]
+                      "-I" + str(srcdir / "include"),
+                      # the example module's wire protocol, "cnasio_echo_proto.h"
+                      "-I" + str(srcdir / "examples" / "kernel")]
+
+    (workdir / "prelude.hpp").write_text(PRELUDE)
+    r = subprocess.run(cmd + ["-x", "c++-header", str(workdir / "prelude.hpp"), "-o", str(workdir / "prelude.hpp.gch")],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit("FAIL: the snippet prelude does not compile:\n" + r.stdout + r.stderr)
 
     # The harness must be able to fail.
     name, rc, _ = compile_one(("selfcheck_broken", "program", "int main() { int x = ; }\n", workdir, cmd))
