@@ -140,11 +140,12 @@ struct client_state : std::enable_shared_from_this<client_state> {
     using table = correlator<pending>;
 
     client_state(const executor_type& ex, client_options o)
-        : ex(ex), sock(ex), timer(ex), options(std::move(o)), rng(std::random_device{}()) {}
+        : ex(ex), sock(ex), timer(ex), send_retry(ex), options(std::move(o)), rng(std::random_device{}()) {}
 
     executor_type ex;
     connector::socket sock;
     boost::asio::steady_timer timer;
+    boost::asio::steady_timer send_retry;
     client_options options;
     table requests;
     fanout<subscriber> subscribers;
@@ -177,13 +178,16 @@ struct client_state : std::enable_shared_from_this<client_state> {
         });
     }
 
+    // `in_slot`: called from the request's own cancellation handler, which
+    // must not clear (destroy) itself while it runs; a stale handler left in
+    // the slot is harmless, as its ticket no longer names a request.
     void finish(typename table::ticket t, error_code ec, const connector::message_view* reply,
-                typename table::outcome how) {
+                typename table::outcome how, bool in_slot = false) {
         auto p = requests.take(t, how);
         if (!p) return;
         std::visit(
             [&](auto& h) {
-                boost::asio::get_associated_cancellation_slot(h).clear();
+                if (!in_slot) boost::asio::get_associated_cancellation_slot(h).clear();
                 using H = std::decay_t<decltype(h)>;
                 if constexpr (std::is_same_v<H, reply_handler>) {
                     connector::message m;
@@ -253,7 +257,7 @@ struct client_state : std::enable_shared_from_this<client_state> {
         void operator()(boost::asio::cancellation_type type) {
             if (type == boost::asio::cancellation_type::none) return;
             if (auto s = state.lock())
-                s->finish(ticket, boost::asio::error::operation_aborted, nullptr, table::outcome::expired);
+                s->finish(ticket, boost::asio::error::operation_aborted, nullptr, table::outcome::expired, true);
         }
     };
 
@@ -271,6 +275,9 @@ struct client_state : std::enable_shared_from_this<client_state> {
         flush_sends();
     }
 
+    // A full peer queue does not make our socket unwritable (netlink has no
+    // flow control towards the sender), so waiting for writability would
+    // spin: retry after a short pause instead.
     void flush_sends() {
         if (sending) return;
         while (!send_queue.empty()) {
@@ -279,12 +286,11 @@ struct client_state : std::enable_shared_from_this<client_state> {
             if (!connector::try_send(sock.native_handle(), d, netlink::endpoint(options.protocol, port, 0), ec) &&
                 !ec) {
                 sending = true;
-                sock.next_layer().async_wait(
-                    netlink::socket::wait_write,
-                    boost::asio::bind_executor(ex, [self = shared_from_this()](error_code wec) {
-                        self->sending = false;
-                        if (!wec && !self->closed) self->flush_sends();
-                    }));
+                send_retry.expires_after(std::chrono::microseconds(200));
+                send_retry.async_wait(boost::asio::bind_executor(ex, [self = shared_from_this()](error_code wec) {
+                    self->sending = false;
+                    if (!wec && !self->closed) self->flush_sends();
+                }));
                 return;
             }
             // A send that fails now has no caller left to tell; its request will time out.
@@ -435,24 +441,28 @@ struct subscriber {
         }
     }
 
-    void complete(client_state& c, error_code ec) {
+    // `in_slot`: see client_state::finish.
+    void complete(client_state& c, error_code ec, bool in_slot = false) {
         if (std::holds_alternative<into_handler>(waiter)) {
-            auto hh = take<into_handler>();
+            auto hh = take<into_handler>(in_slot);
             c.post_completion(std::move(hh), ec);
         } else if (std::holds_alternative<value_handler>(waiter)) {
-            auto hh = take<value_handler>();
+            auto hh = take<value_handler>(in_slot);
             c.post_completion(std::move(hh), ec, connector::message{});
         }
     }
 
     template <class H>
-    H take() {
+    H take(bool in_slot = false) {
         H h = std::move(std::get<H>(waiter));
         waiter = std::monostate{};
         out = nullptr;
-        boost::asio::get_associated_cancellation_slot(h).clear();
+        ++receive_number;
+        if (!in_slot) boost::asio::get_associated_cancellation_slot(h).clear();
         return h;
     }
+
+    std::uint64_t receive_number = 0; // tells a stale cancellation handler from the current one
 };
 
 inline void client_state::deliver(const connector::message_view& m, unsigned group) {
@@ -495,6 +505,7 @@ inline void client_state::close() {
     subscribers.for_each([&](subscriber& s) { s.complete(*this, boost::asio::error::operation_aborted); });
     error_code ignored;
     timer.cancel();
+    send_retry.cancel();
     sock.close(ignored);
     send_queue.clear();
 }
@@ -558,11 +569,15 @@ private:
     friend class client;
 
     struct cancel_receive {
-        std::shared_ptr<detail::subscriber> sub;
+        std::weak_ptr<detail::subscriber> sub;
         std::weak_ptr<detail::client_state> state;
+        std::uint64_t receive_number;
         void operator()(boost::asio::cancellation_type type) {
             if (type == boost::asio::cancellation_type::none) return;
-            if (auto st = state.lock()) sub->complete(*st, boost::asio::error::operation_aborted);
+            auto st = state.lock();
+            auto s = sub.lock();
+            if (st && s && s->receive_number == receive_number)
+                s->complete(*st, boost::asio::error::operation_aborted, true);
         }
     };
 
@@ -589,7 +604,7 @@ private:
         auto slot = boost::asio::get_associated_cancellation_slot(handler);
         sub->waiter.template emplace<Erased>(std::forward<Handler>(handler));
         sub->out = out;
-        if (slot.is_connected()) slot.template emplace<cancel_receive>(sub, state);
+        if (slot.is_connected()) slot.template emplace<cancel_receive>(sub, state, sub->receive_number);
         sub->serve(*st);
         st->arm_read();
     }

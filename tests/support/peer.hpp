@@ -107,3 +107,87 @@ inline std::string text_of(std::span<const std::byte> b) {
 }
 
 } // namespace cnasio::test
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <random>
+#include <thread>
+
+namespace cnasio::test {
+
+/// How an echo_peer misbehaves.
+struct echo_behaviour {
+    std::size_t batch = 1;              ///< collect this many requests, then answer them shuffled
+    bool duplicate = false;             ///< answer every request twice
+    bool decoys = false;                ///< before each reply send one with ack + 2 and one with seq + 1
+    std::chrono::milliseconds delay{0}; ///< wait before answering
+};
+
+/// A user-space "module" in a thread: answers each request with the same seq,
+/// ack + 1 and the same payload, by unicast to the requester's port id.
+class echo_peer {
+public:
+    explicit echo_peer(echo_behaviour b = {}) : b_(b), thread_([this] { run(); }) {}
+    ~echo_peer() {
+        stop_ = true;
+        thread_.join();
+    }
+    std::uint32_t port_id() const noexcept { return sock_.port_id(); }
+    std::size_t answered() const noexcept { return answered_; }
+
+private:
+    struct pending_reply {
+        connector::header h;
+        std::vector<std::byte> payload;
+        std::uint32_t to;
+    };
+
+    void run() {
+        std::vector<pending_reply> batch;
+        std::mt19937 rng(42);
+        std::vector<std::byte> bytes;
+        while (!stop_) {
+            std::uint32_t from = 0;
+            const bool got = sock_.receive(bytes, from, 20);
+            if (got) {
+                connector::for_each_message(
+                    bytes, false,
+                    [&](const connector::message_view& m) {
+                        pending_reply r{m.header, {m.payload.begin(), m.payload.end()}, from};
+                        r.h.ack = m.ack() + 1;
+                        r.h.nlmsg_pid = sock_.port_id();
+                        batch.push_back(std::move(r));
+                    },
+                    [](error_code, const connector::message_view&) {});
+            }
+            if (batch.empty() || (got && batch.size() < b_.batch)) continue;
+            if (b_.delay.count() > 0) std::this_thread::sleep_for(b_.delay);
+            std::shuffle(batch.begin(), batch.end(), rng);
+            for (auto& r : batch) {
+                if (b_.decoys) {
+                    auto wrong_ack = r.h;
+                    wrong_ack.ack += 1;
+                    sock_.send(wrong_ack, as_payload("decoy: wrong ack"), r.to);
+                    auto wrong_seq = r.h;
+                    wrong_seq.seq += 1;
+                    sock_.send(wrong_seq, as_payload("decoy: wrong seq"), r.to);
+                }
+                sock_.send(r.h, r.payload, r.to);
+                if (b_.duplicate) sock_.send(r.h, r.payload, r.to);
+                ++answered_;
+            }
+            batch.clear();
+        }
+    }
+
+    static std::span<const std::byte> as_payload(std::string_view s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
+
+    echo_behaviour b_;
+    peer sock_;
+    std::atomic<bool> stop_{false};
+    std::atomic<std::size_t> answered_{0};
+    std::thread thread_;
+};
+
+} // namespace cnasio::test
