@@ -16,7 +16,8 @@ described in docs/README.md, for people writing docs):
                                  boost::asio::awaitable<void> snippet(boost::asio::io_context& io)
 
 Function and coroutine bodies see <cnasio/cnasio.hpp>, <cnasio/client.hpp>,
-<cnasio/proc/event.hpp>, <cnasio/proc/filter.hpp>, <boost/asio.hpp>, <array>,
+<cnasio/proc/event.hpp>, <cnasio/proc/filter.hpp>, <cnasio/proc/loss.hpp>,
+<boost/asio.hpp>, <array>,
 <chrono>, <cstdio>, <span>, `namespace asio = boost::asio;` and
 `using namespace std::chrono_literals;`. Every block may include
 "cnasio_echo_proto.h" (examples/kernel/, the example module's protocol).
@@ -41,6 +42,7 @@ PRELUDE = """\
 #include <cnasio/client.hpp>
 #include <cnasio/proc/event.hpp>
 #include <cnasio/proc/filter.hpp>
+#include <cnasio/proc/loss.hpp>
 #include <boost/asio.hpp>
 #include <array>
 #include <chrono>
