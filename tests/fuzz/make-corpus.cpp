@@ -1,0 +1,287 @@
+// make-corpus: writes the seed corpus of the fuzz targets.
+//
+//     c++ -std=c++20 tests/fuzz/make-corpus.cpp -o make-corpus && ./make-corpus tests/fuzz/corpus
+//
+// Every datagram is written byte by byte here, not with cnasio's
+// build_datagram, so that the seeds do not inherit a bug of the code they
+// test. Each file starts with the prefix its target reads first (see the
+// target's comment): the MSG_TRUNC flag, the mode byte, or the op script.
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+using bytes = std::vector<std::uint8_t>;
+
+template <class T>
+void put(bytes& b, T v) {
+    const auto at = b.size();
+    b.resize(at + sizeof v);
+    std::memcpy(b.data() + at, &v, sizeof v);
+}
+void put_text(bytes& b, std::string_view s) { b.insert(b.end(), s.begin(), s.end()); }
+void pad4(bytes& b) {
+    while (b.size() % 4 != 0) b.push_back(0);
+}
+bytes cat(std::initializer_list<bytes> parts) {
+    bytes out;
+    for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+    return out;
+}
+
+constexpr std::uint16_t noop = 1, error = 2, done = 3, overrun = 4;
+
+// nlmsghdr + cn_msg + data, nlmsg_len unrounded; `pad` rounds the bytes to 4.
+bytes message(std::uint32_t idx, std::uint32_t val, std::uint32_t seq, std::uint32_t ack, const bytes& data,
+              bool pad = true, std::uint16_t type = done, std::uint32_t nlmsg_pid = 0) {
+    bytes b;
+    put<std::uint32_t>(b, static_cast<std::uint32_t>(36 + data.size()));
+    put<std::uint16_t>(b, type);
+    put<std::uint16_t>(b, 0);
+    put<std::uint32_t>(b, seq);
+    put<std::uint32_t>(b, nlmsg_pid);
+    put<std::uint32_t>(b, idx);
+    put<std::uint32_t>(b, val);
+    put<std::uint32_t>(b, seq);
+    put<std::uint32_t>(b, ack);
+    put<std::uint16_t>(b, static_cast<std::uint16_t>(data.size()));
+    put<std::uint16_t>(b, 0);
+    b.insert(b.end(), data.begin(), data.end());
+    if (pad) pad4(b);
+    return b;
+}
+
+// struct proc_event: what, cpu, timestamp_ns, then the event_data words.
+bytes proc_event(std::uint32_t what, std::uint32_t cpu, std::initializer_list<std::uint32_t> words) {
+    bytes b;
+    put<std::uint32_t>(b, what);
+    put<std::uint32_t>(b, cpu);
+    put<std::uint64_t>(b, 123456789012345ull);
+    for (auto w : words) put<std::uint32_t>(b, w);
+    b.resize(40, 0); // the union is 24 bytes whatever the type
+    return b;
+}
+
+bytes comm_event(const char* name) {
+    bytes b;
+    put<std::uint32_t>(b, 0x200);
+    put<std::uint32_t>(b, 1);
+    put<std::uint64_t>(b, 99);
+    put<std::uint32_t>(b, 4321);
+    put<std::uint32_t>(b, 4321);
+    char comm[16] = {};
+    std::strncpy(comm, name, sizeof comm);
+    b.insert(b.end(), comm, comm + sizeof comm);
+    return b;
+}
+
+// A netlink-only message (NOOP, ERROR, OVERRUN): header + body.
+bytes netlink(std::uint16_t type, const bytes& body, std::uint32_t len_override = 0) {
+    bytes b;
+    put<std::uint32_t>(b, len_override ? len_override : static_cast<std::uint32_t>(16 + body.size()));
+    put<std::uint16_t>(b, type);
+    put<std::uint16_t>(b, 0);
+    put<std::uint32_t>(b, 5);
+    put<std::uint32_t>(b, 0);
+    b.insert(b.end(), body.begin(), body.end());
+    pad4(b);
+    return b;
+}
+
+bytes nlmsg_error(std::int32_t err, bool echo) {
+    bytes body;
+    put<std::int32_t>(body, err);
+    if (echo) { // the request's header, echoed
+        put<std::uint32_t>(body, 40);
+        put<std::uint16_t>(body, done);
+        put<std::uint16_t>(body, 0);
+        put<std::uint32_t>(body, 77);
+        put<std::uint32_t>(body, 1234);
+    }
+    return netlink(error, body);
+}
+
+// A message whose headers lie about their lengths.
+bytes lying(std::uint32_t nlmsg_len, std::uint16_t cn_len, std::size_t real_data) {
+    bytes b = message(14, 1, 1, 0, bytes(real_data, 0x41));
+    std::memcpy(b.data(), &nlmsg_len, sizeof nlmsg_len);
+    std::memcpy(b.data() + 32, &cn_len, sizeof cn_len);
+    return b;
+}
+
+struct writer {
+    std::filesystem::path root;
+    int count = 0;
+    void operator()(const std::string& target, const std::string& name, const bytes& b) {
+        const auto dir = root / target;
+        std::filesystem::create_directories(dir);
+        std::ofstream f(dir / name, std::ios::binary | std::ios::trunc);
+        f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+        if (!f) {
+            std::fprintf(stderr, "make-corpus: cannot write %s\n", (dir / name).c_str());
+            std::exit(1);
+        }
+        ++count;
+    }
+};
+
+bytes first(const bytes& b, std::size_t n) { return bytes(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(n)); }
+
+bytes with(std::uint8_t prefix, const bytes& b) { return cat({bytes{prefix}, b}); }
+
+} // namespace
+
+int main(int argc, char** argv) {
+    if (argc != 2) {
+        std::fprintf(stderr, "usage: make-corpus OUTDIR\n");
+        return 2;
+    }
+    writer w{argv[1]};
+
+    // Datagrams, as they arrive.
+    const bytes fork_event = message(1, 1, 42, 0, proc_event(0x1, 1, {100, 100, 200, 200}));
+    const bytes exit_event = message(1, 1, 43, 0, proc_event(0x80000000u, 0, {200, 200, 1792, 17, 100, 100}));
+    const bytes proc_ack = message(1, 1, 7, 1001, proc_event(0x0, 0xffffffffu, {0}));
+    const bytes proc_ack_einval = message(1, 1, 8, 1002, proc_event(0x0, 0, {22}));
+    const bytes three = cat({message(14, 1, 1, 0, {'a'}), message(14, 1, 2, 0, {}),
+                             message(14, 1, 3, 0, {'t', 'h', 'r', 'e', 'e'})});
+    const bytes user_47 = message(14, 1, 9, 10, bytes{'1', '2', '3', '4', '5', '6', '7', '8', '9', '0', '1'}, false);
+    const bytes reply_to_1 = message(14, 1, 1, 2, bytes{'p', 'o', 'n', 'g'}, true, done, 1234);
+
+    const std::vector<std::pair<std::string, bytes>> datagrams = {
+        {"proc-fork-76", fork_event},
+        {"proc-exit-76", exit_event},
+        {"proc-ack-76", proc_ack},
+        {"proc-ack-einval", proc_ack_einval},
+        {"proc-comm", message(1, 1, 44, 0, comm_event("kworker/0:1"))},
+        {"three-messages", three},
+        {"user-unpadded-47", user_47},
+        {"reply", reply_to_1},
+        {"nlmsg-ack", nlmsg_error(0, true)},
+        {"nlmsg-error-einval", nlmsg_error(-22, true)},
+        {"nlmsg-error-intmin", nlmsg_error(INT32_MIN, false)},
+        {"nlmsg-error-short", netlink(error, bytes{1, 2})},
+        {"nlmsg-overrun", netlink(overrun, {})},
+        {"noop-then-message", cat({netlink(noop, {}), message(14, 1, 5, 0, {'x'})})},
+        {"len-below-header", lying(8, 1, 1)},
+        {"len-beyond-datagram", lying(400, 1, 1)},
+        {"cn-len-beyond-message", lying(40, 900, 4)},
+        {"body-below-cn-msg", netlink(done, bytes(10, 0))},
+        {"header-cut", first(fork_event, 12)},
+        {"good-then-lying", cat({fork_event, lying(0xffffffffu, 0, 0)})},
+        {"empty", {}},
+    };
+
+    // fuzz_framing: byte 0 bit 0 = MSG_TRUNC.
+    for (const auto& [name, d] : datagrams) w("framing", name, with(0, d));
+    w("framing", "truncated-on-boundary", with(1, fork_event));
+    w("framing", "truncated-mid-message", with(1, first(fork_event, 50)));
+
+    // fuzz_proc_event: mode 0 = seq, ack, payload; mode 1 = datagram (mode 3: truncated).
+    const std::vector<std::pair<std::string, bytes>> payloads = {
+        {"fork", proc_event(0x1, 1, {100, 100, 200, 200})},
+        {"exec", proc_event(0x2, 1, {300, 300})},
+        {"uid", proc_event(0x4, 0, {300, 300, 1000, 0})},
+        {"gid", proc_event(0x40, 0, {300, 300, 1000, 0})},
+        {"sid", proc_event(0x80, 0, {300, 300})},
+        {"ptrace", proc_event(0x100, 0, {300, 300, 1, 1})},
+        {"comm", comm_event("bash")},
+        {"comm-no-nul", comm_event("0123456789abcdefXYZ")},
+        {"coredump", proc_event(0x40000000u, 0, {300, 300, 1, 1})},
+        {"exit", proc_event(0x80000000u, 0, {200, 200, 1792, 17, 100, 100})},
+        {"exit-signaled-core", proc_event(0x80000000u, 0, {200, 200, 0x86, 17, 0, 0})},
+        {"nonzero-exit", proc_event(0x20000000u, 0, {200, 200, 256, 17, 100, 100})},
+        {"ack", proc_event(0x0, 0xffffffffu, {22})},
+        {"unknown-what", proc_event(0x1000, 0, {1, 2, 3, 4, 5, 6})},
+        {"short-exit", first(proc_event(0x80000000u, 0, {1}), 30)},
+        {"header-only", first(proc_event(0x2, 0, {}), 16)},
+    };
+    for (const auto& [name, p] : payloads) {
+        bytes b{0};
+        put<std::uint32_t>(b, 42);  // seq
+        put<std::uint32_t>(b, 0);   // ack
+        w("proc_event", "payload-" + name, cat({b, p}));
+    }
+    int mask_number = 0;
+    for (std::string_view list : {"fork,exec,exit", "all", " fork , comm ", "fork,,exit", "bogus", "nonzero_exit"}) {
+        bytes b{0};
+        put<std::uint32_t>(b, 0);
+        put<std::uint32_t>(b, 0);
+        put_text(b, list);
+        w("proc_event", "mask-" + std::to_string(++mask_number), b);
+    }
+    for (const auto& [name, d] : datagrams)
+        if (name.starts_with("proc")) w("proc_event", "datagram-" + name, with(1, d));
+    w("proc_event", "datagram-burst", with(1, cat({fork_event, exit_event, proc_ack})));
+
+    // fuzz_roundtrip: count, pad_last, then per message the header fields,
+    // a u16 payload size and the payload bytes (see the target).
+    {
+        bytes b{2, 0};
+        for (int i = 0; i < 2; ++i) {
+            put<std::uint16_t>(b, done);
+            put<std::uint16_t>(b, 0);
+            put<std::uint32_t>(b, 7u + i);
+            put<std::uint32_t>(b, 1234);
+            put<std::uint32_t>(b, 14);
+            put<std::uint32_t>(b, 1);
+            put<std::uint32_t>(b, 7u + i);
+            put<std::uint32_t>(b, 8);
+            put<std::uint16_t>(b, 0);
+            put<std::uint16_t>(b, static_cast<std::uint16_t>(i == 0 ? 11 : 40));
+            b.resize(b.size() + (i == 0 ? 11 : 40), 0x5a);
+        }
+        w("roundtrip", "two-messages", b);
+        bytes one{0, 1};
+        put<std::uint16_t>(one, error); // becomes NLMSG_DONE
+        one.resize(one.size() + 34, 0);
+        put<std::uint16_t>(one, 16390); // above the limit: refused, then cut to 16384
+        w("roundtrip", "oversized", one);
+    }
+
+    // fuzz_client_dispatch: a script of ops (op byte % 10), see the target.
+    //   0 add request: how, key, ack   (how % 3: seq+ack, ack only, custom)
+    //   3 add subscriber: group, id pick, limit, policy
+    //   5 receive: pick, cancel?
+    //   6 overrun   2 timer   1 cancel: pick   4 remove subscriber: pick
+    //   7 raw datagram: port pick, group pick, truncated?, u16 length, bytes
+    //   8 built datagram: port pick, group pick, truncated?, count, per message: how, request pick, ...
+    {
+        // port pick: 0 kernel, 1 admitted, 2 a forger, 3 the u32 that follows.
+        auto raw = [](std::uint8_t port, std::uint8_t group, const bytes& d, std::uint32_t port_id = 0) {
+            bytes b{7, port};
+            if (port == 3) put<std::uint32_t>(b, port_id);
+            b.push_back(group);
+            b.push_back(1); // not truncated
+            put<std::uint16_t>(b, static_cast<std::uint16_t>(d.size()));
+            return cat({b, d});
+        };
+        // Subscriber on group 1 for proc, a kernel event, a forged one, an overrun.
+        w("client_dispatch", "proc-subscriber",
+          cat({bytes{3, 1, 1, 4, 0}, bytes{5, 0, 0}, raw(0, 1, fork_event), raw(2, 1, exit_event), bytes{6},
+               bytes{5, 0, 0}, raw(0, 1, three)}));
+        // A request answered by the kernel (seq 1, ack + 1), then a duplicate,
+        // then a forger's copy claiming nlmsg_pid 0.
+        w("client_dispatch", "request-reply",
+          cat({bytes{0, 0, 0, 1}, bytes{8, 0, 0, 1, 0, 0, 0, 4, 'p', 'o', 'n', 'g'},
+               bytes{8, 0, 0, 1, 0, 0, 0, 0}, bytes{8, 2, 0, 1, 0, 0x40, 0, 0}}));
+        // Ack-only and custom requests, a timeout, a cancel and late replies.
+        w("client_dispatch", "timeouts-and-late",
+          cat({bytes{0, 1, 0, 9}, bytes{0, 0x23, 'k', 3}, bytes{0, 0x31, 0, 5}, bytes{2}, bytes{1, 0},
+               bytes{8, 1, 0, 1, 1, 0, 0, 0, 0x10, 2, 5, 0}}));
+        // Unicast to group-0 subscribers with an id filter, a full queue.
+        w("client_dispatch", "group0-queue",
+          cat({bytes{3, 0, 2, 1, 1}, bytes{3, 0, 0, 2, 0}, raw(1, 0, reply_to_1), raw(1, 0, three),
+               raw(3, 0, three, 12345), bytes{5, 0, 0}, bytes{4, 0}}));
+    }
+
+    std::printf("make-corpus: %d files in %s\n", w.count, argv[1]);
+    return 0;
+}
