@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -348,6 +349,8 @@ child_process fork_child(Body&& body)
     if (pid < 0)
         die("fork");
     if (pid == 0) {
+        // Never outlive the benchmark (e.g. the echo peer when the parent is killed).
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
         ::close(go[1]);
         ::close(result[0]);
         body(go[0], result[1]);

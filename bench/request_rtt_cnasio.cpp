@@ -18,6 +18,8 @@ namespace {
 
 namespace asio = boost::asio;
 
+constexpr std::uint32_t listen_op = PROC_CN_MCAST_LISTEN;
+
 class cnasio_requester final : public requester {
 public:
     explicit cnasio_requester(const target& t) : client_(io_.get_executor(), client_options(t)), target_(t)
@@ -52,9 +54,11 @@ public:
     {
         spawn([this, n, &latencies_us, &s]() -> asio::awaitable<void> {
             cnasio::connector::message reply;
+            unsigned char payload[payload_size] = {};
             for (std::size_t i = 0; i < n; ++i) {
                 const std::uint64_t t0 = now_ns();
-                co_await request(reply, static_cast<std::uint32_t>(i));
+                co_await client_.async_request(id_, body(payload, static_cast<std::uint32_t>(i)), reply, options_,
+                                               asio::use_awaitable);
                 latencies_us.push_back(static_cast<double>(now_ns() - t0) / 1e3);
                 s.on_complete();
             }
@@ -67,9 +71,10 @@ public:
         for (std::size_t w = 0; w < window; ++w)
             spawn([this, n, &started, &s]() -> asio::awaitable<void> {
                 cnasio::connector::message reply;
+                unsigned char payload[payload_size] = {};
                 while (started < n) {
                     const auto i = static_cast<std::uint32_t>(started++);
-                    co_await request(reply, i);
+                    co_await client_.async_request(id_, body(payload, i), reply, options_, asio::use_awaitable);
                     s.on_complete();
                 }
             }, false);
@@ -85,18 +90,14 @@ private:
         return o;
     }
 
-    asio::awaitable<void> request(cnasio::connector::message& reply, std::uint32_t i)
+    // The request payload: LISTEN for proc, else 64 bytes starting with `i`
+    // (the same bytes the baseline sends).
+    std::span<const std::byte> body(unsigned char (&payload)[payload_size], std::uint32_t i) const
     {
-        std::uint32_t op = PROC_CN_MCAST_LISTEN;
-        unsigned char payload[payload_size] = {};
-        std::span<const std::byte> body;
-        if (target_.kind == responder::proc_ack) {
-            body = cnasio::connector::as_payload(op);
-        } else {
-            std::memcpy(payload, &i, sizeof i);
-            body = cnasio::connector::as_payload(payload, sizeof payload);
-        }
-        co_await client_.async_request(id_, body, reply, options_, asio::use_awaitable);
+        if (target_.kind == responder::proc_ack)
+            return cnasio::connector::as_payload(listen_op);
+        std::memcpy(payload, &i, sizeof i);
+        return cnasio::connector::as_payload(payload, sizeof payload);
     }
 
     // Runs `make()` as a coroutine; with `wait`, runs the io_context until it ended.
