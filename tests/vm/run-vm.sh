@@ -26,6 +26,7 @@
 #                       the hard timeout instead, in the program named by
 #   --expect-hang-in NAME
 #   --no-module         boot without building or loading cnasio_echo
+#   --args-for NAME ARGS  arguments for guest program NAME (no globbing)
 #   --accel kvm|tcg     default tcg (or $CNASIO_VM_ACCEL)
 # Guest programs run in the order given; exit 0 = pass, 77 = skip, else fail.
 set -uo pipefail
@@ -36,6 +37,7 @@ kernel="" work="" cache="${CNASIO_VM_CACHE:-}" headers="" vmlinuz="" kmakefile="
 vm_exit="" build_guests=0 module_args="" timeout_s=300 test_timeout=120
 expect_failures=() expect_hang_in="" with_module=1 accel="${CNASIO_VM_ACCEL:-}"
 guests=()
+declare -A guest_args=()
 
 die() {
     echo "run-vm: $*" >&2
@@ -59,6 +61,7 @@ while [ $# -gt 0 ]; do
         --expect-failure) expect_failures+=("$2"); shift 2 ;;
         --expect-hang-in) expect_hang_in=$2; shift 2 ;;
         --no-module) with_module=0; shift ;;
+        --args-for) guest_args[$2]=$3; shift 3 ;;
         --accel) accel=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
         --*) die "unknown option $1" ;;
@@ -213,7 +216,7 @@ if [ "$with_module" = 1 ]; then
 fi
 
 # ---- guest programs ----
-cxx_static=(g++ -static -O2 -std=c++20 -Wall -Wextra -Wpedantic -Werror -pthread
+cxx_static=(g++ -static -O2 -std=c++20 -Wall -Wextra -Wpedantic -Werror -pthread -Wno-mismatched-new-delete
             -I "$source_dir/include" -I "$source_dir/examples/kernel" -I "$here/guest")
 guest_bin=$work/guest-bin
 mkdir -p "$guest_bin"
@@ -243,7 +246,9 @@ for g in "${guests[@]}"; do
     if ldd "$g" >/dev/null 2>&1; then die "guest program $g is not statically linked"; fi
     n=$((n + 1))
     # Meson names them vm-guest-NAME; the console reports NAME.
-    cp "$g" "$root/tests/$(printf '%02d' $n)-$(basename "$g" | sed 's/^vm-guest-//')"
+    gname=$(basename "$g" | sed 's/^vm-guest-//')
+    cp "$g" "$root/tests/$(printf '%02d' $n)-$gname"
+    printf '%s\n' "${guest_args[$gname]:-}" >"$root/tests/$(printf '%02d' $n)-$gname.args"
 done
 nonce=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 cat > "$root/init" <<INIT
@@ -267,15 +272,19 @@ elif insmod /lib/modules/cnasio_echo.ko $module_args; then
 else
     fail "insmod cnasio_echo.ko"
 fi
-for t in /tests/*; do
+set -- /tests/*
+set -f  # guest program arguments are passed as written
+for t in "\$@"; do
+    case "\$t" in *.args) continue ;; esac
     name=\${t#/tests/??-}
+    args=\$(cat "\$t.args")
     total=\$((total + 1))
     start=\$(uptime_s)
     echo "CNASIO-VM-START \$name"
     if [ "$test_timeout" -gt 0 ]; then
-        timeout -s KILL $test_timeout "\$t" >/tmp/out 2>&1
+        timeout -s KILL $test_timeout "\$t" \$args >/tmp/out 2>&1
     else
-        "\$t" >/tmp/out 2>&1
+        "\$t" \$args >/tmp/out 2>&1
     fi
     rc=\$?
     sed "s/^/[\$name] /" /tmp/out
