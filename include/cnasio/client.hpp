@@ -601,9 +601,13 @@ private:
         };
         if (!st || !sub || st->closed) return fail(error::client_closed);
         if (sub->waiting()) return fail(boost::asio::error::in_progress);
-        auto slot = boost::asio::get_associated_cancellation_slot(handler);
         sub->waiter.template emplace<Erased>(std::forward<Handler>(handler));
         sub->out = out;
+        // Erasing the handler put a cancellation state of its own into the
+        // caller's slot; ours goes into the slot the erased handler hands out.
+        // (Emplacing into the caller's slot would destroy that state under the
+        // erased handler, which clears its slot later: a use after free.)
+        auto slot = boost::asio::get_associated_cancellation_slot(std::get<Erased>(sub->waiter));
         if (slot.is_connected()) slot.template emplace<cancel_receive>(sub, state, sub->receive_number);
         sub->serve(*st);
         st->arm_read();
