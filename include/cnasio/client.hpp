@@ -349,9 +349,13 @@ struct client_state : std::enable_shared_from_this<client_state> {
         arm_read();
     }
 
-    // Reads everything already queued, without waiting.
+    // Reads everything already queued, without waiting. Not while a receive
+    // operation is pending: that one owns `buffer` (the reactor may be
+    // filling it on another thread right now, or may have filled it already
+    // with a datagram its handler has yet to dispatch), and the pending
+    // receive picks up whatever is queued anyway.
     void drain() {
-        if (draining || closed) return;
+        if (draining || reading || closed) return;
         draining = true;
         std::size_t n = 0;
         connector::received_datagram d;
