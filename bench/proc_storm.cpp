@@ -203,11 +203,11 @@ round_figures run_once(factory make, const options& opt, const char* side)
     if (opt.verbose)
         std::fprintf(stderr,
                      "  %-8s forks %lld, events %llu (storm %llu), %.0f ev/s, %.3f us/ev CPU, gaps %llu, "
-                     "ENOBUFS %llu, %.3f allocs/ev\n",
+                     "ENOBUFS %llu, queue drops %llu, library's loss count %.0f, %.3f allocs/ev\n",
                      side, static_cast<long long>(forks_signed), static_cast<unsigned long long>(received),
                      static_cast<unsigned long long>(s.storm_events.load()), f.events_per_s, f.cpu_us_per_event,
                      static_cast<unsigned long long>(s.seq_gaps), static_cast<unsigned long long>(s.enobufs),
-                     f.allocs_per_event);
+                     static_cast<unsigned long long>(s.queue_drops), s.library_lost, f.allocs_per_event);
     return f;
 }
 

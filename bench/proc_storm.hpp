@@ -23,6 +23,8 @@ struct stats {
     std::uint32_t storm_tgid = 0;
     std::uint64_t enobufs = 0;  // overrun reports seen by the listener
     std::uint64_t rejected = 0; // datagrams not from the kernel, bad lengths
+    std::uint64_t queue_drops = 0; // events a library dropped from its own queues (filled after run)
+    double library_lost = std::nan(""); // the library's own loss count, if it keeps one
     std::uint64_t seq_gaps = 0; // events missing between two received ones of one CPU
     std::uint64_t seq_backwards = 0;
     std::uint64_t first_ns = 0;

@@ -1,4 +1,86 @@
-// cnasio side of the proc storm benchmark: not plugged in yet.
+// cnasio side of the proc storm benchmark: cnasio::proc::listener on a client
+// with default options (its auto-sized receive buffer), received the
+// documented way: a coroutine co_awaiting listener::async_receive into one
+// reused event. Acks are delivered too (deliver_acks) so that the harness sees
+// every sequence number the raw listener sees.
 #include "proc_storm.hpp"
 
-std::unique_ptr<bench::storm::listener> bench::storm::make_cnasio_listener() { return nullptr; }
+#include <cnasio/client.hpp>
+#include <cnasio/proc/listener.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <string>
+
+namespace bench::storm {
+namespace {
+
+namespace asio = boost::asio;
+namespace proc = cnasio::proc;
+
+class cnasio_listener final : public listener {
+public:
+    cnasio_listener() : client_(io_.get_executor()), listener_(client_, listener_options()) {}
+
+    void run(stats& s) override
+    {
+        asio::co_spawn(io_, receive_loop(s), asio::detached);
+        io_.run();
+        listener_.close(); // IGNORE, on this thread
+        s.queue_drops = listener_.subscription_statistics().dropped;
+        const proc::listener_stats ls = listener_.stats();
+        s.library_lost = ls.lost ? static_cast<double>(*ls.lost) : std::nan("");
+    }
+
+    void stop() override { io_.stop(); }
+
+private:
+    static proc::listener_options listener_options()
+    {
+        proc::listener_options o;
+        o.deliver_acks = true;
+        return o;
+    }
+
+    asio::awaitable<void> receive_loop(stats& s)
+    {
+        auto [start_ec] = co_await listener_.async_start(asio::as_tuple(asio::use_awaitable));
+        if (start_ec)
+            die_msg(("cnasio proc listener start: " + start_ec.message()).c_str());
+        s.ready.store(true);
+        proc::event ev;
+        for (;;) {
+            auto [ec] = co_await listener_.async_receive(ev, asio::as_tuple(asio::use_awaitable));
+            if (ec == cnasio::error::overrun) {
+                ++s.enobufs;
+                continue;
+            }
+            if (ec)
+                co_return;
+            std::uint32_t parent_tgid = 0;
+            std::uint32_t tgid = 0;
+            if (const auto* f = ev.get_if<proc::fork_event>()) {
+                parent_tgid = static_cast<std::uint32_t>(f->parent_tgid);
+                tgid = static_cast<std::uint32_t>(f->child_tgid);
+            } else if (const auto* x = ev.get_if<proc::exit_event>()) {
+                parent_tgid = static_cast<std::uint32_t>(x->parent_tgid);
+                tgid = static_cast<std::uint32_t>(x->process_tgid);
+            }
+            s.on_event(ev.cpu, ev.seq, ev.what, parent_tgid, tgid);
+        }
+    }
+
+    asio::io_context io_{1};
+    cnasio::client client_;
+    proc::listener listener_;
+};
+
+} // namespace
+
+std::unique_ptr<listener> make_cnasio_listener() { return std::make_unique<cnasio_listener>(); }
+
+} // namespace bench::storm
