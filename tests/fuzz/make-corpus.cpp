@@ -282,6 +282,17 @@ int main(int argc, char** argv) {
                raw(3, 0, three, 12345), bytes{5, 0, 0}, bytes{4, 0}}));
     }
 
+    // fuzz_correlator: memory limit, then ops (byte % 6), see the target:
+    //   0 add: how, key, ack, deadline   1 end: pick   2 classify: seq, ack, first byte
+    //   3 expire: time   4 burst: size   5 next deadline
+    w("correlator", "reply-then-duplicate",
+      bytes{2, 0, 0, 0, 5, 3, 2, 1, 6, 0, 2, 1, 6, 0, 2, 9, 6, 0, 0, 1, 0, 5, 3, 2, 7, 6, 0, 3, 3, 2, 2, 6, 0});
+    w("correlator", "custom-and-expiry",
+      bytes{1, 0, 2, 'k', 1, 4, 0, 1, 0, 2, 9, 2, 0, 1, 'k', 5, 3, 4, 3, 15, 2, 0, 2, 0});
+    w("correlator", "ack-reused-in-small-memory",
+      bytes{1, 0, 0, 0, 5, 1, 1, 0, 0, 0, 0, 5, 1, 1, 0, 0, 0, 0, 9, 1, 1, 0, 2, 2, 6, 0});
+    w("correlator", "burst", bytes{8, 4, 200, 3, 15, 5, 4, 1});
+
     std::printf("make-corpus: %d files in %s\n", w.count, argv[1]);
     return 0;
 }
