@@ -9,6 +9,9 @@
 # usage: run-vm.sh --kernel 6.1|5.10 --work DIR [options] [GUEST_PROGRAM...]
 #   --kernel 6.1        Debian 12's kernel (headers from linux-headers-amd64)
 #   --kernel 5.10       Debian 11's kernel, fetched with a private apt config
+#   --arch arm64        boot Debian 12's arm64 kernel under qemu-system-aarch64
+#                       -M virt -cpu cortex-a72 (no module; programs must be
+#                       static aarch64 ones, vm-exit included)
 #   --headers DIR --vmlinuz FILE [--kmakefile FILE]
 #                       any other kernel: a Kbuild tree and its image
 #   --work DIR          scratch + log directory (created)
@@ -27,6 +30,8 @@
 #   --expect-hang-in NAME
 #   --no-module         boot without building or loading cnasio_echo
 #   --args-for NAME ARGS  arguments for guest program NAME (no globbing)
+#   --bin FILE          also put FILE in the guest's /bin (a tool the guest
+#                       programs call, e.g. cnctl)
 #   --accel kvm|tcg     default tcg (or $CNASIO_VM_ACCEL)
 # Guest programs run in the order given; exit 0 = pass, 77 = skip, else fail.
 set -uo pipefail
@@ -38,6 +43,8 @@ vm_exit="" build_guests=0 module_args="" timeout_s=300 test_timeout=120
 expect_failures=() expect_hang_in="" with_module=1 accel="${CNASIO_VM_ACCEL:-}"
 guests=()
 declare -A guest_args=()
+extra_bins=()
+arch=amd64
 
 die() {
     echo "run-vm: $*" >&2
@@ -47,6 +54,7 @@ die() {
 while [ $# -gt 0 ]; do
     case "$1" in
         --kernel) kernel=$2; shift 2 ;;
+        --arch) arch=$2; shift 2 ;;
         --work) work=$2; shift 2 ;;
         --cache) cache=$2; shift 2 ;;
         --source) source_dir=$(cd "$2" && pwd); shift 2 ;;
@@ -62,6 +70,7 @@ while [ $# -gt 0 ]; do
         --expect-hang-in) expect_hang_in=$2; shift 2 ;;
         --no-module) with_module=0; shift ;;
         --args-for) guest_args[$2]=$3; shift 3 ;;
+        --bin) extra_bins+=("$2"); shift 2 ;;
         --accel) accel=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
         --*) die "unknown option $1" ;;
@@ -69,7 +78,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$work" ] || die "--work DIR is required"
-[ -n "$kernel" ] || [ -n "$headers" ] || die "--kernel 6.1|5.10 (or --headers/--vmlinuz) is required"
+[ -n "$kernel" ] || [ -n "$headers" ] || [ "$arch" = arm64 ] ||
+    die "--kernel 6.1|5.10 (or --headers/--vmlinuz, or --arch arm64) is required"
 mkdir -p "$work" || die "cannot create $work"
 work=$(cd "$work" && pwd)
 t_start=$(date +%s%N)
@@ -80,12 +90,17 @@ elapsed() {
 log() { echo "run-vm [$(elapsed)s] $*"; }
 
 # ---- tools: missing ones fail (never skip) with what to install ----
+case "$arch" in
+    amd64) qemu_bin=qemu-system-x86_64 ;;
+    arm64) qemu_bin=qemu-system-aarch64; with_module=0 ;;
+    *) die "unknown --arch $arch (amd64 or arm64)" ;;
+esac
 need=()
-for tool in qemu-system-x86_64 cpio gzip make gcc g++ dpkg-deb apt-get; do
+for tool in "$qemu_bin" cpio gzip make gcc g++ dpkg-deb apt-get; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 busybox_bin=/bin/busybox
-if [ ! -x "$busybox_bin" ] || ldd "$busybox_bin" >/dev/null 2>&1; then
+if [ "$arch" = amd64 ] && { [ ! -x "$busybox_bin" ] || ldd "$busybox_bin" >/dev/null 2>&1; }; then
     need+=("busybox-static (a statically linked /bin/busybox)")
 fi
 if [ ${#need[@]} -gt 0 ]; then
@@ -141,10 +156,6 @@ fetch_bookworm() {
 fetch_bullseye() {
     # A private apt configuration: bullseye never enters the system's sources.
     local apt_dir=$cache/apt-bullseye
-    local mirror
-    mirror=$(grep -rhoE 'https?://[^ ]*/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null |
-             grep -v security | head -n1 | tr -d ' ')
-    mirror=${mirror:-http://deb.debian.org/debian}
     local -a apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
                        -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
                        -o Dir::State::status=/dev/null -o APT::Architecture=amd64
@@ -183,8 +194,55 @@ fetch_bullseye() {
         { echo "run-vm: FAIL: incomplete kernel cache in $dest (delete $cache/kernels/bullseye.kver to refetch)" >&2; return 1; }
 }
 
+fetch_bookworm_arm64() {
+    # Debian 12's arm64 kernel image and busybox-static, from private apt
+    # lists: the host needs no foreign architecture (dpkg --add-architecture).
+    local apt_dir=$cache/apt-bookworm-arm64
+    local -a apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+                       -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
+                       -o Dir::State::status=/dev/null -o APT::Architecture=arm64
+                       -o APT::Architectures=arm64 -o APT::Sandbox::User=root)
+    if [ ! -s "$cache/kernels/arm64.kver" ]; then
+        mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$cache/kernels"
+        echo "deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bookworm main" \
+            > "$apt_dir/sources.list"
+        log "apt-get update (private bookworm arm64 lists, $mirror)"
+        apt-get -q "${apt_opts[@]}" update >"$work/apt-arm64.log" 2>&1 ||
+            { cat "$work/apt-arm64.log" >&2; echo "run-vm: FAIL: cannot reach the Debian archive for arm64" >&2; return 1; }
+        local k
+        k=$(apt-cache "${apt_opts[@]}" show linux-image-arm64 | sed -n 's/^Depends: linux-image-\([^ ]*-arm64\).*/\1/p' | head -n1)
+        [ -n "$k" ] || { echo "run-vm: FAIL: no linux-image-arm64 in bookworm" >&2; return 1; }
+        local dest=$cache/kernels/$k debs=$cache/debs-$k
+        rm -rf "$dest" "$debs" && mkdir -p "$dest" "$debs"
+        log "downloading Linux $k (arm64) and busybox-static:arm64"
+        (cd "$debs" && apt-get -q "${apt_opts[@]}" download "linux-image-$k-unsigned" busybox-static) \
+            >"$work/apt-download.log" 2>&1 ||
+            { cat "$work/apt-download.log" >&2; echo "run-vm: FAIL: apt-get download for arm64 failed" >&2; return 1; }
+        local deb
+        for deb in "$debs"/*.deb; do
+            dpkg -x "$deb" "$dest" || { echo "run-vm: FAIL: dpkg -x $deb" >&2; return 1; }
+        done
+        rm -rf "$dest/lib/modules" "$debs"
+        echo "$k" > "$cache/kernels/arm64.kver"
+    fi
+    kver=$(cat "$cache/kernels/arm64.kver")
+    vmlinuz=$cache/kernels/$kver/boot/vmlinuz-$kver
+    busybox_bin=$cache/kernels/$kver/bin/busybox
+    [ -s "$vmlinuz" ] && [ -x "$busybox_bin" ] ||
+        { echo "run-vm: FAIL: incomplete arm64 cache in $cache/kernels/$kver (delete $cache/kernels/arm64.kver to refetch)" >&2; return 1; }
+}
+
+mirror=$(grep -rhoE 'https?://[^ ]*/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null |
+         grep -v security | head -n1 | tr -d ' ')
+mirror=${mirror:-http://deb.debian.org/debian}
+
 kver=""
-if [ -n "$kernel" ]; then
+if [ "$arch" = arm64 ]; then
+    exec 9>"$cache/.lock"
+    flock 9
+    fetch_bookworm_arm64 || exit 1
+    flock -u 9
+elif [ -n "$kernel" ]; then
     exec 9>"$cache/.lock"
     flock 9
     case "$kernel" in
@@ -197,7 +255,7 @@ else
     [ -d "$headers" ] && [ -f "$vmlinuz" ] || die "--headers DIR and --vmlinuz FILE must exist"
     kver=$(basename "$vmlinuz" | sed 's/^vmlinuz-//')
 fi
-log "kernel $kver: headers $headers, image $vmlinuz"
+log "kernel $kver ($arch): ${headers:+headers $headers, }image $vmlinuz"
 
 # ---- module ----
 mod_dir=$work/module
@@ -221,10 +279,12 @@ cxx_static=(g++ -static -O2 -std=c++20 -Wall -Wextra -Wpedantic -Werror -pthread
 guest_bin=$work/guest-bin
 mkdir -p "$guest_bin"
 if [ -z "$vm_exit" ]; then
+    [ "$arch" = amd64 ] || die "--vm-exit is required for --arch $arch"
     vm_exit=$guest_bin/vm-exit
     "${cxx_static[@]}" "$here/guest/vm_exit.cpp" -o "$vm_exit" || die "building vm-exit failed"
 fi
 if [ "$build_guests" = 1 ]; then
+    [ "$arch" = amd64 ] || die "--build-guests builds for amd64 only"
     for src in "$here"/guest/*.cpp; do
         name=$(basename "$src" .cpp)
         case "$name" in vm_exit|selftest_*) continue ;; esac
@@ -240,13 +300,16 @@ rm -rf "$root" && mkdir -p "$root"/{bin,lib/modules,tests,proc,sys,dev,tmp}
 cp "$busybox_bin" "$root/bin/busybox"
 cp "$vm_exit" "$root/bin/vm-exit"
 [ "$with_module" = 1 ] && cp "$mod_dir/cnasio_echo.ko" "$root/lib/modules/"
+for b in "${extra_bins[@]}"; do
+    cp "$b" "$root/bin/$(basename "$b" | sed -e 's/^vm-guest-//' -e 's/^aarch64-//')" || die "cannot copy $b"
+done
 n=0
 for g in "${guests[@]}"; do
     [ -x "$g" ] || die "guest program $g is not an executable"
     if ldd "$g" >/dev/null 2>&1; then die "guest program $g is not statically linked"; fi
     n=$((n + 1))
     # Meson names them vm-guest-NAME; the console reports NAME.
-    gname=$(basename "$g" | sed 's/^vm-guest-//')
+    gname=$(basename "$g" | sed -e 's/^vm-guest-//' -e 's/^aarch64-//' -e 's/\.sh$//')
     cp "$g" "$root/tests/$(printf '%02d' $n)-$gname"
     printf '%s\n' "${guest_args[$gname]:-}" >"$root/tests/$(printf '%02d' $n)-$gname.args"
 done
@@ -304,7 +367,7 @@ if grep -E 'Oops|BUG:|WARNING:|Kernel panic|general protection fault|Call Trace|
     fail "dmesg reports a kernel problem"
 fi
 grep -i cnasio /tmp/dmesg | sed 's/^/[dmesg] /'
-if [ \$failures -eq 0 ]; then verdict=PASS; code=0; else verdict=FAIL; code=1; fi
+if [ \$failures -eq 0 ]; then verdict=PASS; code=pass; else verdict=FAIL; code=fail; fi
 echo "CNASIO-VM-VERDICT $nonce \$verdict tests=\$total failures=\$failures at \$(uptime_s)s"
 vm-exit \$code
 echo "CNASIO-VM vm-exit did not stop the machine"
@@ -319,11 +382,19 @@ log "initramfs: $n guest program(s), $(du -k "$initrd" | cut -f1) KiB"
 # TCG by default: on our machines /dev/kvm exists but a KVM guest never gets
 # past the BIOS (nested virtualisation without the needed CPU features).
 accel=${accel:-tcg}
-qemu=(qemu-system-x86_64 -accel "$accel" -m 512 -smp 2 -nographic -no-reboot -nic none
-      -device isa-debug-exit,iobase=0xf4,iosize=0x04
-      -kernel "$vmlinuz" -initrd "$initrd"
-      -append "console=ttyS0 panic=-1 oops=panic quiet")
-
+if [ "$arch" = arm64 ]; then
+    # Debian's arm64 build has no pvpanic: a panic also exits 0. The guest
+    # reports through semihosting instead (-semihosting-config ...).
+    qemu=(qemu-system-aarch64 -M virt -cpu cortex-a72 -accel "$accel" -m 512 -smp 2 -nographic -no-reboot -nic none
+          -semihosting-config enable=on,target=native,userspace=on
+          -kernel "$vmlinuz" -initrd "$initrd"
+          -append "console=ttyAMA0 panic=-1 oops=panic quiet")
+else
+    qemu=(qemu-system-x86_64 -accel "$accel" -m 512 -smp 2 -nographic -no-reboot -nic none
+          -device isa-debug-exit,iobase=0xf4,iosize=0x04
+          -kernel "$vmlinuz" -initrd "$initrd"
+          -append "console=ttyS0 panic=-1 oops=panic quiet")
+fi
 console=$work/console.log
 log "booting ($accel, hard timeout ${timeout_s}s): ${qemu[*]}"
 timeout -k 5 "$timeout_s" "${qemu[@]}" </dev/null >"$console" 2>&1
@@ -335,9 +406,9 @@ verdict_line=$(grep -a "^CNASIO-VM-VERDICT $nonce " "$console" | tail -n1 | tr -
 problems=()
 if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
     problems+=("timeout: the guest did not finish within ${timeout_s}s")
-elif [ "$qemu_rc" = 3 ]; then
-    problems+=("qemu exit status 3: the guest reported failure")
-elif [ "$qemu_rc" != 1 ]; then
+elif [ "$qemu_rc" = 35 ]; then
+    problems+=("qemu exit status 35: the guest reported failure")
+elif [ "$qemu_rc" != 33 ]; then
     problems+=("qemu exit status $qemu_rc: the guest never reported a verdict (panic, poweroff or crash)")
 fi
 case "$verdict_line" in
@@ -366,7 +437,7 @@ if [ ${#expect_failures[@]} -gt 0 ]; then
             [ -n "$expect_hang_in" ] &&
                 [ "$(grep -a '^CNASIO-VM-START ' "$console" | tail -n1 | tr -d '\r')" = "CNASIO-VM-START $expect_hang_in" ] ||
                 matched=0
-        elif ! { [ "$qemu_rc" = 3 ] && [ -n "$verdict_line" ] && echo "$failure_lines" | grep -qE "$re"; }; then
+        elif ! { [ "$qemu_rc" = 35 ] && [ -n "$verdict_line" ] && echo "$failure_lines" | grep -qE "$re"; }; then
             matched=0
         fi
     done
