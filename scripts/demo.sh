@@ -11,9 +11,13 @@ build=${CNASIO_BUILD_DIR:-build}
 echo "== installing dependencies"
 bash scripts/install-deps.sh
 
-echo "== configuring and building ($build)"
+echo "== configuring and building ($build; log in $build/demo-build.log)"
+log=$(mktemp)
+quiet() { # runs a build step, showing its output only when it fails
+    "$@" >> "$log" 2>&1 || { cat "$log"; echo "== demo failed: $*" >&2; exit 1; }
+}
 if [ ! -f "$build/build.ninja" ]; then
-    meson setup "$build"
+    quiet meson setup "$build"
 fi
 
 # Once the cnctl tool exists the demo uses it; until then the example program.
@@ -22,12 +26,13 @@ has_target() {
         python3 -c 'import json, sys; sys.exit(0 if any(t["name"] == sys.argv[1] for t in json.load(sys.stdin)) else 1)' "$1"
 }
 if has_target cnctl; then
-    meson compile -C "$build" cnctl
+    quiet meson compile -C "$build" cnctl
     listener=("$build/src/cnctl/cnctl" proc --count 10)
 else
-    meson compile -C "$build" proc_events
+    quiet meson compile -C "$build" proc_events
     listener=("$build/examples/proc_events" 10 10)
 fi
+mv "$log" "$build/demo-build.log"
 
 echo "== live process events: ${listener[*]}"
 echo "   (this script starts short-lived processes meanwhile)"
