@@ -252,6 +252,9 @@ struct client_state : std::enable_shared_from_this<client_state> {
     }
 
     struct cancel_request {
+        // Declared, not aggregate: slot.emplace() constructs with (args...),
+        // which clang before 16 cannot do for an aggregate (P0960).
+        cancel_request(std::weak_ptr<client_state> s, typename table::ticket t) : state(std::move(s)), ticket(t) {}
         std::weak_ptr<client_state> state;
         typename table::ticket ticket;
         void operator()(boost::asio::cancellation_type type) {
@@ -573,6 +576,10 @@ private:
     friend class client;
 
     struct cancel_receive {
+        // Not an aggregate, for the same reason as client_state::cancel_request.
+        cancel_receive(std::weak_ptr<detail::subscriber> sb, std::weak_ptr<detail::client_state> st,
+                       std::uint64_t number)
+            : sub(std::move(sb)), state(std::move(st)), receive_number(number) {}
         std::weak_ptr<detail::subscriber> sub;
         std::weak_ptr<detail::client_state> state;
         std::uint64_t receive_number;
