@@ -325,40 +325,38 @@ struct client_state : std::enable_shared_from_this<client_state> {
 
     // ---- receiving ----
 
+    // Waits for readability with a zero-length MSG_PEEK receive: an Asio
+    // receive operation (unlike async_wait) is tried speculatively, so no
+    // edge-triggered readiness is lost to a reactor run on another thread,
+    // and a peek consumes nothing, so every datagram is read by drain(), in
+    // order, into a buffer no pending operation owns. That lets a request
+    // drain right after its sendto() even while this wait is pending.
     void arm_read() {
         if (reading || draining || !wants_to_read()) return;
         reading = true;
-        // Asio's receive operation (not async_wait): it reads speculatively,
-        // so no readiness edge can be missed whichever thread runs the reactor.
-        sock.async_receive(buffer, boost::asio::bind_executor(
-                                       ex, [self = shared_from_this()](error_code ec, connector::received_datagram d) {
-                                           self->reading = false;
-                                           self->on_read(ec, d);
-                                       }));
+        sock.next_layer().async_receive(
+            boost::asio::mutable_buffer(nullptr, 0), MSG_PEEK,
+            boost::asio::bind_executor(ex, [self = shared_from_this()](error_code ec, std::size_t) {
+                self->reading = false;
+                self->on_readable(ec);
+            }));
     }
 
-    void on_read(error_code ec, const connector::received_datagram& d) {
-        if (closed) return;
-        if (ec == error::overrun) {
-            on_overrun();
+    void on_readable(error_code ec) {
+        if (closed || ec == boost::asio::error::operation_aborted) return;
+        if (ec == boost::system::errc::no_buffer_space) {
+            on_overrun(); // the peek took the socket's pending ENOBUFS
         } else if (ec) {
-            if (ec == boost::asio::error::operation_aborted) return;
             fail_all(ec); // a broken socket: every pending request learns why
             return;
-        } else {
-            dispatch(d);
         }
         drain();
         arm_read();
     }
 
-    // Reads everything already queued, without waiting. Not while a receive
-    // operation is pending: that one owns `buffer` (the reactor may be
-    // filling it on another thread right now, or may have filled it already
-    // with a datagram its handler has yet to dispatch), and the pending
-    // receive picks up whatever is queued anyway.
+    // Reads everything already queued, without waiting.
     void drain() {
-        if (draining || reading || closed) return;
+        if (draining || closed) return;
         draining = true;
         std::size_t n = 0;
         connector::received_datagram d;
