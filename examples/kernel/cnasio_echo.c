@@ -373,6 +373,9 @@ static void __exit echo_exit(void)
 	 * ...but the connector does not wait for ones already running (it only
 	 * drops its reference to the callback entry), and they may queue
 	 * delayed replies. Wait for them before cancelling those replies.
+	 * (A callback the connector has looked up but not yet entered is not
+	 * counted: that window of a few instructions is the connector's own,
+	 * shared by every connector module.)
 	 */
 	while (atomic_read(&callbacks_running))
 		msleep(1);

@@ -9,6 +9,7 @@
 # usage: run-vm.sh --kernel 6.1|5.10 --work DIR [options] [GUEST_PROGRAM...]
 #   --kernel 6.1        Debian 12's kernel (headers from linux-headers-amd64)
 #   --kernel 5.10       Debian 11's kernel, fetched with a private apt config
+#   --kernel 6.12       bookworm-backports' kernel, likewise (a 6.6+ kernel)
 #   --arch arm64        boot Debian 12's arm64 kernel under qemu-system-aarch64
 #                       -M virt -cpu cortex-a72 (no module; programs must be
 #                       static aarch64 ones, vm-exit included)
@@ -153,45 +154,55 @@ fetch_bookworm() {
     fi
 }
 
-fetch_bullseye() {
-    # A private apt configuration: bullseye never enters the system's sources.
-    local apt_dir=$cache/apt-bullseye
+fetch_private() {  # SUITE SERIES: the newest SERIES.x amd64 kernel of Debian's SUITE
+    # A private apt configuration: SUITE never enters the system's sources.
+    local suite=$1 series=$2
+    local apt_dir=$cache/apt-$suite marker=$cache/kernels/$suite.kver
     local -a apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
                        -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
                        -o Dir::State::status=/dev/null -o APT::Architecture=amd64
                        -o APT::Architectures=amd64 -o APT::Sandbox::User=root)
-    if [ -s "$cache/kernels/bullseye.kver" ]; then
-        kver=$(cat "$cache/kernels/bullseye.kver")
+    if [ -s "$marker" ]; then
+        kver=$(cat "$marker")
     else
         mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$cache/kernels"
-        echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bullseye main" \
+        echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" \
             > "$apt_dir/sources.list"
-        log "apt-get update (private bullseye lists, $mirror)"
-        apt-get -q "${apt_opts[@]}" update >"$work/apt-bullseye.log" 2>&1 ||
-            { cat "$work/apt-bullseye.log" >&2; echo "run-vm: FAIL: cannot reach the bullseye archive" >&2; return 1; }
-        kver=$(apt-cache "${apt_opts[@]}" show linux-headers-amd64 | sed -n 's/^Depends: linux-headers-\(5\.10\.[^ ]*-amd64\).*/\1/p' | head -n1)
-        [ -n "$kver" ] || { echo "run-vm: FAIL: no 5.10 linux-headers-amd64 in bullseye" >&2; return 1; }
-        local base=${kver%-amd64}
+        log "apt-get update (private $suite lists, $mirror)"
+        apt-get -q "${apt_opts[@]}" update >"$work/apt-$suite.log" 2>&1 ||
+            { cat "$work/apt-$suite.log" >&2; echo "run-vm: FAIL: cannot reach the $suite archive" >&2; return 1; }
+        kver=$(apt-cache "${apt_opts[@]}" show linux-headers-amd64 |
+               sed -n "s/^Depends: linux-headers-\(${series//./\\.}[.][^ ]*-amd64\).*/\1/p" | head -n1)
+        [ -n "$kver" ] || { echo "run-vm: FAIL: no $series linux-headers-amd64 in $suite" >&2; return 1; }
+        # The headers package names its -common and kbuild companions.
+        local deps common kbuild
+        deps=$(apt-cache "${apt_opts[@]}" show "linux-headers-$kver" | sed -n 's/^Depends: //p' | head -n1)
+        common=$(echo "$deps" | grep -o 'linux-headers-[^ ,]*-common' | head -n1)
+        kbuild=$(echo "$deps" | grep -o 'linux-kbuild-[^ ,]*' | head -n1)
+        [ -n "$common" ] && [ -n "$kbuild" ] ||
+            { echo "run-vm: FAIL: cannot tell the companions of linux-headers-$kver: $deps" >&2; return 1; }
         local dest=$cache/kernels/$kver debs=$cache/debs-$kver
         rm -rf "$dest" "$debs" && mkdir -p "$dest" "$debs"
-        log "downloading Linux $kver (image, headers, kbuild)"
+        log "downloading Linux $kver (image, headers, kbuild) from $suite"
         (cd "$debs" && apt-get -q "${apt_opts[@]}" download "linux-image-$kver-unsigned" \
-            "linux-headers-$kver" "linux-headers-$base-common" linux-kbuild-5.10) >"$work/apt-download.log" 2>&1 ||
+            "linux-headers-$kver" "$common" "$kbuild") >"$work/apt-download.log" 2>&1 ||
             { cat "$work/apt-download.log" >&2; echo "run-vm: FAIL: apt-get download of Linux $kver failed" >&2; return 1; }
         local deb
         for deb in "$debs"/*.deb; do
             dpkg -x "$deb" "$dest" || { echo "run-vm: FAIL: dpkg -x $deb" >&2; return 1; }
         done
-        rm -rf "$debs"
-        echo "$kver" > "$cache/kernels/bullseye.kver"
+        # Modules are not needed (the connector is built in): save the space.
+        rm -rf "$dest/lib/modules" "$dest/usr/lib/modules" "$debs"
+        echo "$common" > "$dest/common"
+        echo "$kver" > "$marker"
     fi
-    local dest=$cache/kernels/$kver base=${kver%-amd64}
+    local dest=$cache/kernels/$kver
     headers=$dest/usr/src/linux-headers-$kver
     # The -amd64 tree's Makefile includes the -common one by absolute path.
-    kmakefile=$dest/usr/src/linux-headers-$base-common/Makefile
+    kmakefile=$dest/usr/src/$(cat "$dest/common" 2>/dev/null)/Makefile
     vmlinuz=$dest/boot/vmlinuz-$kver
     [ -d "$headers" ] && [ -f "$kmakefile" ] && [ -s "$vmlinuz" ] ||
-        { echo "run-vm: FAIL: incomplete kernel cache in $dest (delete $cache/kernels/bullseye.kver to refetch)" >&2; return 1; }
+        { echo "run-vm: FAIL: incomplete kernel cache in $dest (delete $marker to refetch)" >&2; return 1; }
 }
 
 fetch_bookworm_arm64() {
@@ -247,8 +258,9 @@ elif [ -n "$kernel" ]; then
     flock 9
     case "$kernel" in
         6.1) fetch_bookworm || exit 1 ;;
-        5.10) fetch_bullseye || exit 1 ;;
-        *) die "unknown --kernel $kernel (6.1 or 5.10; or --headers/--vmlinuz)" ;;
+        5.10) fetch_private bullseye 5.10 || exit 1 ;;
+        6.12) fetch_private bookworm-backports 6.12 || exit 1 ;;
+        *) die "unknown --kernel $kernel (6.1, 5.10 or 6.12; or --headers/--vmlinuz)" ;;
     esac
     flock -u 9
 else
@@ -265,7 +277,9 @@ if [ "$with_module" = 1 ]; then
     kmake=(make -C "$headers")
     [ -n "$kmakefile" ] && kmake+=(-f "$kmakefile")
     # W=1 and warnings as errors: the module must stay clean on every kernel.
-    if ! "${kmake[@]}" M="$mod_dir" CC=gcc W=1 KCFLAGS=-Werror modules >"$work/module-build.log" 2>&1; then
+    # No BTF for the module: newer trees would need pahole, and nothing here
+    # reads module BTF.
+    if ! "${kmake[@]}" M="$mod_dir" CC=gcc W=1 KCFLAGS=-Werror CONFIG_DEBUG_INFO_BTF_MODULES= modules >"$work/module-build.log" 2>&1; then
         cat "$work/module-build.log"
         echo "run-vm: FAIL: module build against $kver failed" >&2
         exit 1
