@@ -84,9 +84,13 @@ public:
                 }
                 return false;
             }
-            m = {};
-            if (rest < netlink_header_size) return fail(m, ec, truncated_ ? error::datagram_truncated
-                                                                           : error::header_truncated);
+            // Every field of `m` is written below before it is handed out
+            // (no blanket reset: this loop runs once per received message).
+            m.payload = {};
+            if (rest < netlink_header_size) {
+                m.header = {};
+                return fail(m, ec, truncated_ ? error::datagram_truncated : error::header_truncated);
+            }
             const std::byte* msg = pos_;
             const auto len = load<std::uint32_t>(msg + nlmsg_len_at);
             m.header.nlmsg_type = load<std::uint16_t>(msg + nlmsg_type_at);
@@ -107,9 +111,11 @@ public:
                 ++skipped_;
                 continue;
             case NLMSG_OVERRUN:
+                clear_connector_fields(m);
                 ec = error::netlink_overrun;
                 return true;
             case NLMSG_ERROR: {
+                clear_connector_fields(m);
                 if (body_len < sizeof(std::int32_t)) {
                     ec = error::error_message_truncated;
                     return true;
@@ -130,6 +136,7 @@ public:
                 break;
             }
             if (body_len < connector_header_size) {
+                clear_connector_fields(m);
                 ec = error::connector_header_truncated;
                 return true;
             }
@@ -152,7 +159,14 @@ public:
     std::size_t skipped() const noexcept { return skipped_; }
 
 private:
-    bool fail(message_view&, error_code& ec, error e) noexcept {
+    static void clear_connector_fields(message_view& m) noexcept {
+        m.header.id = {};
+        m.header.seq = m.header.ack = 0;
+        m.header.flags = 0;
+    }
+
+    bool fail(message_view& m, error_code& ec, error e) noexcept {
+        clear_connector_fields(m);
         pos_ = end_;
         truncated_ = false; // reported now
         ec = e;

@@ -295,18 +295,21 @@ T load(const std::byte* p) noexcept {
 
 } // namespace detail
 
-// Decodes the connector payload of one proc message.
-// Errors (ec set, value-initialised event returned): EBADMSG (generic category)
-// when the payload is shorter than the header or than the fields of its type.
-// An unknown `what` is not an error: it yields unknown_event.
-// Longer payloads than needed are accepted (the extra bytes are ignored), so a
-// kernel that grows struct proc_event keeps working.
-inline event decode(std::span<const std::byte> payload, message_numbers numbers, error_code& ec) noexcept {
-    ec.clear();
-    event ev;
+// Decoding the connector payload of one proc message.
+// Errors (ec set, value-initialised event): EBADMSG (generic category) when the
+// payload is shorter than the header or than the fields of its type. An
+// unknown `what` is not an error: it yields unknown_event. Longer payloads than
+// needed are accepted (the extra bytes are ignored), so a kernel that grows
+// struct proc_event keeps working.
+
+/// Decodes into `ev` (no copy of the result: the fast path for a receive
+/// loop that reuses one event). Returns false, with `ec` set and `ev` reset,
+/// on error.
+inline bool decode(std::span<const std::byte> payload, message_numbers numbers, event& ev, error_code& ec) noexcept {
     if (payload.size() < event_header_size) {
         ec = errno_code(EBADMSG);
-        return ev;
+        ev = event{};
+        return false;
     }
     const std::byte* p = payload.data();
     ev.what = detail::load<std::uint32_t>(p);
@@ -316,7 +319,8 @@ inline event decode(std::span<const std::byte> payload, message_numbers numbers,
     ev.ack = numbers.ack;
     if (payload.size() < min_payload_size(ev.what)) {
         ec = errno_code(EBADMSG);
-        return event{};
+        ev = event{};
+        return false;
     }
     const std::byte* d = p + event_header_size;
     auto pid_at = [d](std::size_t off) { return detail::load<pid_type>(d + off); };
@@ -365,6 +369,16 @@ inline event decode(std::span<const std::byte> payload, message_numbers numbers,
         break;
     }
     }
+    if (ec) ec.clear();
+    return true;
+}
+
+/// Decodes the connector payload of a proc message. A payload too short for
+/// the header or for its type gives EBADMSG (and an empty event); an unknown
+/// type is not an error: it decodes as `unknown_event`.
+inline event decode(std::span<const std::byte> payload, message_numbers numbers, error_code& ec) noexcept {
+    event ev; // one named result: returned without a copy
+    decode(payload, numbers, ev, ec);
     return ev;
 }
 
