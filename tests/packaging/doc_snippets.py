@@ -17,8 +17,8 @@ described in docs/README.md, for people writing docs):
 
 Function and coroutine bodies see <cnasio/cnasio.hpp>, <cnasio/client.hpp>,
 <cnasio/proc/event.hpp>, <cnasio/proc/filter.hpp>, <cnasio/proc/loss.hpp>,
-<boost/asio.hpp>, <array>,
-<chrono>, <cstdio>, <span>, `namespace asio = boost::asio;` and
+<cnasio/proc/listener.hpp>, <boost/asio.hpp>, <array>, <chrono>, <cstdio>,
+<span>, <string>, `namespace asio = boost::asio;` and
 `using namespace std::chrono_literals;`. Every block may include
 "cnasio_echo_proto.h" (examples/kernel/, the example module's protocol).
 A ```cpp block without one of these first lines fails the test, so nothing is
@@ -43,11 +43,13 @@ PRELUDE = """\
 #include <cnasio/proc/event.hpp>
 #include <cnasio/proc/filter.hpp>
 #include <cnasio/proc/loss.hpp>
+#include <cnasio/proc/listener.hpp>
 #include <boost/asio.hpp>
 #include <array>
 #include <chrono>
 #include <cstdio>
 #include <span>
+#include <string>
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 """
