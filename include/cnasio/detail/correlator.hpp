@@ -17,12 +17,12 @@
 #include <cnasio/connector/message.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -39,6 +39,93 @@ enum class match {
 using reply_matcher = std::function<bool(const connector::message_view&)>;
 
 namespace detail {
+
+/// A map from 32-bit keys to 32-bit values: open addressing with linear
+/// probing and backward-shift deletion, so it stops allocating once it has
+/// grown to the largest number of entries it held (unlike a node-based map).
+class u32_index {
+public:
+    static constexpr std::uint32_t none = 0xffffffffu;
+
+    /// The value of `key`, or `none`.
+    std::uint32_t find(std::uint32_t key) const noexcept {
+        if (slots_.empty()) return none;
+        for (std::size_t i = home(key);; i = (i + 1) & mask_) {
+            const slot& s = slots_[i];
+            if (s.value == none) return none;
+            if (s.key == key) return s.value;
+        }
+    }
+
+    /// Sets `key` to `value` (not `none`).
+    void set(std::uint32_t key, std::uint32_t value) {
+        if ((size_ + 1) * 2 > slots_.size()) grow();
+        for (std::size_t i = home(key);; i = (i + 1) & mask_) {
+            slot& s = slots_[i];
+            if (s.value == none) {
+                s = {key, value};
+                ++size_;
+                return;
+            }
+            if (s.key == key) {
+                s.value = value;
+                return;
+            }
+        }
+    }
+
+    /// Removes `key`; false if it was absent.
+    bool erase(std::uint32_t key) noexcept {
+        if (slots_.empty()) return false;
+        std::size_t i = home(key);
+        for (;; i = (i + 1) & mask_) {
+            if (slots_[i].value == none) return false;
+            if (slots_[i].key == key) break;
+        }
+        // Shift later members of the probe run back into the hole.
+        for (std::size_t j = (i + 1) & mask_;; j = (j + 1) & mask_) {
+            if (slots_[j].value == none) break;
+            const std::size_t h = home(slots_[j].key);
+            // Move j into i if its home is not cyclically in (i, j].
+            if (((j - h) & mask_) >= ((j - i) & mask_)) {
+                slots_[i] = slots_[j];
+                i = j;
+            }
+        }
+        slots_[i].value = none;
+        --size_;
+        return true;
+    }
+
+    std::size_t size() const noexcept { return size_; }
+
+private:
+    struct slot {
+        std::uint32_t key = 0;
+        std::uint32_t value = none;
+    };
+
+    std::size_t home(std::uint32_t key) const noexcept {
+        return static_cast<std::size_t>((key * 0x9e3779b1u) >> shift_) & mask_;
+    }
+
+    void grow() {
+        std::vector<slot> old;
+        old.swap(slots_);
+        const std::size_t n = old.empty() ? 64 : old.size() * 2;
+        slots_.assign(n, slot{});
+        mask_ = n - 1;
+        shift_ = 32u - static_cast<unsigned>(std::countr_zero(n));
+        size_ = 0;
+        for (const slot& s : old)
+            if (s.value != none) set(s.key, s.value);
+    }
+
+    std::vector<slot> slots_;
+    std::size_t mask_ = 0;
+    unsigned shift_ = 0;
+    std::size_t size_ = 0;
+};
 
 template <class T>
 class correlator {
@@ -69,7 +156,7 @@ public:
     std::uint32_t next_seq() noexcept { return ++seq_; }
 
     /// True when no pending request already expects `ack + 1`.
-    bool ack_free(std::uint32_t ack) const { return by_ack_.find(ack + 1u) == by_ack_.end(); }
+    bool ack_free(std::uint32_t ack) const { return by_ack_.find(ack + 1u) == u32_index::none; }
 
     /// Registers a request sent with (`seq`, `ack`); `ack_free(ack)` must hold.
     ticket add(match mode, std::uint32_t seq, std::uint32_t ack, reply_matcher custom, clock::time_point deadline,
@@ -93,7 +180,7 @@ public:
         if (mode == match::custom)
             custom_.push_back(index);
         else
-            by_ack_.emplace(s.expected_ack, index);
+            by_ack_.set(s.expected_ack, index);
         deadlines_.push_back({deadline, {index, s.generation}});
         std::push_heap(deadlines_.begin(), deadlines_.end(), later);
         ++live_;
@@ -109,10 +196,10 @@ public:
 
     /// What `m` is to the table; for a reply, `t` names the request.
     verdict classify(const connector::message_view& m, ticket& t) const {
-        if (auto it = by_ack_.find(m.ack()); it != by_ack_.end()) {
-            const slot& s = slots_[it->second];
+        if (const auto index = by_ack_.find(m.ack()); index != u32_index::none) {
+            const slot& s = slots_[index];
             if (s.mode == match::ack_only || s.seq == m.seq()) {
-                t = {it->second, s.generation};
+                t = {index, s.generation};
                 return verdict::reply;
             }
         }
@@ -123,8 +210,8 @@ public:
                 return verdict::reply;
             }
         }
-        if (auto it = recent_.find(m.ack()); it != recent_.end()) {
-            const memory& r = it->second;
+        if (const auto at = recent_index_.find(m.ack()); at != u32_index::none) {
+            const memory& r = recent_[at];
             if (r.mode == match::ack_only || r.seq == m.seq())
                 return r.how == outcome::replied ? verdict::duplicate : verdict::late;
         }
@@ -209,7 +296,7 @@ private:
         std::uint32_t seq;
         match mode;
         outcome how;
-        std::size_t position = 0; // its place in recent_order_
+        std::uint32_t expected_ack = 0;
     };
     struct deadline_record {
         clock::time_point when;
@@ -217,21 +304,22 @@ private:
     };
     static bool later(const deadline_record& a, const deadline_record& b) noexcept { return a.when > b.when; }
 
+    // A ring of the last `recent_limit_` ended requests, indexed by expected ack.
     void remember(std::uint32_t expected_ack, memory m) {
         if (recent_limit_ == 0) return;
-        if (recent_order_.size() < recent_limit_) {
-            m.position = recent_order_.size();
-            recent_order_.push_back(expected_ack);
-        } else { // forget the oldest: a ring over recent_order_
-            m.position = recent_next_;
-            // An ack that came up again was remembered anew at a later
-            // position: that newer memory is not the oldest, keep it.
-            const auto old = recent_.find(recent_order_[recent_next_]);
-            if (old != recent_.end() && old->second.position == recent_next_) recent_.erase(old);
-            recent_order_[recent_next_] = expected_ack;
+        m.expected_ack = expected_ack;
+        std::uint32_t at;
+        if (recent_.size() < recent_limit_) {
+            at = static_cast<std::uint32_t>(recent_.size());
+            recent_.push_back(m);
+        } else { // forget the oldest
+            at = static_cast<std::uint32_t>(recent_next_);
             recent_next_ = (recent_next_ + 1) % recent_limit_;
+            const std::uint32_t old = recent_[at].expected_ack;
+            if (recent_index_.find(old) == at) recent_index_.erase(old);
+            recent_[at] = m;
         }
-        recent_.insert_or_assign(expected_ack, m);
+        recent_index_.set(expected_ack, at);
     }
 
     // Ended requests leave their deadline record in the heap (removing from
@@ -248,15 +336,15 @@ private:
 
     std::vector<slot> slots_;
     std::vector<std::uint32_t> free_;
-    std::unordered_map<std::uint32_t, std::uint32_t> by_ack_; // expected ack -> slot
+    u32_index by_ack_; // expected ack -> slot
     std::vector<std::uint32_t> custom_;
     std::vector<deadline_record> deadlines_;
     std::size_t stale_deadlines_ = 0;
     std::size_t live_ = 0;
     std::uint32_t seq_ = 0;
 
-    std::unordered_map<std::uint32_t, memory> recent_;
-    std::vector<std::uint32_t> recent_order_;
+    std::vector<memory> recent_;
+    u32_index recent_index_; // expected ack -> position in recent_
     std::size_t recent_next_ = 0;
     std::size_t recent_limit_;
 };
