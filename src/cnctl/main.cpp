@@ -150,7 +150,7 @@ cn::id parse_id(std::string_view s) {
     auto val = parse_number(s.substr(colon + 1), UINT32_MAX);
     if (!idx || !val)
         throw usage_error{"malformed connector id '" + std::string(s) +
-                          "': IDX and VAL must be 32-bit numbers (decimal or 0x hex)"};
+                          "': expected IDX:VAL, two 32-bit numbers (decimal or 0x hex)"};
     return {static_cast<std::uint32_t>(*idx), static_cast<std::uint32_t>(*val)};
 }
 

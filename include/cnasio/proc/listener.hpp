@@ -45,10 +45,14 @@
 //    are not losses: stats().lost is nullopt ("overrun, count unknown") and
 //    stats().skipped says how many numbers were not seen.
 // async_receive completes with error::overrun once per ENOBUFS from the
-// socket, and also (exact mode) when a hole appears that no ENOBUFS explains
-// (the kernel failed to allocate the message, or the subscription's queue
-// dropped it); the event that revealed the hole is held back and delivered by
-// the next receive.
+// socket, and once per batch of messages the subscription's bounded queue
+// dropped (this listener's consumer fell behind the client's reader); the
+// event during which the drop was noticed is held back and delivered by the
+// next receive. Not every hole gets its own report: the kernel reports
+// ENOBUFS once per congestion period (until the socket's queue is empty
+// again), and a period can leave several holes per CPU, all of them counted
+// in stats().lost. The report comes before the messages queued ahead of it
+// (the client signals an overrun at once), so the count grows after it.
 //
 // Use: one listener per client (filters are per socket: a BPF filter passes
 // every message that is not a proc event, but a kernel mask or an IGNORE
@@ -122,7 +126,8 @@ struct listener_stats {
     std::uint64_t malformed = 0;    ///< proc messages too short to decode
     std::uint64_t other_ids = 0;    ///< group-1 messages whose id is not {CN_IDX_PROC, CN_VAL_PROC}
     std::uint64_t overruns = 0;     ///< ENOBUFS reports (the kernel dropped messages for this socket)
-    std::uint64_t reported = 0;     ///< error::overrun completions (ENOBUFS and unexplained holes)
+    std::uint64_t queue_drops = 0;  ///< messages the subscription's full queue dropped
+    std::uint64_t reported = 0;     ///< error::overrun completions (ENOBUFS and queue drops)
     std::optional<std::uint64_t> lost; ///< events lost (exact mode); nullopt with a filter: unknown
     std::uint64_t skipped = 0;      ///< sequence numbers not seen (filtered or lost)
 };
@@ -144,23 +149,10 @@ struct listener_state {
     filter_path path = filter_path::none;
     std::array<std::byte, 8> request_payload{};
     std::optional<event> listen_ack;
-    std::optional<event> held; // revealed a hole: delivered after the overrun report
-    std::uint64_t overrun_epoch = 0;
-    std::vector<std::uint64_t> cpu_epoch; // overrun_epoch when the CPU's last message was fed
+    std::optional<event> held; // came with a queue drop: delivered after the overrun report
     bool started = false, starting = false, listening = false, bpf_attached = false, closed = false;
 
     enum class verdict { deliver, skip, overrun };
-
-    // Feeds one proc message to the loss counter; true when it revealed a hole
-    // that no ENOBUFS since the CPU's previous message accounts for.
-    bool feed(const event& ev) {
-        const auto obs = loss.feed(ev);
-        if (obs.out_of_range) return false;
-        if (ev.cpu >= cpu_epoch.size()) cpu_epoch.resize(std::size_t{ev.cpu} + 1, overrun_epoch);
-        const bool explained = cpu_epoch[ev.cpu] != overrun_epoch;
-        cpu_epoch[ev.cpu] = overrun_epoch;
-        return obs.skipped > 0 && !explained && loss.mode() == loss_mode::exact;
-    }
 
     verdict process(const connector::message& m, event& out) {
         if (m.id() != connector::proc_id) {
@@ -174,20 +166,24 @@ struct listener_state {
             ++st.malformed;
             return verdict::skip;
         }
-        const bool hole = feed(ev);
+        (void)loss.feed(ev);
+        // The queue's drops since the last look: the consumer fell behind.
+        const auto drops = sub.stats().dropped;
+        const bool dropped = drops > st.queue_drops;
+        st.queue_drops = drops;
         if (ev.is_ack()) {
             if (!options.deliver_acks) {
                 ++st.acks_skipped;
-                return hole ? verdict::overrun : verdict::skip;
+                return dropped ? verdict::overrun : verdict::skip;
             }
         } else {
             const auto* x = ev.get_if<exit_event>();
             if (!wanted.is_all() && !kernel_mask_passes(wanted, ev.what, x ? x->exit_code : 0)) {
                 ++st.filtered;
-                return hole ? verdict::overrun : verdict::skip;
+                return dropped ? verdict::overrun : verdict::skip;
             }
         }
-        if (hole) {
+        if (dropped) {
             held = std::move(ev);
             return verdict::overrun;
         }
@@ -216,7 +212,7 @@ struct listener_state {
         event ev = decode(std::span<const std::byte>(reply.payload.data(), reply.payload.size()),
                           message_numbers{reply.seq(), reply.ack()}, ec);
         if (ec || !ev.is_ack()) return make_error_code(error::proc_events_unsupported);
-        (void)feed(ev);
+        (void)loss.feed(ev);
         const auto err = std::get<ack_event>(ev.data).err;
         listen_ack = std::move(ev);
         return err == 0 ? error_code{} : errno_code(static_cast<int>(err));
@@ -386,7 +382,6 @@ struct receive_op {
         if (ec == error::overrun) {
             ++st.st.overruns;
             ++st.st.reported;
-            ++st.overrun_epoch;
             st.refresh_stats();
             return self.complete(ec);
         }

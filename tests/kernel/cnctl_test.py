@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""cnctl end to end, against the running kernel (root): usage errors, runtime
+errors, live process events as JSON, requests to a user-space peer, forged
+messages that must not show, and network namespaces.
+
+usage: cnctl_test.py PATH/TO/cnctl        (exit 77 = skipped: not root)
+"""
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+NETLINK_CONNECTOR = 11
+CN_IDX_PROC = 1
+PROC_EVENT_FORK = 0x00000001
+
+failures = []
+checks = 0
+
+
+def check(cond, what):
+    global checks
+    checks += 1
+    if not cond:
+        failures.append(what)
+        print(f"FAIL: {what}", flush=True)
+
+
+def run(cnctl, *args, timeout=10, **kw):
+    return subprocess.run([cnctl, *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def start(cnctl, *args, prefix=()):
+    return subprocess.Popen([*prefix, cnctl, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def spawn_processes(stop, delay=0.05):
+    """Starts short-lived processes until `stop` is set."""
+    while not stop.is_set():
+        subprocess.run(["/bin/sh", "-c", "exit 3"])
+        subprocess.run(["/bin/true"])
+        time.sleep(delay)
+
+
+class Spawner:
+    def __enter__(self):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=spawn_processes, args=(self.stop,), daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def peer_socket(groups=0):
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+    s.bind((0, groups))
+    return s
+
+
+def connector_datagram(idx, val, seq, ack, payload, nlmsg_pid=0):
+    cn = struct.pack("=IIIIHH", idx, val, seq, ack, len(payload), 0) + payload
+    return struct.pack("=IHHII", 16 + len(cn), 3, 0, seq, nlmsg_pid) + cn  # NLMSG_DONE
+
+
+def forged_fork(child, seq):
+    # proc_event: what, cpu, timestamp_ns, fork {parent_pid, parent_tgid, child_pid, child_tgid}
+    ev = struct.pack("=IIQiiii", PROC_EVENT_FORK, 0, 0, 1, 1, child, child) + bytes(8)
+    return connector_datagram(CN_IDX_PROC, 1, seq, 0, ev)
+
+
+def usage_errors(cnctl):
+    cases = [
+        [],
+        ["frobnicate"],
+        ["proc", "--filter", "fork,bogus"],
+        ["proc", "--filter", ""],
+        ["proc", "--filter", "fork,,exit"],
+        ["proc", "--count"],
+        ["proc", "--count", "0"],
+        ["proc", "--count", "-3"],
+        ["proc", "--count", "ten"],
+        ["proc", "--bogus"],
+        ["proc", "extra"],
+        ["proc", "--json=yes"],
+        ["proc", "--rcvbuf", "0"],
+        ["proc", "--netns", ""],
+        ["listen"],
+        ["listen", "--group", "0"],
+        ["listen", "--group", "27"],
+        ["listen", "--group", "x"],
+        ["listen", "--group", "1", "--admit", "0"],
+        ["listen", "--group", "1", "--admit", "port"],
+        ["request"],
+        ["request", "1"],
+        ["request", "1:"],
+        ["request", ":1"],
+        ["request", "a:b"],
+        ["request", "1:2:3"],
+        ["request", "4294967296:1"],
+        ["request", "1:1", "--hex", "abc"],
+        ["request", "1:1", "--hex", "zz"],
+        ["request", "1:1", "--data", "x", "--hex", "00"],
+        ["request", "1:1", "--timeout", "0"],
+        ["request", "1:1", "--timeout", "soon"],
+        ["request", "1:1", "2:2"],
+        ["request", "1:1", "--hex", "00" * 16385],
+        ["send"],
+        ["send", "1-1"],
+        ["send", "1:1", "--timeout", "5"],  # request-only option
+        ["send", "1:1", "--json"],
+        ["send", "1:1", "--to", "0"],
+        ["--version", "extra"],
+    ]
+    for args in cases:
+        r = run(cnctl, *args)
+        name = "cnctl " + " ".join(a if len(a) < 40 else a[:20] + "..." for a in args)
+        check(r.returncode == 2, f"{name}: exit {r.returncode}, expected 2")
+        lines = r.stderr.strip().splitlines()
+        check(len(lines) == 1 and lines[0].startswith("cnctl: "), f"{name}: one-line message, got {r.stderr!r}")
+        check(r.stdout == "", f"{name}: nothing on stdout, got {r.stdout!r}")
+    # Specific wording for the cases the issue names.
+    check("unknown event type 'bogus'" in run(cnctl, "proc", "--filter", "fork,bogus").stderr, "names bad filter")
+    check("1..26" in run(cnctl, "listen", "--group", "27").stderr, "names the group range")
+    check("IDX:VAL" in run(cnctl, "request", "a:b").stderr, "names IDX:VAL")
+    check("hex" in run(cnctl, "request", "1:1", "--hex", "zz").stderr, "names bad hex")
+    return len(cases)
+
+
+def help_and_version(cnctl):
+    r = run(cnctl, "--version")
+    check(r.returncode == 0 and r.stdout.startswith("cnctl "), f"--version: {r.returncode} {r.stdout!r}")
+    r = run(cnctl, "--help")
+    check(r.returncode == 0 and "proc" in r.stdout and "listen" in r.stdout, "--help lists the commands")
+    for cmd in ["proc", "listen", "request", "send"]:
+        r = run(cnctl, cmd, "--help")
+        check(r.returncode == 0 and r.stdout.startswith(f"usage: cnctl {cmd}"), f"{cmd} --help")
+
+
+def proc_json(cnctl):
+    with Spawner():
+        r = run(cnctl, "proc", "--count", "3", "--json")
+    check(r.returncode == 0, f"proc --count 3 --json: exit {r.returncode} {r.stderr!r}")
+    lines = r.stdout.splitlines()
+    check(len(lines) == 3, f"proc --count 3: {len(lines)} lines")
+    for line in lines:
+        try:
+            ev = json.loads(line)
+        except ValueError as e:
+            check(False, f"not JSON: {line!r}: {e}")
+            continue
+        check(ev.get("type") in {"fork", "exec", "exit", "comm", "uid", "gid", "sid", "ptrace", "coredump"},
+              f"event type in {line!r}")
+        check(isinstance(ev.get("cpu"), int) and isinstance(ev.get("timestamp_ns"), int), f"header in {line!r}")
+        if ev["type"] == "exec":
+            check("comm" in ev, f"exec shows the process name: {line!r}")
+    # Exit-only filter, through the kernel mask and through BPF.
+    for extra in [[], ["--force-bpf"]]:
+        with Spawner():
+            r = run(cnctl, "proc", "--filter", "exit", "--count", "4", "--json", *extra)
+        check(r.returncode == 0, f"proc --filter exit {extra}: exit {r.returncode} {r.stderr!r}")
+        types = [json.loads(l)["type"] for l in r.stdout.splitlines()]
+        check(types == ["exit"] * 4, f"proc --filter exit {extra}: {types}")
+    # Text output: exec lines name the process.
+    with Spawner():
+        r = run(cnctl, "proc", "--filter", "exec", "--count", "2")
+    check(r.returncode == 0 and all(" exec " in l and "comm=" in l for l in r.stdout.splitlines()),
+          f"text exec lines: {r.stdout!r}")
+
+
+def proc_signal_and_loss(cnctl):
+    # SIGTERM and SIGINT end it cleanly (exit 0).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        p = start(cnctl, "proc", "--json")
+        time.sleep(0.3)
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=5)
+        check(p.returncode == 0, f"proc after {sig.name}: exit {p.returncode} {err!r}")
+    # A tiny buffer and a vfork storm: the loss is reported on stderr with a count.
+    p = start(cnctl, "proc", "--rcvbuf", "4096", "--json")
+    time.sleep(0.3)
+    p.send_signal(signal.SIGSTOP)  # nobody reads: the buffer overflows
+    storm = subprocess.run([sys.executable, "-c",
+                            "import os\nfor _ in range(2000):\n pid = os.fork()\n"
+                            " if pid == 0: os._exit(0)\n os.waitpid(pid, 0)\n"])
+    check(storm.returncode == 0, "storm ran")
+    p.send_signal(signal.SIGCONT)
+    time.sleep(0.5)
+    for _ in range(3):
+        subprocess.run(["/bin/true"])
+    time.sleep(0.3)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=5)
+    check(p.returncode == 0, f"proc --rcvbuf 4096: exit {p.returncode}")
+    check("overrun" in err and "events lost" in err, f"loss reported on stderr: {err!r}")
+
+
+def forged_multicast(cnctl):
+    """A root user-space process multicasts forged proc events to group 1:
+    the kernel delivers them with the sender's port id, cnctl must drop them."""
+    fake = 0x3ffffff3
+    forger = peer_socket()
+    p = start(cnctl, "proc", "--json", "--count", "6")
+    time.sleep(0.3)
+    for seq in range(5):
+        forger.sendto(forged_fork(fake, seq), (0, 1 << (CN_IDX_PROC - 1)))
+    with Spawner():
+        out, err = p.communicate(timeout=10)
+    forger.close()
+    check(p.returncode == 0, f"proc with a forger: exit {p.returncode} {err!r}")
+    check(str(fake) not in out, "forged multicast proc event shown by cnctl proc")
+    check(len(out.splitlines()) == 6, "proc --count 6 printed 6 events")
+
+
+def listen_group(cnctl):
+    peer = peer_socket()
+    group = 5
+    payload = b"hi\x00\x7f\"\\"
+    # Not admitted: nothing is shown; SIGTERM ends it with 0.
+    p = start(cnctl, "listen", "--group", str(group), "--json")
+    time.sleep(0.3)
+    peer.sendto(connector_datagram(group, 7, 1, 0, payload), (0, 1 << (group - 1)))
+    time.sleep(0.3)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=5)
+    check(p.returncode == 0 and out == "", f"listen, sender not admitted: exit {p.returncode} out {out!r}")
+    # Admitted: the message is shown with its fields.
+    p = start(cnctl, "listen", "--group", str(group), "--json", "--count", "1", "--admit", str(peer.getsockname()[0]))
+    time.sleep(0.3)
+    peer.sendto(connector_datagram(group, 7, 42, 9, payload), (0, 1 << (group - 1)))
+    out, err = p.communicate(timeout=5)
+    check(p.returncode == 0, f"listen admitted: exit {p.returncode} {err!r}")
+    try:
+        m = json.loads(out)
+        check((m["idx"], m["val"], m["seq"], m["ack"], m["len"]) == (group, 7, 42, 9, len(payload)),
+              f"listen fields: {m}")
+        check(m["hex"] == payload.hex(), f"listen hex: {m['hex']}")
+        check(m["text"] == payload.decode("latin-1"), f"listen text: {m['text']!r}")
+    except (ValueError, KeyError) as e:
+        check(False, f"listen JSON: {out!r}: {e}")
+    # Text form.
+    p = start(cnctl, "listen", "--group", str(group), "--count", "1", "--admit", str(peer.getsockname()[0]))
+    time.sleep(0.3)
+    peer.sendto(connector_datagram(group, 7, 1, 2, b"ab\x01"), (0, 1 << (group - 1)))
+    out, err = p.communicate(timeout=5)
+    check(out.startswith(f"idx={group} val=7 seq=1 ack=2 len=3") and 'hex=616201 text="ab."' in out,
+          f"listen text: {out!r}")
+    peer.close()
+
+
+def request_and_send(cnctl):
+    # A user-space responder: replies with the request's seq and ack + 1.
+    peer = peer_socket()
+    port = peer.getsockname()[0]
+    forger = peer_socket()
+
+    def respond(forge_first):
+        data, (sender, _) = peer.recvfrom(65536)
+        nl_len, _, _, nl_seq, _ = struct.unpack_from("=IHHII", data)
+        idx, val, seq, ack, ln, _ = struct.unpack_from("=IIIIHH", data, 16)
+        body = data[36:36 + ln]
+        if forge_first:  # a forged reply from another port (right seq, ack + 1) must be ignored
+            forger.sendto(connector_datagram(idx, val, seq, ack + 1, b"FORGED"), (sender, 0))
+            time.sleep(0.05)
+        peer.sendto(connector_datagram(idx, val, seq, ack + 1, b"re:" + body), (sender, 0))
+
+    for forge in (False, True):
+        t = threading.Thread(target=respond, args=(forge,))
+        t.start()
+        r = run(cnctl, "request", "100:2", "--data", "ping", "--to", str(port), "--json")
+        t.join()
+        check(r.returncode == 0, f"request to a peer (forge={forge}): exit {r.returncode} {r.stderr!r}")
+        try:
+            m = json.loads(r.stdout)
+            check(m["text"] == "re:ping" and (m["idx"], m["val"]) == (100, 2), f"reply: {m}")
+        except ValueError as e:
+            check(False, f"request JSON {r.stdout!r}: {e}")
+        check("FORGED" not in r.stdout, "a forged reply was printed")
+    # Timeout: an unregistered id at the kernel (the message vanishes).
+    r = run(cnctl, "request", "200:1", "--timeout", "200")
+    check(r.returncode == 3 and "no reply" in r.stderr, f"request timeout: {r.returncode} {r.stderr!r}")
+    # send: one-way, to the kernel and to a peer.
+    r = run(cnctl, "send", "200:1", "--data", "x")
+    check(r.returncode == 0, f"send to the kernel: {r.returncode} {r.stderr!r}")
+    r = run(cnctl, "send", "100:3", "--hex", "0a0b", "--to", str(port))
+    check(r.returncode == 0, f"send to a peer: {r.returncode} {r.stderr!r}")
+    peer.settimeout(2)
+    data = peer.recv(65536)
+    check(data[36:38] == b"\x0a\x0b", f"peer got the payload: {data[36:]!r}")
+    # send to a port nobody has: ECONNREFUSED, named.
+    spare = peer_socket()
+    gone = spare.getsockname()[0]
+    spare.close()
+    r = run(cnctl, "send", "100:3", "--to", str(gone))
+    check(r.returncode == 1 and "port id" in r.stderr, f"send to a missing port: {r.returncode} {r.stderr!r}")
+    peer.close()
+    forger.close()
+
+
+def runtime_errors(cnctl):
+    r = run(cnctl, "proc", "--netns", "/nonexistent/ns/net", "--count", "1")
+    check(r.returncode == 1 and "/nonexistent/ns/net" in r.stderr, f"bad --netns: {r.returncode} {r.stderr!r}")
+    r = run(cnctl, "request", "1:1", "--netns", "/etc/hostname")  # not a namespace file: EINVAL
+    check(r.returncode == 1 and "/etc/hostname" in r.stderr, f"non-namespace --netns: {r.returncode} {r.stderr!r}")
+    # Not root: joining an even group needs CAP_NET_ADMIN (any group on older kernels).
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", cnctl, "listen", "--group",
+                        "2"], capture_output=True, text=True, timeout=10)
+    check(r.returncode == 1 and "not permitted" in r.stderr and "CAP_NET_ADMIN" in r.stderr,
+          f"non-root listen: {r.returncode} {r.stderr!r}")
+
+
+def namespaces(cnctl):
+    # Without --netns, a fresh network namespace has no connector.
+    r = subprocess.run(["unshare", "-n", cnctl, "proc", "--count", "1"], capture_output=True, text=True, timeout=10)
+    check(r.returncode == 1 and "--netns" in r.stderr and "network namespace" in r.stderr,
+          f"proc in a new netns: {r.returncode} {r.stderr!r}")
+    r = subprocess.run(["unshare", "-n", cnctl, "request", "200:1"], capture_output=True, text=True, timeout=10)
+    check(r.returncode == 1 and "--netns" in r.stderr, f"request in a new netns: {r.returncode} {r.stderr!r}")
+    # With --netns naming this process's namespace (the initial one), events arrive.
+    home = f"/proc/{os.getpid()}/ns/net"
+    with Spawner():
+        r = subprocess.run(["unshare", "-n", cnctl, "proc", "--netns", home, "--count", "3", "--json"],
+                           capture_output=True, text=True, timeout=10)
+    check(r.returncode == 0 and len(r.stdout.splitlines()) == 3, f"proc --netns {home}: {r.returncode} {r.stderr!r}")
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("SKIP: cnctl tests need root (CAP_NET_ADMIN)", file=sys.stderr)
+        return 77
+    cnctl = sys.argv[1]
+    n = usage_errors(cnctl)
+    print(f"usage errors: {n} cases", flush=True)
+    for f in (help_and_version, proc_json, proc_signal_and_loss, forged_multicast, listen_group, request_and_send,
+              runtime_errors, namespaces):
+        f(cnctl)
+        print(f"{f.__name__}: done", flush=True)
+    print(f"{checks} checks, {len(failures)} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
