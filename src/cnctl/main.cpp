@@ -634,8 +634,13 @@ std::optional<cnasio::client> open_client(asio::io_context& io, const common_opt
     error_code ec;
     cnasio::client c(io.get_executor(), std::move(co), ec);
     if (ec) {
-        rc = fail(describe(ec, o.netns.empty() ? std::string("opening the connector socket")
-                                               : "opening the connector socket in network namespace " + o.netns));
+        if (!o.netns.empty() && (ec == boost::system::errc::operation_not_permitted ||
+                                 ec == boost::system::errc::permission_denied))
+            rc = fail("entering network namespace " + o.netns + ": not permitted (" + ec.message() +
+                      "): opening the namespace file and setns() need root (CAP_SYS_ADMIN)");
+        else
+            rc = fail(describe(ec, o.netns.empty() ? std::string("opening the connector socket")
+                                                   : "opening the connector socket in network namespace " + o.netns));
         return std::nullopt;
     }
     return std::optional<cnasio::client>(std::move(c));

@@ -314,6 +314,9 @@ def runtime_errors(cnctl):
                         "2"], capture_output=True, text=True, timeout=10)
     check(r.returncode == 1 and "not permitted" in r.stderr and "CAP_NET_ADMIN" in r.stderr,
           f"non-root listen: {r.returncode} {r.stderr!r}")
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", cnctl, "proc", "--netns",
+                        f"/proc/{os.getpid()}/ns/net"], capture_output=True, text=True, timeout=10)
+    check(r.returncode == 1 and "CAP_SYS_ADMIN" in r.stderr, f"non-root --netns: {r.returncode} {r.stderr!r}")
 
 
 def namespaces(cnctl):
