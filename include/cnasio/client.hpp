@@ -46,6 +46,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -136,6 +137,7 @@ struct client_state : std::enable_shared_from_this<client_state> {
     struct pending {
         std::variant<reply_handler, into_handler> handler;
         connector::message* into = nullptr; // the caller's message, for into_handler
+        bool local = false;                 // see post_completion
     };
     using table = correlator<pending>;
 
@@ -170,12 +172,37 @@ struct client_state : std::enable_shared_from_this<client_state> {
     // Runs the handler from the client's executor, then on its own associated
     // executor (dispatch: no second hop when they are the same). Handlers are
     // type-erased, and an erased handler's executor can only be dispatched to.
+    //
+    // `local`: the handler's executor is the client's own (checked with the
+    // concrete handler when the operation started), so the posted function
+    // calls it directly. Asking an erased handler for its executor builds an
+    // any_completion_executor, which allocates: not on every message.
     template <class Handler, class... Args>
-    void post_completion(Handler&& h, Args&&... args) {
+    void post_completion(Handler&& h, bool local, Args&&... args) {
+        if (local) {
+            boost::asio::post(ex, [h = std::forward<Handler>(h), ... args = std::forward<Args>(args)]() mutable {
+                std::move(h)(std::move(args)...);
+            });
+            return;
+        }
         boost::asio::post(ex, [ex = ex, h = std::forward<Handler>(h), ... args = std::forward<Args>(args)]() mutable {
             auto hex = boost::asio::get_associated_executor(h, ex);
             boost::asio::dispatch(hex, boost::asio::append(std::move(h), std::move(args)...));
         });
+    }
+
+    /// True when `h` will run on exactly this client's executor.
+    template <class Handler>
+    bool runs_here(const Handler& h) const {
+        auto hex = boost::asio::get_associated_executor(h, ex);
+        if constexpr (std::is_same_v<decltype(hex), executor_type>)
+            return hex == ex;
+        else if constexpr (std::is_copy_constructible_v<decltype(hex)> &&
+                           std::is_same_v<std::decay_t<decltype(hex)>, boost::asio::io_context::executor_type>) {
+            const auto* mine = ex.target<boost::asio::io_context::executor_type>();
+            return mine && *mine == hex;
+        } else
+            return false;
     }
 
     // `in_slot`: called from the request's own cancellation handler, which
@@ -192,10 +219,10 @@ struct client_state : std::enable_shared_from_this<client_state> {
                 if constexpr (std::is_same_v<H, reply_handler>) {
                     connector::message m;
                     if (reply) m.assign(*reply);
-                    post_completion(std::move(h), ec, std::move(m));
+                    post_completion(std::move(h), p->local, ec, std::move(m));
                 } else {
                     if (reply && p->into) p->into->assign(*reply);
-                    post_completion(std::move(h), ec);
+                    post_completion(std::move(h), p->local, ec);
                 }
             },
             p->handler);
@@ -204,15 +231,15 @@ struct client_state : std::enable_shared_from_this<client_state> {
     // ---- requests ----
 
     void start_request(connector::id id, std::span<const std::byte> payload, request_options ro,
-                       std::variant<reply_handler, into_handler> handler, connector::message* into) {
+                       std::variant<reply_handler, into_handler> handler, connector::message* into, bool local) {
         auto fail = [&](error_code ec) {
             std::visit(
                 [&](auto& h) {
                     using H = std::decay_t<decltype(h)>;
                     if constexpr (std::is_same_v<H, reply_handler>)
-                        post_completion(std::move(h), ec, connector::message{});
+                        post_completion(std::move(h), local, ec, connector::message{});
                     else
-                        post_completion(std::move(h), ec);
+                        post_completion(std::move(h), local, ec);
                 },
                 handler);
         };
@@ -235,7 +262,7 @@ struct client_state : std::enable_shared_from_this<client_state> {
         const auto timeout = ro.timeout.count() > 0 ? ro.timeout : options.default_timeout;
         const auto deadline = clock::now() + timeout;
         const auto mode = ro.match;
-        auto t = requests.add(mode, h.seq, ack, std::move(ro.matcher), deadline, pending{std::move(handler), into});
+        auto t = requests.add(mode, h.seq, ack, std::move(ro.matcher), deadline, pending{std::move(handler), into, local});
 
         // Per-operation cancellation: the request leaves the table at once.
         std::visit(
@@ -415,14 +442,18 @@ struct client_state : std::enable_shared_from_this<client_state> {
 struct subscriber {
     using into_handler = boost::asio::any_completion_handler<void(error_code)>;
     using value_handler = boost::asio::any_completion_handler<void(error_code, connector::message)>;
+    using batch_handler = boost::asio::any_completion_handler<void(error_code, std::size_t)>;
 
     subscriber(unsigned g, const subscription_options& o) : group(g), only_id(o.only_id), queue(o.queue_limit, o.policy) {}
 
     unsigned group;
     connector::id only_id;
     subscriber_queue queue;
-    std::variant<std::monostate, into_handler, value_handler> waiter; // a receive in progress
-    connector::message* out = nullptr;                                 // for into_handler
+    std::variant<std::monostate, into_handler, value_handler, batch_handler> waiter; // a receive in progress
+    connector::message* out = nullptr;             // for into_handler
+    std::vector<connector::message>* batch = nullptr; // for batch_handler
+    std::size_t batch_max = 0;
+    bool local = false; // see client_state::post_completion
 
     bool waiting() const noexcept { return waiter.index() != 0; }
 
@@ -434,15 +465,27 @@ struct subscriber {
     void serve(client_state& c) {
         if (!waiting()) return;
         if (queue.take_overrun()) return complete(c, error::overrun);
+        if (queue.empty()) return;
         if (std::holds_alternative<into_handler>(waiter)) {
-            if (!queue.pop(*out)) return;
+            queue.pop(*out);
             auto hh = take<into_handler>();
-            c.post_completion(std::move(hh), error_code{});
+            c.post_completion(std::move(hh), local, error_code{});
+        } else if (std::holds_alternative<batch_handler>(waiter)) {
+            // Everything queued, up to batch_max, swapped into the caller's
+            // messages: their storage comes back to the ring for reuse.
+            auto& v = *batch;
+            std::size_t n = 0;
+            while (n < batch_max && !queue.empty()) {
+                if (n == v.size()) v.emplace_back();
+                queue.pop(v[n++]);
+            }
+            auto hh = take<batch_handler>();
+            c.post_completion(std::move(hh), local, error_code{}, n);
         } else {
             connector::message m;
-            if (!queue.pop(m)) return;
+            queue.pop(m);
             auto hh = take<value_handler>();
-            c.post_completion(std::move(hh), error_code{}, std::move(m));
+            c.post_completion(std::move(hh), local, error_code{}, std::move(m));
         }
     }
 
@@ -450,10 +493,13 @@ struct subscriber {
     void complete(client_state& c, error_code ec, bool in_slot = false) {
         if (std::holds_alternative<into_handler>(waiter)) {
             auto hh = take<into_handler>(in_slot);
-            c.post_completion(std::move(hh), ec);
+            c.post_completion(std::move(hh), local, ec);
         } else if (std::holds_alternative<value_handler>(waiter)) {
             auto hh = take<value_handler>(in_slot);
-            c.post_completion(std::move(hh), ec, connector::message{});
+            c.post_completion(std::move(hh), local, ec, connector::message{});
+        } else if (std::holds_alternative<batch_handler>(waiter)) {
+            auto hh = take<batch_handler>(in_slot);
+            c.post_completion(std::move(hh), local, ec, std::size_t{0});
         }
     }
 
@@ -462,6 +508,7 @@ struct subscriber {
         H h = std::move(std::get<H>(waiter));
         waiter = std::monostate{};
         out = nullptr;
+        batch = nullptr;
         ++receive_number;
         if (!in_slot) boost::asio::get_associated_cancellation_slot(h).clear();
         return h;
@@ -559,6 +606,23 @@ public:
             token);
     }
 
+    /// Waits for messages and takes every queued one, up to `max_messages`,
+    /// into `batch[0..n)`: one completion for a burst instead of one per
+    /// message. `batch` only grows, and its messages' storage is recycled, so
+    /// a reused batch costs no allocation once warm.
+    /// Completion signature: void(error_code, std::size_t n); errors as above
+    /// (n is then 0).
+    template <class CompletionToken>
+    auto async_receive_batch(std::vector<connector::message>& batch, std::size_t max_messages,
+                             CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(error_code, std::size_t)>(
+            [st = state_, sub = sub_](auto handler, std::vector<connector::message>* batch, std::size_t max) {
+                start<detail::subscriber::batch_handler>(st, sub, std::move(handler), nullptr, batch,
+                                                         max == 0 ? 1 : max);
+            },
+            token, &batch, max_messages);
+    }
+
     /// Cancels a receive in progress (it completes with operation_aborted).
     void cancel() {
         if (auto st = state_.lock(); st && sub_) sub_->complete(*st, boost::asio::error::operation_aborted);
@@ -592,26 +656,31 @@ private:
 
     template <class Erased, class Handler>
     static void start(const std::weak_ptr<detail::client_state>& state, const std::shared_ptr<detail::subscriber>& sub,
-                      Handler&& handler, connector::message* out) {
+                      Handler&& handler, connector::message* out,
+                      std::vector<connector::message>* batch = nullptr, std::size_t batch_max = 0) {
         auto st = state.lock();
         auto fail = [&](error_code ec) {
-            if (st) {
-                if constexpr (std::is_same_v<Erased, detail::subscriber::into_handler>)
-                    st->post_completion(std::move(handler), ec);
+            auto post = [&](auto&&... args) {
+                if (st)
+                    st->post_completion(std::move(handler), false, ec, std::forward<decltype(args)>(args)...);
                 else
-                    st->post_completion(std::move(handler), ec, connector::message{});
-                return;
-            }
-            auto hex = boost::asio::get_associated_executor(handler);
+                    boost::asio::post(boost::asio::get_associated_executor(handler),
+                                      boost::asio::append(std::move(handler), ec, std::forward<decltype(args)>(args)...));
+            };
             if constexpr (std::is_same_v<Erased, detail::subscriber::into_handler>)
-                boost::asio::post(hex, boost::asio::append(std::move(handler), ec));
+                post();
+            else if constexpr (std::is_same_v<Erased, detail::subscriber::batch_handler>)
+                post(std::size_t{0});
             else
-                boost::asio::post(hex, boost::asio::append(std::move(handler), ec, connector::message{}));
+                post(connector::message{});
         };
         if (!st || !sub || st->closed) return fail(error::client_closed);
         if (sub->waiting()) return fail(boost::asio::error::in_progress);
+        sub->local = st->runs_here(handler);
         sub->waiter.template emplace<Erased>(std::forward<Handler>(handler));
         sub->out = out;
+        sub->batch = batch;
+        sub->batch_max = batch_max;
         // Erasing the handler put a cancellation state of its own into the
         // caller's slot; ours goes into the slot the erased handler hands out.
         // (Emplacing into the caller's slot would destroy that state under the
@@ -694,8 +763,9 @@ public:
         return boost::asio::async_initiate<CompletionToken, void(error_code, connector::message)>(
             [st = state_](auto handler, connector::id id, std::span<const std::byte> payload,
                           request_options options) {
+                const bool local = st->runs_here(handler);
                 st->start_request(id, payload, std::move(options),
-                                        detail::client_state::reply_handler(std::move(handler)), nullptr);
+                                  detail::client_state::reply_handler(std::move(handler)), nullptr, local);
             },
             token, id, payload, std::move(options));
     }
@@ -712,8 +782,9 @@ public:
         return boost::asio::async_initiate<CompletionToken, void(error_code)>(
             [st = state_](auto handler, connector::id id, std::span<const std::byte> payload,
                           connector::message* reply, request_options options) {
+                const bool local = st->runs_here(handler);
                 st->start_request(id, payload, std::move(options),
-                                        detail::client_state::into_handler(std::move(handler)), reply);
+                                  detail::client_state::into_handler(std::move(handler)), reply, local);
             },
             token, id, payload, &reply, std::move(options));
     }
@@ -738,7 +809,7 @@ public:
                     h.nlmsg_pid = st->sock.port_id();
                     st->send(h, payload, options.port_id, ec);
                 }
-                st->post_completion(std::move(handler), ec);
+                st->post_completion(std::move(handler), false, ec);
             },
             token, id, payload, std::move(options));
     }
@@ -753,7 +824,7 @@ public:
             [st = state_](auto handler, unsigned group, subscription_options options) {
                 error_code ec;
                 subscription sub = subscribe(st, group, options, ec);
-                st->post_completion(std::move(handler), ec, std::move(sub));
+                st->post_completion(std::move(handler), false, ec, std::move(sub));
             },
             token, group, options);
     }

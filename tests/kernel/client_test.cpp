@@ -470,6 +470,33 @@ TEST_SUITE("client: subscriptions") {
         CHECK(roomy.stats().dropped == 0);
     }
 
+    TEST_CASE("a batch receive takes every queued message in one completion, reusing the caller's storage") {
+        test::peer sender;
+        asio::io_context io;
+        client c(io.get_executor(), admitting(sender.port_id()));
+        error_code ec;
+        auto s = c.subscribe(group, {}, ec);
+        for (int i = 0; i < 10; ++i)
+            REQUIRE(sender.send({}, bytes("m" + std::to_string(i)), 0, netlink::endpoint::group_mask(group)) == 0);
+        run_for(io, 200ms);
+        REQUIRE(s.queued() == 10);
+        std::vector<connector::message> batch;
+        std::size_t got = 0;
+        s.async_receive_batch(batch, 8, [&](error_code e, std::size_t n) {
+            CHECK_FALSE(e);
+            got = n;
+        });
+        run_for(io, 50ms);
+        REQUIRE(got == 8);
+        CHECK(test::text_of(batch[0].payload) == "m0");
+        CHECK(test::text_of(batch[7].payload) == "m7");
+        s.async_receive_batch(batch, 8, [&](error_code, std::size_t n) { got = n; });
+        run_for(io, 50ms);
+        CHECK(got == 2);
+        CHECK(test::text_of(batch[1].payload) == "m9");
+        CHECK(batch.size() == 8); // never shrinks: the storage stays for the next burst
+    }
+
     TEST_CASE("an overrun is signalled to every subscriber once, and messages flow again afterwards") {
         test::peer sender;
         asio::io_context io;
