@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -135,6 +137,36 @@ struct figure {
     {
         auto pick = [this](const std::vector<double>& v) { return use_max ? maximum(v) : median(v); };
         print_result(name, pick(cnasio), pick(baseline), unit);
+    }
+};
+
+// ---------------------------------------------------------------- allocations
+
+// Heap allocations per item in steady state: the allocation count is noted
+// each time the item count reaches a power of two, and the figure is taken over
+// the last half (or more) of the items, so one-time warm-up (queues and
+// buffers growing to their working size) is left out whatever the run length.
+struct steady_allocations {
+    std::array<std::uint64_t, 64> at_power_of_two{};
+    std::uint64_t items = 0;
+    std::uint64_t last = 0;
+
+    // Call on the counted thread once per item.
+    void tick() noexcept
+    {
+        ++items;
+        last = allocations_this_thread();
+        if (std::has_single_bit(items))
+            at_power_of_two[static_cast<std::size_t>(std::bit_width(items) - 1)] = last;
+    }
+
+    double per_item() const noexcept
+    {
+        if (items < 64)
+            return std::nan("");
+        const std::uint64_t base = std::bit_floor(items / 2);
+        const std::uint64_t at_base = at_power_of_two[static_cast<std::size_t>(std::bit_width(base) - 1)];
+        return static_cast<double>(last - at_base) / static_cast<double>(items - base);
     }
 };
 

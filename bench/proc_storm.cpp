@@ -193,9 +193,7 @@ round_figures run_once(factory make, const options& opt, const char* side)
     f.seq_gaps = static_cast<double>(s.seq_gaps);
     f.missed = static_cast<double>(expected) - static_cast<double>(s.storm_events.load());
     f.enobufs = static_cast<double>(s.enobufs);
-    f.allocs_per_event = received > s.warmup ? static_cast<double>(s.allocs_at_last - s.allocs_at_warmup) /
-                                                   static_cast<double>(received - s.warmup)
-                                             : std::nan("");
+    f.allocs_per_event = s.allocs.per_item();
     if (s.rejected != 0 || s.seq_backwards != 0)
         std::fprintf(stderr, "bench_proc_storm: %s: %llu datagrams rejected, %llu sequence numbers went back\n",
                      side, static_cast<unsigned long long>(s.rejected),

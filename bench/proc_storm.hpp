@@ -29,9 +29,7 @@ struct stats {
     std::uint64_t seq_backwards = 0;
     std::uint64_t first_ns = 0;
     std::uint64_t last_ns = 0;
-    std::uint64_t warmup = 1000;
-    std::uint64_t allocs_at_warmup = 0;
-    std::uint64_t allocs_at_last = 0;
+    steady_allocations allocs;     // allocations per item over the second half
     std::array<std::uint32_t, 256> next_seq{};
     std::array<bool, 256> cpu_seen{};
 
@@ -89,10 +87,7 @@ struct stats {
         if (n == 1)
             first_ns = t;
         last_ns = t;
-        const std::uint64_t a = allocations_this_thread();
-        if (n == warmup)
-            allocs_at_warmup = a;
-        allocs_at_last = a;
+        allocs.tick();
     }
 };
 

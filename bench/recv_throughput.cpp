@@ -185,9 +185,7 @@ round_figures run_once(factory make, int group, const options& opt, const char* 
     f.cpu_us_per_msg = received > 0 ? cpu_us / static_cast<double>(received) : std::nan("");
     f.loss = static_cast<double>(sent) - static_cast<double>(received);
     f.enobufs = static_cast<double>(s.enobufs);
-    f.allocs_per_msg = received > s.warmup ? static_cast<double>(s.allocs_at_last - s.allocs_at_warmup) /
-                                                 static_cast<double>(received - s.warmup)
-                                           : std::nan("");
+    f.allocs_per_msg = s.allocs.per_item();
     if (received == sent && s.payload_sum != sent * (sent - 1) / 2)
         std::fprintf(stderr, "bench_recv: %s: payload counters do not add up (corrupted delivery)\n", side);
     if (s.rejected != 0)

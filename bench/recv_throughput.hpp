@@ -35,9 +35,7 @@ struct stats {
     std::uint64_t payload_sum = 0; // sum of the counters: checks payload delivery
     std::uint64_t first_ns = 0;
     std::uint64_t last_ns = 0;
-    std::uint64_t warmup = 1000;   // messages before allocation counting starts
-    std::uint64_t allocs_at_warmup = 0;
-    std::uint64_t allocs_at_last = 0;
+    steady_allocations allocs;     // allocations per item over the second half
 
     // Every implementation calls this once per valid message, on its receiving thread.
     void on_message(std::uint64_t counter) noexcept
@@ -49,10 +47,7 @@ struct stats {
         if (n == 1)
             first_ns = t;
         last_ns = t;
-        const std::uint64_t a = allocations_this_thread();
-        if (n == warmup)
-            allocs_at_warmup = a;
-        allocs_at_last = a;
+        allocs.tick();
     }
 };
 

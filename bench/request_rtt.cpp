@@ -242,9 +242,7 @@ std::unique_ptr<requester> make_baseline_requester(const target& t) { return std
 
 double allocs_per_request(const stats& s)
 {
-    return s.completed > s.warmup ? static_cast<double>(s.allocs_at_last - s.allocs_at_warmup) /
-                                        static_cast<double>(s.completed - s.warmup)
-                                  : std::nan("");
+    return s.allocs.per_item();
 }
 
 struct latency_figures {

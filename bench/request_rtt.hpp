@@ -29,18 +29,13 @@ struct target {
 
 struct stats {
     std::uint64_t completed = 0;
-    std::uint64_t warmup = 1000; // requests before allocation counting starts
-    std::uint64_t allocs_at_warmup = 0;
-    std::uint64_t allocs_at_last = 0;
+    steady_allocations allocs;     // allocations per item over the second half
 
     // Every implementation calls this once per completed (validated) request.
     void on_complete() noexcept
     {
         ++completed;
-        const std::uint64_t a = allocations_this_thread();
-        if (completed == warmup)
-            allocs_at_warmup = a;
-        allocs_at_last = a;
+        allocs.tick();
     }
 };
 
