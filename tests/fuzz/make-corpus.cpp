@@ -290,7 +290,7 @@ int main(int argc, char** argv) {
     w("correlator", "custom-and-expiry",
       bytes{1, 0, 2, 'k', 1, 4, 0, 1, 0, 2, 9, 2, 0, 1, 'k', 5, 3, 4, 3, 15, 2, 0, 2, 0});
     w("correlator", "ack-reused-in-small-memory",
-      bytes{1, 0, 0, 0, 5, 1, 1, 0, 0, 0, 0, 5, 1, 1, 0, 0, 0, 0, 9, 1, 1, 0, 2, 2, 6, 0});
+      bytes{2, 0, 0, 0, 5, 1, 1, 0, 0, 0, 0, 5, 1, 1, 0, 0, 0, 0, 9, 1, 1, 0, 2, 2, 6, 0, 2, 1, 6, 0});
     w("correlator", "burst", bytes{8, 4, 200, 3, 15, 5, 4, 1});
 
     std::printf("make-corpus: %d files in %s\n", w.count, argv[1]);
