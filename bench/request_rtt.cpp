@@ -263,8 +263,10 @@ latency_figures measure_latency(factory make, const target& t, const options& op
     latencies.erase(latencies.begin(), latencies.begin() + static_cast<std::ptrdiff_t>(skip));
     const latency_figures f{percentile(latencies, 0.50), percentile(latencies, 0.99), allocs_per_request(s)};
     if (opt.verbose)
-        std::fprintf(stderr, "  %-8s %s: p50 %.2f us, p99 %.2f us, %.3f allocs/request\n", side,
-                     t.kind == responder::proc_ack ? "proc ack" : "echo peer", f.p50, f.p99, f.allocs_per_request);
+        std::fprintf(stderr, "  %-8s %s: p50 %.2f us, p90 %.2f, p95 %.2f, p99 %.2f, p99.9 %.2f, %.3f allocs/request\n",
+                     side, t.kind == responder::proc_ack ? "proc ack" : "echo peer", f.p50,
+                     percentile(latencies, 0.90), percentile(latencies, 0.95), f.p99, percentile(latencies, 0.999),
+                     f.allocs_per_request);
     return f;
 }
 
