@@ -101,8 +101,15 @@ sleep 0.5
 raw0=$(cpu_ticks $raw); cn0=$(cpu_ticks $cn)
 start=$(date +%s.%N)
 forks=$("$work/storm" "$seconds")
-sleep 0.5 # let both drain
+# Let both drain: wait until cnctl has written at least the storm's events and
+# neither uses CPU any more (at most 30 s; on a loaded machine cnctl lags).
 raw1=$(cpu_ticks $raw); cn1=$(cpu_ticks $cn)
+for _ in $(seq 60); do
+    sleep 0.5
+    r=$(cpu_ticks $raw); c=$(cpu_ticks $cn)
+    [ "$r" = "$raw1" ] && [ "$c" = "$cn1" ] && [ "$(wc -l <"$work/cnctl.out")" -ge $((2 * forks)) ] && break
+    raw1=$r; cn1=$c
+done
 end=$(date +%s.%N)
 kill -TERM $raw $cn
 wait $raw || :
