@@ -104,7 +104,7 @@ for t in $targets; do
     mkdir -p "$work" "$seeds"
     echo "run-fuzz: running fuzz_$t for $seconds s"
     # New inputs go to $work (first directory); the committed seeds stay as they are.
-    if "$out/bin/fuzz_$t" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+    if "$out/bin/fuzz_$t" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
         -artifact_prefix="$out/artifacts/$t-" "$work" "$seeds" >"$log" 2>&1; then
         verdict=ok
     else
