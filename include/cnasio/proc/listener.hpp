@@ -155,32 +155,33 @@ struct listener_state {
     enum class verdict { deliver, skip, overrun };
 
     verdict process(const connector::message& m, event& out) {
+        // The queue's drops since the last look: the consumer fell behind.
+        const auto drops = sub.stats().dropped;
+        const bool dropped = drops > st.queue_drops;
+        st.queue_drops = drops;
+        const verdict nothing = dropped ? verdict::overrun : verdict::skip;
         if (m.id() != connector::proc_id) {
             ++st.other_ids;
-            return verdict::skip;
+            return nothing;
         }
         error_code ec;
         event ev = decode(std::span<const std::byte>(m.payload.data(), m.payload.size()),
                           message_numbers{m.seq(), m.ack()}, ec);
         if (ec) {
             ++st.malformed;
-            return verdict::skip;
+            return nothing;
         }
         (void)loss.feed(ev);
-        // The queue's drops since the last look: the consumer fell behind.
-        const auto drops = sub.stats().dropped;
-        const bool dropped = drops > st.queue_drops;
-        st.queue_drops = drops;
         if (ev.is_ack()) {
             if (!options.deliver_acks) {
                 ++st.acks_skipped;
-                return dropped ? verdict::overrun : verdict::skip;
+                return nothing;
             }
         } else {
             const auto* x = ev.get_if<exit_event>();
             if (!wanted.is_all() && !kernel_mask_passes(wanted, ev.what, x ? x->exit_code : 0)) {
                 ++st.filtered;
-                return dropped ? verdict::overrun : verdict::skip;
+                return nothing;
             }
         }
         if (dropped) {
