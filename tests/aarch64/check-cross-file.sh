@@ -8,7 +8,7 @@ src=$1
 work=$2
 cross="$src/tests/aarch64/aarch64-linux-gnu.ini"
 rm -rf "$work"
-if ! meson setup --cross-file "$cross" "$work" -Dtests=disabled -Dbench=disabled -Dexamples=disabled \
+if ! meson setup --cross-file "$cross" "$work" "$src" -Dtests=disabled -Dbench=disabled -Dexamples=disabled \
         -Dtools=enabled >"$work.log" 2>&1; then
     cat "$work.log"
     echo "check-cross-file: FAIL: meson setup with $cross failed (run tests/aarch64/install-deps.sh)" >&2
