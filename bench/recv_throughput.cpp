@@ -147,7 +147,7 @@ struct round_figures {
     double allocs_per_msg;
 };
 
-round_figures run_once(factory make, int group, const options& opt, const char* side)
+round_figures run_once(factory make, int group, bool batch, const options& opt, const char* side)
 {
     // The sender's socket is made here so the receiver knows which port id to admit.
     const int sender_fd = open_connector();
@@ -157,7 +157,7 @@ round_figures run_once(factory make, int group, const options& opt, const char* 
     });
     ::close(sender_fd);
 
-    std::unique_ptr<receiver> r = make(config{group, sender_port, 8 << 20});
+    std::unique_ptr<receiver> r = make(config{group, sender_port, 8 << 20, batch});
     stats s;
     double cpu_us = 0;
     std::thread thread([&] {
@@ -202,33 +202,56 @@ round_figures run_once(factory make, int group, const options& opt, const char* 
     return f;
 }
 
-void run_variant(const char* variant, int group, const options& opt)
-{
-    const std::string prefix = std::string("recv_") + variant;
-    const std::string names[5] = {prefix + "_msgs_per_s", prefix + "_cpu_per_msg", prefix + "_loss",
-                                  prefix + "_enobufs", prefix + "_allocs_per_msg"};
+// One set of RESULT lines: `prefix`_msgs_per_s, _cpu_per_msg, _loss, _enobufs, _allocs_per_msg.
+struct figure_set {
+    std::string prefix;
+    std::string names[5] = {prefix + "_msgs_per_s", prefix + "_cpu_per_msg", prefix + "_loss", prefix + "_enobufs",
+                            prefix + "_allocs_per_msg"};
     figure rate{names[0].c_str(), "msgs/s"};
     figure cpu{names[1].c_str(), "us/msg"};
     figure loss{names[2].c_str(), "msgs(max)", true};
     figure enobufs{names[3].c_str(), "count(max)", true};
     figure allocs{names[4].c_str(), "allocs/msg", true};
 
-    const bool have_cnasio = make_cnasio_receiver(config{group, 0, 8 << 20}) != nullptr;
-    auto record = [&](std::vector<double> figure::*side, const round_figures& f) {
+    explicit figure_set(std::string p) : prefix(std::move(p)) {}
+    figure_set(const figure_set&) = delete;
+    figure_set& operator=(const figure_set&) = delete;
+
+    void record(std::vector<double> figure::*side, const round_figures& f)
+    {
         (rate.*side).push_back(f.msgs_per_s);
         (cpu.*side).push_back(f.cpu_us_per_msg);
         (loss.*side).push_back(f.loss);
         (enobufs.*side).push_back(f.enobufs);
         (allocs.*side).push_back(f.allocs_per_msg);
-    };
-    // Alternate the sides so drifting machine load hits both alike.
-    for (int round = 0; round < opt.rounds; ++round) {
-        record(&figure::baseline, run_once(make_baseline_receiver, group, opt, "baseline"));
-        if (have_cnasio)
-            record(&figure::cnasio, run_once(make_cnasio_receiver, group, opt, "cnasio"));
     }
-    for (const figure* f : {&rate, &cpu, &loss, &enobufs, &allocs})
-        f->print();
+
+    void print() const
+    {
+        for (const figure* f : {&rate, &cpu, &loss, &enobufs, &allocs})
+            f->print();
+    }
+};
+
+// Rounds of baseline, cnasio (one message per wait), cnasio (bursts), in turn
+// so that drifting machine load hits all alike; both cnasio figure sets are
+// compared with the same baseline runs.
+void run_variant(const char* variant, int group, const options& opt)
+{
+    figure_set single(std::string("recv_") + variant);
+    figure_set batched(std::string("recv_") + variant + "_batch");
+    const bool have_cnasio = make_cnasio_receiver(config{group, 0, 8 << 20, false}) != nullptr;
+    for (int round = 0; round < opt.rounds; ++round) {
+        const round_figures b = run_once(make_baseline_receiver, group, false, opt, "baseline");
+        single.record(&figure::baseline, b);
+        batched.record(&figure::baseline, b);
+        if (have_cnasio) {
+            single.record(&figure::cnasio, run_once(make_cnasio_receiver, group, false, opt, "cnasio"));
+            batched.record(&figure::cnasio, run_once(make_cnasio_receiver, group, true, opt, "cnasio-b"));
+        }
+    }
+    single.print();
+    batched.print();
 }
 
 } // namespace

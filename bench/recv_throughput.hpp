@@ -22,6 +22,7 @@ struct config {
     int group = 0;                 // 0: unicast to the receiver's port id; else this group
     std::uint32_t sender_port = 0; // port id the sender's messages come from
     int rcvbuf_force = 8 << 20;    // SO_RCVBUFFORCE for the receiving socket
+    bool batch = false;            // cnasio: take bursts (async_receive_batch), not one message per wait
 };
 
 // Written by the receiving thread; `ready` and `received` are also read by the
