@@ -418,7 +418,12 @@ asio::awaitable<void> scenario(cnasio::client& c, echo_loop& echo, multicaster& 
     EXPECT(finished, "requesters and multicast receivers did not finish");
     EXPECT(co_await wait_until([&] { return t.callbacks_done == t.callbacks_started; }, 10s),
            "callback requests did not all complete");
-    // Replies to cancelled requests and their decoys may still be on their way.
+    // The echo peer may still be reading requests that were cancelled (their
+    // replies and decoys are then still to come).
+    const std::uint64_t echo_requests = std::uint64_t{requesters} * (rounds / 10) * 10; // see below
+    EXPECT(co_await wait_until([&] { return echo.requests >= echo_requests; }, 10s),
+           "the echo peer saw " + std::to_string(echo.requests) + " requests of " + std::to_string(echo_requests));
+    co_await wait_until([] { return false; }, 50ms); // its last batch of replies goes out
     EXPECT(co_await wait_until([&] { return t.unicast_received == echo.decoys; }, 10s),
            std::to_string(t.unicast_received) + " decoys received of " + std::to_string(echo.decoys));
     stop_unicasts.emit(asio::cancellation_type::terminal);
@@ -461,8 +466,8 @@ asio::awaitable<void> scenario(cnasio::client& c, echo_loop& echo, multicaster& 
     EXPECT(s.timeouts == t.timeouts, "timeouts");
     EXPECT(t.timeouts == std::uint64_t{requesters} * (rounds / 10), "every silent request timed out");
     // Every request to the echo peer either succeeded or was cancelled.
-    // Per ten rounds: one request in each case but the silent one (7), two in case 8.
-    const std::uint64_t echo_requests = std::uint64_t{requesters} * (rounds / 10) * 10;
+    // echo_requests: per ten rounds, one request in each case but the silent
+    // one (7), and two in case 8.
     EXPECT(t.ok + t.cancelled == echo_requests, std::to_string(t.ok + t.cancelled) + " of " +
                                                      std::to_string(echo_requests) + " echo requests accounted for");
     EXPECT(echo.requests == echo_requests, "the echo peer saw " + std::to_string(echo.requests) + " requests");
