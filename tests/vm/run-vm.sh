@@ -30,7 +30,8 @@
 #                       the hard timeout instead, in the program named by
 #   --expect-hang-in NAME
 #   --no-module         boot without building or loading cnasio_echo
-#   --args-for NAME ARGS  arguments for guest program NAME (no globbing)
+#   --args-for NAME ARGS  arguments for guest program NAME (split at blanks,
+#                       no quoting, no globbing: write a blank as ? in doctest filters)
 #   --bin FILE          also put FILE in the guest's /bin (a tool the guest
 #                       programs call, e.g. cnctl)
 #   --accel kvm|tcg     default tcg (or $CNASIO_VM_ACCEL)
