@@ -56,8 +56,8 @@ constexpr cnasio::connector::id silent_id{25, 7}; // to the kernel, where nobody
 constexpr unsigned group = 17;                    // the multicaster's group (11..26 are free for users)
 constexpr unsigned quiet_group = 18;              // nothing is ever sent there
 constexpr int requesters = 16;
-constexpr int rounds = 200;       // requests per requester coroutine
-constexpr int multicasts = 3000;  // messages the multicaster sends
+constexpr int rounds = 500;       // requests per requester coroutine
+constexpr int multicasts = 6000;  // messages the multicaster sends
 
 // ---- failures, from any thread ----
 
