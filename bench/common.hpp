@@ -177,6 +177,10 @@ struct options {
     double seconds = 2.0;    // duration of one timed run (senders, storms)
     std::size_t requests = 20000;
     bool verbose = false;
+    std::string side;   // "baseline" or "cnasio": run only that side (profiling); empty: both
+    std::string target; // bench_request only: "echo", "proc" or "inflight"; empty: all
+    bool runs(const char* s) const { return side.empty() || side == s; }
+    bool measures(const char* t) const { return target.empty() || target == t; }
 };
 
 inline options parse_options(int argc, char** argv)
@@ -197,12 +201,18 @@ inline options parse_options(int argc, char** argv)
             o.requests = static_cast<std::size_t>(std::atol(value()));
         else if (a == "-v" || a == "--verbose")
             o.verbose = true;
+        else if (a == "--side")
+            o.side = value();
+        else if (a == "--target")
+            o.target = value();
         else {
-            std::fprintf(stderr, "usage: %s [--rounds N] [--seconds S] [--requests N] [-v]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--rounds N] [--seconds S] [--requests N] [-v] [--side baseline|cnasio] "
+                                 "[--target echo|proc|inflight]\n", argv[0]);
             std::exit(2);
         }
     }
-    if (o.rounds < 1 || o.seconds <= 0 || o.requests < 1000)
+    if (o.rounds < 1 || o.seconds <= 0 || o.requests < 1000 ||
+        !(o.side.empty() || o.side == "baseline" || o.side == "cnasio"))
         die_msg("bad option value");
     return o;
 }

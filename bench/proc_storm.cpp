@@ -234,8 +234,9 @@ int main(int argc, char** argv)
     };
     const bool have_cnasio = make_cnasio_listener() != nullptr;
     for (int round = 0; round < opt.rounds; ++round) {
-        record(&figure::baseline, run_once(make_baseline_listener, opt, "baseline"));
-        if (have_cnasio)
+        if (opt.runs("baseline"))
+            record(&figure::baseline, run_once(make_baseline_listener, opt, "baseline"));
+        if (have_cnasio && opt.runs("cnasio"))
             record(&figure::cnasio, run_once(make_cnasio_listener, opt, "cnasio"));
     }
     for (const figure* f : {&rate, &cpu, &gaps, &missed, &enobufs, &allocs})

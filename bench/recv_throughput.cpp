@@ -242,10 +242,12 @@ void run_variant(const char* variant, int group, const options& opt)
     figure_set batched(std::string("recv_") + variant + "_batch");
     const bool have_cnasio = make_cnasio_receiver(config{group, 0, 8 << 20, false}) != nullptr;
     for (int round = 0; round < opt.rounds; ++round) {
-        const round_figures b = run_once(make_baseline_receiver, group, false, opt, "baseline");
-        single.record(&figure::baseline, b);
-        batched.record(&figure::baseline, b);
-        if (have_cnasio) {
+        if (opt.runs("baseline")) {
+            const round_figures b = run_once(make_baseline_receiver, group, false, opt, "baseline");
+            single.record(&figure::baseline, b);
+            batched.record(&figure::baseline, b);
+        }
+        if (have_cnasio && opt.runs("cnasio")) {
             single.record(&figure::cnasio, run_once(make_cnasio_receiver, group, false, opt, "cnasio"));
             batched.record(&figure::cnasio, run_once(make_cnasio_receiver, group, true, opt, "cnasio-b"));
         }

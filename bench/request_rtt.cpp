@@ -323,21 +323,28 @@ int main(int argc, char** argv)
 
     const bool have_cnasio = make_cnasio_requester(echo) != nullptr;
     auto round = [&](std::vector<double> figure::*side, auto make, const char* name) {
-        const latency_figures e = measure_latency(make, echo, opt, name);
-        (echo_p50.*side).push_back(e.p50);
-        (echo_p99.*side).push_back(e.p99);
-        (echo_allocs.*side).push_back(e.allocs_per_request);
-        const latency_figures p = measure_latency(make, proc, opt, name);
-        (proc_p50.*side).push_back(p.p50);
-        (proc_p99.*side).push_back(p.p99);
-        const throughput_figures t = measure_pipelined(make, echo, 64, opt, name);
-        (rate.*side).push_back(t.requests_per_s);
-        (cpu.*side).push_back(t.cpu_us_per_request);
-        (rate_allocs.*side).push_back(t.allocs_per_request);
+        if (opt.measures("echo")) {
+            const latency_figures e = measure_latency(make, echo, opt, name);
+            (echo_p50.*side).push_back(e.p50);
+            (echo_p99.*side).push_back(e.p99);
+            (echo_allocs.*side).push_back(e.allocs_per_request);
+        }
+        if (opt.measures("proc")) {
+            const latency_figures p = measure_latency(make, proc, opt, name);
+            (proc_p50.*side).push_back(p.p50);
+            (proc_p99.*side).push_back(p.p99);
+        }
+        if (opt.measures("inflight")) {
+            const throughput_figures t = measure_pipelined(make, echo, 64, opt, name);
+            (rate.*side).push_back(t.requests_per_s);
+            (cpu.*side).push_back(t.cpu_us_per_request);
+            (rate_allocs.*side).push_back(t.allocs_per_request);
+        }
     };
     for (int i = 0; i < opt.rounds; ++i) {
-        round(&figure::baseline, make_baseline_requester, "baseline");
-        if (have_cnasio)
+        if (opt.runs("baseline"))
+            round(&figure::baseline, make_baseline_requester, "baseline");
+        if (have_cnasio && opt.runs("cnasio"))
             round(&figure::cnasio, make_cnasio_requester, "cnasio");
     }
     peer.terminate();
