@@ -1,10 +1,12 @@
 #!/bin/bash
 # Boots a Debian kernel under qemu with the cnasio_echo module and statically
 # linked guest test programs, and decides the verdict from two independent
-# signals: qemu's exit status (the guest writes it to isa-debug-exit) and a
-# verdict line (carrying a per-run nonce) in the console log. A guest test
-# failure, an oops/BUG/WARNING in dmesg, a kernel panic, a hang (hard
-# timeout) or a missing verdict line all fail, with the console log printed.
+# signals: qemu's exit status (33 pass / 35 fail, which the guest sets through
+# isa-debug-exit on x86-64 and semihosting on arm64, see guest/vm_exit.cpp)
+# and a verdict line (carrying a per-run nonce) in the console log. A guest
+# test failure or skip, an oops/BUG/WARNING in dmesg, a kernel panic, a hang
+# (hard timeout) or a missing verdict line all fail, with the console log
+# printed. Missing tools fail too (never a skip), naming what to install.
 #
 # usage: run-vm.sh --kernel 6.1|5.10 --work DIR [options] [GUEST_PROGRAM...]
 #   --kernel 6.1        Debian 12's kernel (headers from linux-headers-amd64)
@@ -35,7 +37,8 @@
 #   --bin FILE          also put FILE in the guest's /bin (a tool the guest
 #                       programs call, e.g. cnctl)
 #   --accel kvm|tcg     default tcg (or $CNASIO_VM_ACCEL)
-# Guest programs run in the order given; exit 0 = pass, 77 = skip, else fail.
+# Guest programs run in the order given; exit 0 = pass, anything else fails
+# (77, a skip elsewhere, too: in the VM every precondition is ours to meet).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -368,7 +371,7 @@ for t in "\$@"; do
     sed "s/^/[\$name] /" /tmp/out
     case \$rc in
         0) result=PASS ;;
-        77) result=SKIP ;;
+        77) result=SKIP; fail "test \$name skipped (rc=77)" ;;
         *) result=FAIL; fail "test \$name rc=\$rc" ;;
     esac
     echo "CNASIO-VM-TEST \$name \$result rc=\$rc \$start..\$(uptime_s)s"
