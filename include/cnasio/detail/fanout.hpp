@@ -27,7 +27,7 @@ enum class overflow_policy {
 
 /// Counters of one subscription.
 struct subscription_stats {
-    std::uint64_t delivered = 0; ///< messages queued for the subscriber
+    std::uint64_t delivered = 0; ///< messages offered to the subscriber (= received + dropped + still queued)
     std::uint64_t dropped = 0;   ///< messages lost to a full queue (the policy)
     std::uint64_t overruns = 0;  ///< socket overruns (ENOBUFS) signalled to the subscriber
 };
