@@ -110,7 +110,11 @@ if [ "$arch" = amd64 ] && { [ ! -x "$busybox_bin" ] || ldd "$busybox_bin" >/dev/
 fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "run-vm: FAIL: missing ${need[*]}" >&2
-    echo "run-vm: install them with: sudo $here/install-deps.sh" >&2
+    if [ "$arch" = arm64 ]; then
+        echo "run-vm: install them with: sudo $source_dir/tests/aarch64/install-deps.sh" >&2
+    else
+        echo "run-vm: install them with: sudo $here/install-deps.sh" >&2
+    fi
     exit 1
 fi
 
