@@ -74,6 +74,10 @@ struct client_options {
     /// Receive buffer to ask for when the first subscription is made (SO_RCVBUFFORCE,
     /// falling back to SO_RCVBUF); 0 leaves the kernel's default.
     std::size_t subscription_receive_buffer = 8u << 20;
+    /// Receive buffer to ask for at the first request: replies to many
+    /// requests in flight arrive together (the default 208 KiB holds fewer
+    /// than 300 small ones). 0 leaves the kernel's default.
+    std::size_t request_receive_buffer = 1u << 20;
     /// Network namespace file to create the socket in (e.g. "/proc/1/ns/net"); empty: the caller's.
     std::string netns;
     /// Netlink family (NETLINK_CONNECTOR unless a peer speaks connector framing elsewhere).
@@ -156,7 +160,7 @@ struct client_state : std::enable_shared_from_this<client_state> {
     std::vector<std::byte> buffer = std::vector<std::byte>(connector::receive_buffer_size);
     std::deque<std::pair<std::vector<std::byte>, std::uint32_t>> send_queue; // waiting for room at a peer
     std::size_t receive_buffer_obtained = 0;
-    bool buffer_sized = false;
+    std::size_t receive_buffer_asked = 0;
     bool reading = false, draining = false, sending = false, closed = false;
     clock::time_point timer_at = clock::time_point::max();
 
@@ -230,6 +234,16 @@ struct client_state : std::enable_shared_from_this<client_state> {
 
     // ---- requests ----
 
+    // Asks for a larger receive buffer the first time a use needs one (FORCE,
+    // then the capped SO_RCVBUF); a smaller grant still works, and what the
+    // kernel granted is observable.
+    void grow_receive_buffer(std::size_t bytes) {
+        if (bytes <= receive_buffer_asked) return;
+        receive_buffer_asked = bytes;
+        error_code ignored;
+        receive_buffer_obtained = netlink::set_receive_buffer(sock.next_layer(), bytes, ignored).obtained;
+    }
+
     void start_request(connector::id id, std::span<const std::byte> payload, request_options ro,
                        std::variant<reply_handler, into_handler> handler, connector::message* into, bool local) {
         auto fail = [&](error_code ec) {
@@ -245,6 +259,7 @@ struct client_state : std::enable_shared_from_this<client_state> {
         };
         if (closed) return fail(error::client_closed);
         if (payload.size() > connector::max_payload) return fail(error::payload_too_large);
+        grow_receive_buffer(options.request_receive_buffer);
 
         std::uint32_t ack;
         do ack = static_cast<std::uint32_t>(rng()); while (!requests.ack_free(ack));
@@ -742,7 +757,7 @@ public:
     const client_stats& stats() const noexcept { return state_->stats; }
     /// Requests waiting for their reply.
     std::size_t pending_requests() const noexcept { return state_->requests.size(); }
-    /// Receive buffer the kernel granted at the first subscription (0 before).
+    /// Receive buffer the kernel granted at the first subscription or request (0 before).
     std::size_t receive_buffer_size() const noexcept { return state_->receive_buffer_obtained; }
     /// The underlying connector socket (for options; do not read from it).
     connector::socket& socket() noexcept { return state_->sock; }
@@ -856,13 +871,7 @@ private:
             ec = error::invalid_group;
             return {};
         }
-        if (!st->buffer_sized && st->options.subscription_receive_buffer > 0) {
-            st->buffer_sized = true;
-            error_code ignored; // a smaller buffer still works; what we got is observable
-            st->receive_buffer_obtained =
-                netlink::set_receive_buffer(st->sock.next_layer(), st->options.subscription_receive_buffer, ignored)
-                    .obtained;
-        }
+        st->grow_receive_buffer(st->options.subscription_receive_buffer);
         auto sub = std::make_shared<detail::subscriber>(group, options);
         if (st->subscribers.add(group, sub.get()) && group != 0) {
             st->sock.join(group, ec);

@@ -2,6 +2,7 @@
 // connector) and against user-space peers that behave like modules.
 #include <cnasio/client.hpp>
 
+#include "kernel_version.hpp"
 #include "peer.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -99,13 +100,17 @@ TEST_SUITE("client: requests to the kernel") {
 
         // Since 6.6 a socket whose last op is IGNORE is filtered out of every
         // proc multicast, its own IGNORE ack included: the request times out,
-        // while the other listener receives that ack (err 0).
+        // while the other listener receives that ack (err 0). Older kernels
+        // have no per-socket filter: the ignoring socket gets its ack too.
         o.timeout = 300ms;
         outcome ignored;
         c.async_request(connector::proc_id, connector::as_payload(std::uint32_t{PROC_CN_MCAST_IGNORE}), o,
                         ignored.handler());
         run_for(io, 1s);
-        CHECK(ignored.ec == error::timeout);
+        if (test::kernel_at_least(6, 6))
+            CHECK(ignored.ec == error::timeout);
+        else
+            CHECK_FALSE(ignored.ec);
         int foreign_acks = 0;
         connector::message m;
         std::uint32_t from = 0;
@@ -208,7 +213,7 @@ TEST_SUITE("client: requests to a user-space peer") {
             auto reply = f.get();
             ok += test::text_of(reply.payload) == payload;
         }
-        run_for(io, 100ms); // let the last duplicate arrive
+        run_for(io, 500ms); // let the last duplicate arrive (slow under emulation)
         CHECK(ok == 50);
         CHECK(c.stats().replies == 50);
         CHECK(c.stats().duplicate_replies == 50);
