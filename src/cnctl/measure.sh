@@ -15,7 +15,8 @@
 # 4.8k-8.1k forks/s (10-16k events/s), both listeners got every event (0 ENOBUFS,
 # no cnctl overrun): raw C 5.0-11.9 us/event, cnctl proc 9.0-15.6 us/event
 # (text or --json to /dev/null), i.e. 1.05x-2.4x the raw listener's CPU per
-# event. With --filter exec the kernel drops the storm before it reaches
+# event. Two later runs at load ~2: 8.4-8.6k forks/s, raw 11.7 us/event,
+# cnctl 16.3 (text) and 18.1 (--json) us/event: 1.4x-1.5x. With --filter exec the kernel drops the storm before it reaches
 # cnctl: 0.00 s CPU for 80k storm events.
 set -euo pipefail
 cnctl=${1:?usage: measure.sh PATH/TO/cnctl [SECONDS] [cnctl options...]}
