@@ -161,6 +161,7 @@ struct client_state : std::enable_shared_from_this<client_state> {
     std::deque<std::pair<std::vector<std::byte>, std::uint32_t>> send_queue; // waiting for room at a peer
     std::size_t receive_buffer_obtained = 0;
     std::size_t receive_buffer_asked = 0;
+    bool sized_for_subscription = false;
     bool reading = false, draining = false, sending = false, closed = false;
     clock::time_point timer_at = clock::time_point::max();
 
@@ -234,12 +235,16 @@ struct client_state : std::enable_shared_from_this<client_state> {
 
     // ---- requests ----
 
-    // Asks for a larger receive buffer the first time a use needs one (FORCE,
-    // then the capped SO_RCVBUF); a smaller grant still works, and what the
-    // kernel granted is observable.
-    void grow_receive_buffer(std::size_t bytes) {
-        if (bytes <= receive_buffer_asked) return;
+    // Sizes the receive buffer (FORCE, then the capped SO_RCVBUF); a smaller
+    // grant still works, and what the kernel granted is observable. The first
+    // subscription decides (its option is the user's word on how much
+    // multicast to hold); before that, the first request asks for room for
+    // replies.
+    void size_receive_buffer(std::size_t bytes, bool for_subscription) {
+        if (sized_for_subscription || bytes == 0) return;
+        if (!for_subscription && receive_buffer_asked != 0) return;
         receive_buffer_asked = bytes;
+        sized_for_subscription = for_subscription;
         error_code ignored;
         receive_buffer_obtained = netlink::set_receive_buffer(sock.next_layer(), bytes, ignored).obtained;
     }
@@ -259,7 +264,7 @@ struct client_state : std::enable_shared_from_this<client_state> {
         };
         if (closed) return fail(error::client_closed);
         if (payload.size() > connector::max_payload) return fail(error::payload_too_large);
-        grow_receive_buffer(options.request_receive_buffer);
+        size_receive_buffer(options.request_receive_buffer, false);
 
         std::uint32_t ack;
         do ack = static_cast<std::uint32_t>(rng()); while (!requests.ack_free(ack));
@@ -638,6 +643,20 @@ public:
             token, &batch, max_messages);
     }
 
+    /// Takes a message that is already queued, without waiting: false when
+    /// none is (nor an overrun to report). A consumer woken by async_receive
+    /// can empty the queue this way without a completion per message.
+    /// `ec` is error::overrun once per overrun, as with async_receive.
+    bool try_receive(connector::message& out, error_code& ec) {
+        ec.clear();
+        if (!sub_ || sub_->waiting()) return false; // a pending receive comes first
+        if (sub_->queue.take_overrun()) {
+            ec = error::overrun;
+            return true;
+        }
+        return sub_->queue.pop(out);
+    }
+
     /// Cancels a receive in progress (it completes with operation_aborted).
     void cancel() {
         if (auto st = state_.lock(); st && sub_) sub_->complete(*st, boost::asio::error::operation_aborted);
@@ -871,7 +890,7 @@ private:
             ec = error::invalid_group;
             return {};
         }
-        st->grow_receive_buffer(st->options.subscription_receive_buffer);
+        st->size_receive_buffer(st->options.subscription_receive_buffer, true);
         auto sub = std::make_shared<detail::subscriber>(group, options);
         if (st->subscribers.add(group, sub.get()) && group != 0) {
             st->sock.join(group, ec);

@@ -500,6 +500,18 @@ TEST_SUITE("client: subscriptions") {
         CHECK(got == 2);
         CHECK(test::text_of(batch[1].payload) == "m9");
         CHECK(batch.size() == 8); // never shrinks: the storage stays for the next burst
+
+        // try_receive takes what is queued without a completion, false when empty.
+        for (int i = 0; i < 3; ++i)
+            REQUIRE(sender.send({}, bytes("t" + std::to_string(i)), 0, netlink::endpoint::group_mask(group)) == 0);
+        run_for(io, 200ms);
+        connector::message m;
+        std::string got_now;
+        while (s.try_receive(m, ec)) {
+            CHECK_FALSE(ec);
+            got_now += test::text_of(m.payload);
+        }
+        CHECK(got_now == "t0t1t2");
     }
 
     TEST_CASE("an overrun is signalled to every subscriber once, and messages flow again afterwards") {
