@@ -293,6 +293,19 @@ int main(int argc, char** argv) {
       bytes{2, 0, 0, 0, 5, 1, 1, 0, 0, 0, 0, 5, 1, 1, 0, 0, 0, 0, 9, 1, 1, 0, 2, 2, 6, 0, 2, 1, 6, 0});
     w("correlator", "burst", bytes{8, 4, 200, 3, 15, 5, 4, 1});
 
+    // fuzz_bpf_filter: a u32 event mask, then a datagram.
+    auto masked = [](std::uint32_t mask, const bytes& d) {
+        bytes b;
+        put<std::uint32_t>(b, mask);
+        return cat({b, d});
+    };
+    w("bpf_filter", "fork-mask-exec", masked(0x2, fork_event));
+    w("bpf_filter", "exit-mask-nonzero", masked(0x20000000u, exit_event));
+    w("bpf_filter", "exit-cut-mask-nonzero", masked(0x20000000u, first(exit_event, 50)));
+    w("bpf_filter", "ack-mask-fork", masked(0x1, proc_ack));
+    w("bpf_filter", "other-id-mask-fork", masked(0x1, three));
+    w("bpf_filter", "short-mask-exit", masked(0x80000000u, first(fork_event, 39)));
+
     std::printf("make-corpus: %d files in %s\n", w.count, argv[1]);
     return 0;
 }
