@@ -109,6 +109,7 @@ public:
     bool add(unsigned group, S* s) {
         auto& list = groups_.at(group);
         list.push_back(s);
+        ++count_;
         return list.size() == 1;
     }
 
@@ -118,6 +119,7 @@ public:
         const auto it = std::find(list.begin(), list.end(), s);
         if (it == list.end()) return false;
         list.erase(it);
+        --count_;
         return list.empty();
     }
 
@@ -143,12 +145,11 @@ public:
     }
 
     std::size_t subscribers(unsigned group) const { return group <= max_group ? groups_[group].size() : 0; }
-    bool empty() const {
-        return std::all_of(groups_.begin(), groups_.end(), [](const auto& l) { return l.empty(); });
-    }
+    bool empty() const noexcept { return count_ == 0; } // asked on every read: no scan of the groups
 
 private:
     std::array<std::vector<S*>, max_group + 1> groups_;
+    std::size_t count_ = 0;
 };
 
 } // namespace detail
