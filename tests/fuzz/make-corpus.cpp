@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -76,8 +77,8 @@ bytes comm_event(const char* name) {
     put<std::uint64_t>(b, 99);
     put<std::uint32_t>(b, 4321);
     put<std::uint32_t>(b, 4321);
-    char comm[16] = {};
-    std::strncpy(comm, name, sizeof comm);
+    char comm[16] = {}; // the kernel's comm: NUL-padded, not always NUL-terminated
+    std::memcpy(comm, name, std::min(std::strlen(name), sizeof comm));
     b.insert(b.end(), comm, comm + sizeof comm);
     return b;
 }
