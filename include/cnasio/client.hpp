@@ -789,6 +789,8 @@ public:
 
     /// Sends `payload` to connector id `id` and waits for the reply.
     /// Completion signature: void(error_code, connector::message).
+    /// The payload is framed when the operation starts: at once for most
+    /// tokens, but only at launch for `deferred`, so keep it alive until then.
     /// Errors: error::timeout, operation_aborted (cancelled or closed),
     /// error::payload_too_large, error::connector_unreachable, a socket errno.
     template <class CompletionToken>
