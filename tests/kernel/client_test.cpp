@@ -588,3 +588,93 @@ TEST_SUITE("client: subscriptions") {
         CHECK_FALSE(s);
     }
 }
+
+TEST_SUITE("client: faults") {
+    // Resident set size in KiB (statm's second field is in pages).
+    long rss_kib() {
+        long pages = 0, resident = 0;
+        if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+            if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+            std::fclose(f);
+        }
+        return resident * (::sysconf(_SC_PAGESIZE) / 1024);
+    }
+
+    TEST_CASE("20 s of receive-buffer overruns with requests in flight: no deadlock, every request ends, memory bounded") {
+        constexpr unsigned group = CN_NETLINK_USERS + 9;
+        test::echo_peer peer;
+        test::peer flooder;
+        asio::io_context io;
+        auto opts = admitting(peer.port_id());
+        opts.admitted_ports.push_back(flooder.port_id());
+        opts.subscription_receive_buffer = 16384; // overruns guaranteed
+        client c(io.get_executor(), opts);
+        error_code ec;
+        subscription_options so;
+        so.queue_limit = 256;
+        auto sub = c.subscribe(group, so, ec);
+        REQUIRE_FALSE(ec);
+
+        std::atomic<bool> stop{false};
+        std::thread flood([&] { // bursts of 1 KiB multicasts, far more than 16 KiB holds
+            const std::string big(1000, 'f');
+            while (!stop) {
+                for (int i = 0; i < 200; ++i)
+                    flooder.send({}, connector::as_payload(std::string_view(big)), 0, netlink::endpoint::group_mask(group));
+                std::this_thread::sleep_for(2ms);
+            }
+        });
+
+        std::size_t sent = 0, ended = 0, replied = 0, overruns_seen = 0, messages_after_overrun = 0;
+        asio::co_spawn(io, [&]() -> asio::awaitable<void> { // the subscriber
+            connector::message m;
+            for (;;) {
+                auto [e] = co_await sub.async_receive(m, asio::as_tuple(asio::use_awaitable));
+                if (e == asio::error::operation_aborted) co_return;
+                if (e == error::overrun)
+                    ++overruns_seen;
+                else if (!e && overruns_seen > 0)
+                    ++messages_after_overrun;
+            }
+        }, asio::detached);
+        for (int co = 0; co < 8; ++co) // requesters: 8 in flight at all times
+            asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+                request_options o;
+                o.port_id = peer.port_id();
+                o.timeout = 200ms;
+                while (!stop) {
+                    ++sent;
+                    auto [e, r] = co_await c.async_request(echo_id, bytes("ping"), o, asio::as_tuple(asio::use_awaitable));
+                    ++ended;
+                    if (!e) ++replied;
+                }
+            }, asio::detached);
+
+        const long rss_before = rss_kib();
+        long rss_peak = rss_before;
+        const auto until = std::chrono::steady_clock::now() + 20s;
+        while (std::chrono::steady_clock::now() < until) {
+            io.run_for(500ms);
+            rss_peak = std::max(rss_peak, rss_kib());
+        }
+        stop = true;
+        flood.join();
+        io.run_for(500ms); // the last requests end (reply or timeout)
+        CAPTURE(sent);
+        CAPTURE(replied);
+        CAPTURE(overruns_seen);
+        CAPTURE(rss_before);
+        CAPTURE(rss_peak);
+        CHECK(ended == sent);                    // every request completed: reply or timeout
+        CHECK(replied > 100);                    // and requests kept working during the storm
+        CHECK(c.stats().overruns >= 1);          // the storm did overrun (7 times in 20 s here)
+        CHECK(overruns_seen >= 1);               // the subscriber was told
+        CHECK(messages_after_overrun > 0);       // and kept receiving
+        CHECK(c.pending_requests() == 0);
+        CHECK(rss_peak - rss_before < 64 * 1024); // bounded: queue of 256 × 1 KiB, table, buffers
+        MESSAGE("storm: ", sent, " requests (", replied, " replied), ", c.stats().overruns, " overruns, ",
+                overruns_seen, " signalled, RSS ", rss_before, " -> peak ", rss_peak, " KiB");
+        c.close();
+        io.run_for(100ms);
+    }
+}
