@@ -70,7 +70,7 @@ struct client_options {
     /// Timeout of a request that names none.
     std::chrono::milliseconds default_timeout{1000};
     /// User-space port ids believed besides the kernel's 0 (daemons, test peers).
-    std::vector<std::uint32_t> admitted_ports;
+    std::vector<std::uint32_t> admitted_ports{};
     /// Receive buffer to ask for when the first subscription is made (SO_RCVBUFFORCE,
     /// falling back to SO_RCVBUF); 0 leaves the kernel's default.
     std::size_t subscription_receive_buffer = 8u << 20;
@@ -79,7 +79,7 @@ struct client_options {
     /// than 300 small ones). 0 leaves the kernel's default.
     std::size_t request_receive_buffer = 1u << 20;
     /// Network namespace file to create the socket in (e.g. "/proc/1/ns/net"); empty: the caller's.
-    std::string netns;
+    std::string netns{};
     /// Netlink family (NETLINK_CONNECTOR unless a peer speaks connector framing elsewhere).
     netlink::protocol protocol = netlink::protocol::connector();
     /// Datagrams drained per turn before the loop lets other handlers run.
@@ -92,7 +92,7 @@ struct request_options {
     /// 0: the client's default_timeout.
     std::chrono::milliseconds timeout{0};
     /// For match::custom.
-    reply_matcher matcher;
+    reply_matcher matcher{};
     /// Destination port id: 0 is the kernel.
     std::uint32_t port_id = 0;
     /// cn_msg.flags of the request.
