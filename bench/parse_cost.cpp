@@ -2,7 +2,7 @@
 // many times (for callgrind, see parse-cost.sh) or checks both agree.
 //
 //   bench_parse check          both parsers agree on the checksum; prints ns/msg
-//   bench_parse MODE N         runs parser MODE (baseline|cnasio|none) N times
+//   bench_parse MODE N         runs parser MODE (baseline|cnasio|cnasio_decode|none) N times
 #include "parse_cost.hpp"
 
 #include "common.hpp"
@@ -91,9 +91,11 @@ int main(int argc, char** argv)
     if (mode == "check") {
         const std::uint64_t expected = parse_baseline(buf, used);
         const std::uint64_t got = parse_cnasio(buf, used);
+        const std::uint64_t got_decode = parse_cnasio_decode(buf, used);
         std::printf("messages=%zu bytes=%zu checksum=%llu\n", messages, used, static_cast<unsigned long long>(expected));
         // Native timing, for orientation only (callgrind's instruction counts are the figure).
-        for (auto [name, fn] : {std::pair{"baseline", &parse_baseline}, std::pair{"cnasio", &parse_cnasio}}) {
+        for (auto [name, fn] : {std::pair{"baseline", &parse_baseline}, std::pair{"cnasio", &parse_cnasio},
+                                std::pair{"cnasio_decode", &parse_cnasio_decode}}) {
             if (fn(buf, used) == UINT64_MAX)
                 continue;
             constexpr int reps = 2000;
@@ -104,15 +106,17 @@ int main(int argc, char** argv)
             const double ns = static_cast<double>(bench::now_ns() - t0) / (reps * static_cast<double>(messages));
             std::printf("%s: %.2f ns/msg\n", name, ns);
         }
-        if (got != UINT64_MAX && got != expected) {
-            std::fprintf(stderr, "bench_parse: cnasio checksum %llu != baseline %llu\n",
-                         static_cast<unsigned long long>(got), static_cast<unsigned long long>(expected));
-            return 1;
+        for (auto [name, sum] : {std::pair{"cnasio", got}, std::pair{"cnasio_decode", got_decode}}) {
+            if (sum != expected) {
+                std::fprintf(stderr, "bench_parse: %s checksum %llu != baseline %llu\n", name,
+                             static_cast<unsigned long long>(sum), static_cast<unsigned long long>(expected));
+                return 1;
+            }
         }
         return 0;
     }
     if (argc != 3)
-        bench::die_msg("usage: bench_parse check | bench_parse baseline|cnasio|none ITERATIONS");
+        bench::die_msg("usage: bench_parse check | bench_parse baseline|cnasio|cnasio_decode|none ITERATIONS");
     const long iterations = std::atol(argv[2]);
     volatile std::uint64_t sink = 0;
     for (long i = 0; i < iterations; ++i) {
@@ -120,6 +124,8 @@ int main(int argc, char** argv)
             sink = sink + parse_baseline(buf, used);
         else if (mode == "cnasio")
             sink = sink + parse_cnasio(buf, used);
+        else if (mode == "cnasio_decode")
+            sink = sink + parse_cnasio_decode(buf, used);
         else if (mode != "none")
             bench::die_msg("unknown mode");
     }

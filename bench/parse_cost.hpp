@@ -13,4 +13,5 @@ extern "C" {
 std::uint64_t parse_baseline(const unsigned char* buf, std::size_t len);
 // Returns UINT64_MAX when cnasio cannot do this yet.
 std::uint64_t parse_cnasio(const unsigned char* buf, std::size_t len);
+std::uint64_t parse_cnasio_decode(const unsigned char* buf, std::size_t len);
 }

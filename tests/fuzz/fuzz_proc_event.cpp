@@ -12,7 +12,8 @@
 // - on success, encoding the decoded fields again gives back the payload's
 //   bytes up to min_payload_size(what): nothing is read from the wrong offset;
 // - an unknown `what` keeps its first 24 bytes and the true size;
-// - the exit-status helpers agree with each other.
+// - the exit-status helpers agree with each other;
+// - proc::event_view accepts exactly the same payloads and reads the same event.
 // Then, with the remaining bytes as text: parse_event_mask and to_string(mask)
 // round trip, and a failed parse names an element of the list. The loss
 // counter must keep its counts consistent whatever numbers arrive.
@@ -113,6 +114,20 @@ void check_decode(std::span<const std::byte> payload, proc::message_numbers numb
     if (payload.size() >= 4) std::memcpy(&what, payload.data(), sizeof what);
     const bool too_short =
         payload.size() < proc::event_header_size || payload.size() < proc::min_payload_size(what);
+    // The lazy view takes exactly the payloads decode() takes and reads the same event from them.
+    proc::event_view view;
+    error_code view_ec;
+    FUZZ_CHECK(proc::event_view::parse(payload, numbers, view, view_ec) == !too_short);
+    FUZZ_CHECK(view_ec == ec && static_cast<bool>(view) == !too_short);
+    if (view) {
+        const proc::event lazy = view.to_event();
+        FUZZ_CHECK(lazy.what == ev.what && lazy.cpu == ev.cpu && lazy.timestamp_ns == ev.timestamp_ns);
+        FUZZ_CHECK(lazy.seq == ev.seq && lazy.ack == ev.ack && lazy.data == ev.data);
+        FUZZ_CHECK(view.get<proc::unknown_event>().has_value() == (ev.get_if<proc::unknown_event>() != nullptr));
+        if (const auto* x = ev.get_if<proc::exit_event>()) FUZZ_CHECK(view.get<proc::exit_event>() == *x);
+        if (const auto* f = ev.get_if<proc::fork_event>()) FUZZ_CHECK(view.get<proc::fork_event>() == *f);
+        if (const auto* c = ev.get_if<proc::comm_event>()) FUZZ_CHECK(view.get<proc::comm_event>() == *c);
+    }
     if (too_short) {
         FUZZ_CHECK(ec == std::errc::bad_message);
         FUZZ_CHECK(ev.what == 0 && ev.cpu == 0 && ev.timestamp_ns == 0 && ev.seq == 0 && ev.ack == 0);

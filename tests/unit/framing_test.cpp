@@ -49,17 +49,30 @@ struct wire {
 
 std::string text(std::span<const std::byte> b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
+bool same_header(const header& a, const header& b) {
+    return a.id == b.id && a.seq == b.seq && a.ack == b.ack && a.flags == b.flags && a.nlmsg_type == b.nlmsg_type &&
+           a.nlmsg_flags == b.nlmsg_flags && a.nlmsg_seq == b.nlmsg_seq && a.nlmsg_pid == b.nlmsg_pid;
+}
+
 // Reads the whole datagram: good messages' payloads and the errors, in order.
+// Walks it twice, with next() and with for_each() (whose fast path is separate
+// code), and requires both to see exactly the same messages and errors.
 struct walk {
     std::vector<std::string> payloads;
     std::vector<error_code> errors;
     std::vector<message_view> views;
     walk(std::span<const std::byte> d, bool truncated = false) {
+        struct seen {
+            error_code ec;
+            message_view m;
+        };
+        std::vector<seen> by_next, by_for_each;
         datagram_reader r(d, truncated);
         message_view m;
         error_code ec;
         int guard = 0;
         while (r.next(m, ec) && ++guard < 100) {
+            by_next.push_back({ec, m});
             if (ec)
                 errors.push_back(ec);
             else {
@@ -68,6 +81,17 @@ struct walk {
             }
         }
         REQUIRE(guard < 100);
+        datagram_reader(d, truncated)
+            .for_each([&](const message_view& v) { by_for_each.push_back({{}, v}); },
+                      [&](error_code e, const message_view& v) { by_for_each.push_back({e, v}); });
+        REQUIRE(by_for_each.size() == by_next.size());
+        for (std::size_t i = 0; i < by_next.size(); ++i) {
+            CAPTURE(i);
+            CHECK(by_for_each[i].ec == by_next[i].ec);
+            CHECK(same_header(by_for_each[i].m.header, by_next[i].m.header));
+            CHECK(by_for_each[i].m.payload.data() == by_next[i].m.payload.data());
+            CHECK(by_for_each[i].m.payload.size() == by_next[i].m.payload.size());
+        }
     }
 };
 

@@ -9,7 +9,10 @@
 
 #include <cstddef>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <typeinfo>
+#include <variant>
 #include <vector>
 
 namespace proc = cnasio::proc;
@@ -333,4 +336,86 @@ TEST_CASE("proc::event_mask: names and the kernel's normalisation") {
     CHECK(proc::event_mask::from_bits(0x400).kernel_effective().is_all());
     CHECK(proc::event_mask::from_bits(0x401).kernel_effective() == proc::event_mask{proc::event_type::fork});
     CHECK(proc::event_mask::all().kernel_effective().is_all());
+}
+
+namespace {
+
+// The view's get<T>() against the variant decode() fills: the same alternative
+// present, the same fields, every other alternative absent.
+template <class... T>
+void check_view_matches_decode(const proc::event_view& v, const proc::event& decoded, std::variant<T...>*) {
+    auto one = [&]<class U>(U*) {
+        CAPTURE(typeid(U).name());
+        const auto got = v.get<U>();
+        const U* want = std::get_if<U>(&decoded.data);
+        REQUIRE(got.has_value() == (want != nullptr));
+        if (want) CHECK(*got == *want);
+    };
+    (one(static_cast<T*>(nullptr)), ...);
+}
+
+} // namespace
+
+TEST_CASE("proc::event_view: reads what decode() reads, for every type and an unknown one") {
+    const std::uint32_t types[] = {0x0,   0x1,   0x2,        0x4,        0x40,       0x80,      0x100,
+                                   0x200, 0x400, 0x20000000, 0x40000000, 0x80000000, 0x12345678};
+    for (auto what : types) {
+        CAPTURE(what);
+        auto ev = header(what);
+        for (std::size_t i = 0; i < 24; ++i) // distinct bytes in every field of the union
+            reinterpret_cast<unsigned char*>(&ev.event_data)[i] = static_cast<unsigned char>(0x30 + i);
+        for (std::size_t offset : {36u, 37u}) {
+            auto p = place(ev, offset);
+            cnasio::error_code ec;
+            const auto decoded = proc::decode(p.payload, {9, 3}, ec);
+            REQUIRE_FALSE(ec);
+            proc::event_view v;
+            CHECK_FALSE(v);
+            ec = cnasio::errno_code(EIO); // parse() clears it on success
+            REQUIRE(proc::event_view::parse(p.payload, {9, 3}, v, ec));
+            CHECK_FALSE(ec);
+            CHECK(v);
+            CHECK(v.what() == what);
+            CHECK(v.type() == decoded.type());
+            CHECK(v.cpu() == 1);
+            CHECK(v.timestamp_ns() == 0x0123456789abcdefULL);
+            CHECK(v.seq() == 9);
+            CHECK(v.ack() == 3);
+            CHECK(v.is_ack() == decoded.is_ack());
+            CHECK(v.payload().data() == p.payload.data());
+            CHECK(v.payload().size() == p.payload.size());
+            check_view_matches_decode(v, decoded, static_cast<proc::event_data*>(nullptr));
+            const auto again = v.to_event();
+            CHECK(again.what == decoded.what);
+            CHECK(again.cpu == decoded.cpu);
+            CHECK(again.timestamp_ns == decoded.timestamp_ns);
+            CHECK(again.seq == decoded.seq);
+            CHECK(again.ack == decoded.ack);
+            CHECK(again.data == decoded.data);
+        }
+    }
+}
+
+TEST_CASE("proc::event_view: parse() refuses exactly the payloads decode() refuses") {
+    const std::uint32_t types[] = {0x0, 0x1, 0x2, 0x4, 0x40, 0x80, 0x100, 0x200, 0x400, 0x20000000, 0x40000000,
+                                   0x80000000};
+    for (auto what : types) {
+        auto ev = header(what);
+        for (std::size_t n = 0; n <= sizeof ev; ++n) {
+            CAPTURE(what);
+            CAPTURE(n);
+            std::vector<std::byte> exact(n); // ends right there: ASan flags any read past it
+            std::memcpy(exact.data(), &ev, n);
+            cnasio::error_code by_decode, by_view;
+            (void)proc::decode(exact, {}, by_decode);
+            proc::event_view v;
+            const auto whole = place(ev);
+            REQUIRE(proc::event_view::parse(whole.payload, {}, v, by_view)); // so that a failure must empty it
+            const bool ok = proc::event_view::parse(exact, {}, v, by_view);
+            CHECK(ok == !by_decode);
+            CHECK(by_view == by_decode);
+            CHECK(static_cast<bool>(v) == ok); // a failed parse leaves the view empty
+            if (ok && what != 0x400) CHECK(v.get<proc::unknown_event>() == std::nullopt);
+        }
+    }
 }

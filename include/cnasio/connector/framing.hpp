@@ -71,6 +71,78 @@ public:
         : pos_(datagram.data()), end_(datagram.data() + datagram.size()), truncated_(truncated) {}
 
     bool next(message_view& m, error_code& ec) noexcept {
+        if (next_whole(m)) [[likely]] {
+            ec.clear();
+            return true;
+        }
+        return next_slow(m, ec);
+    }
+
+    /// Calls `on_message(const message_view&)` for each good message and
+    /// `on_error(error_code, const message_view&)` for each bad one, to the end.
+    /// The fastest walk: the view handed to `on_message` is a local that
+    /// nothing else can see, so the fields a caller does not read are never
+    /// written.
+    template <class OnMessage, class OnError>
+    void for_each(OnMessage&& on_message, OnError&& on_error) {
+        for (;;) {
+            {
+                message_view m; // never passed to next_slow(), so it need not live in memory
+                if (next_whole(m)) [[likely]] {
+                    on_message(static_cast<const message_view&>(m));
+                    continue;
+                }
+            }
+            message_view m;
+            error_code ec;
+            if (!next_slow(m, ec)) return;
+            if (ec)
+                on_error(ec, static_cast<const message_view&>(m));
+            else
+                on_message(static_cast<const message_view&>(m));
+        }
+    }
+
+    /// Messages passed over on purpose (NLMSG_NOOP, NLMSG_ERROR acks).
+    std::size_t skipped() const noexcept { return skipped_; }
+
+private:
+    // NLMSG_NOOP, NLMSG_ERROR and NLMSG_OVERRUN: not connector messages (see the top of this file).
+    static constexpr bool is_control_type(std::uint16_t type) noexcept {
+        return type == NLMSG_NOOP || type == NLMSG_ERROR || type == NLMSG_OVERRUN;
+    }
+
+    // The common case, inlined into the caller's loop: a whole connector message whose netlink and
+    // connector lengths are both in range. Returns false, having changed nothing, for everything
+    // else; next_slow() then re-reads the same message and says what is wrong with it.
+    bool next_whole(message_view& m) noexcept {
+        using namespace detail;
+        const std::size_t rest = static_cast<std::size_t>(end_ - pos_);
+        if (rest < header_size) return false;
+        const std::byte* msg = pos_;
+        const std::size_t len = load<std::uint32_t>(msg + nlmsg_len_at);
+        const auto type = load<std::uint16_t>(msg + nlmsg_type_at);
+        const std::byte* body = msg + netlink_header_size;
+        const std::size_t data_len = load<std::uint16_t>(body + cn_len_at);
+        if (len < header_size || len > rest || is_control_type(type) || data_len > len - header_size) return false;
+        m.header.nlmsg_type = type;
+        m.header.nlmsg_flags = load<std::uint16_t>(msg + nlmsg_flags_at);
+        m.header.nlmsg_seq = load<std::uint32_t>(msg + nlmsg_seq_at);
+        m.header.nlmsg_pid = load<std::uint32_t>(msg + nlmsg_pid_at);
+        m.header.id.idx = load<std::uint32_t>(body + cn_idx_at);
+        m.header.id.val = load<std::uint32_t>(body + cn_val_at);
+        m.header.seq = load<std::uint32_t>(body + cn_seq_at);
+        m.header.ack = load<std::uint32_t>(body + cn_ack_at);
+        m.header.flags = load<std::uint16_t>(body + cn_flags_at);
+        m.payload = {msg + header_size, data_len};
+        // The last message of a user-space datagram may lack its alignment padding.
+        pos_ += align4(len) < rest ? align4(len) : rest;
+        return true;
+    }
+
+    // Everything the fast path in next() does not take: the end, short or lying lengths, special
+    // netlink types. Kept out of line so that next() stays small enough to inline.
+    __attribute__((noinline)) bool next_slow(message_view& m, error_code& ec) noexcept {
         using namespace detail;
         ec.clear();
         for (;;) {
@@ -155,10 +227,6 @@ public:
         }
     }
 
-    /// Messages passed over on purpose (NLMSG_NOOP, NLMSG_ERROR acks).
-    std::size_t skipped() const noexcept { return skipped_; }
-
-private:
     static void clear_connector_fields(message_view& m) noexcept {
         m.header.id = {};
         m.header.seq = m.header.ack = 0;
@@ -184,15 +252,7 @@ private:
 template <class OnMessage, class OnError>
 void for_each_message(std::span<const std::byte> datagram, bool truncated, OnMessage&& on_message,
                       OnError&& on_error) {
-    datagram_reader r(datagram, truncated);
-    message_view m;
-    error_code ec;
-    while (r.next(m, ec)) {
-        if (ec)
-            on_error(ec, m);
-        else
-            on_message(m);
-    }
+    datagram_reader(datagram, truncated).for_each(on_message, on_error);
 }
 
 /// Parses a datagram expected to hold exactly one connector message.
