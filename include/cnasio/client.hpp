@@ -432,19 +432,19 @@ struct client_state : std::enable_shared_from_this<client_state> {
     void dispatch(const connector::received_datagram& d) {
         ++stats.datagrams;
         const bool trusted = admitted(d.port_id());
-        connector::message_view m;
-        error_code ec;
-        for (auto r = d.reader(); r.next(m, ec);) {
-            if (!trusted) {
-                ++stats.rejected;
-                continue;
-            }
-            if (ec) {
-                ++stats.malformed;
-                continue;
-            }
-            deliver(m, d.group());
-        }
+        d.reader().for_each(
+            [&](const connector::message_view& m) {
+                if (trusted)
+                    deliver(m, d.group());
+                else
+                    ++stats.rejected;
+            },
+            [&](error_code, const connector::message_view&) {
+                if (trusted)
+                    ++stats.malformed;
+                else
+                    ++stats.rejected;
+            });
     }
 
     void deliver(const connector::message_view& m, unsigned group);

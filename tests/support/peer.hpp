@@ -66,18 +66,36 @@ public:
         return send_raw(bytes, to_port, to_groups);
     }
 
-    /// Waits up to `timeout_ms` for one datagram; false on timeout.
+    /// Waits up to `timeout_ms` for one datagram; false on timeout. An
+    /// overrun (ENOBUFS) is counted in overruns() and the wait goes on: the
+    /// datagrams queued after it are still there.
     bool receive(std::vector<std::byte>& out, std::uint32_t& from_port, int timeout_ms) {
-        ::pollfd p{fd_, POLLIN, 0};
-        if (::poll(&p, 1, timeout_ms) <= 0) return false;
-        out.resize(64 * 1024);
-        ::sockaddr_nl a{};
-        socklen_t len = sizeof a;
-        const auto n = ::recvfrom(fd_, out.data(), out.size(), 0, reinterpret_cast<::sockaddr*>(&a), &len);
-        if (n < 0) return false;
-        out.resize(static_cast<std::size_t>(n));
-        from_port = a.nl_pid;
-        return true;
+        for (;;) {
+            ::pollfd p{fd_, POLLIN, 0};
+            if (::poll(&p, 1, timeout_ms) <= 0) return false;
+            out.resize(64 * 1024);
+            ::sockaddr_nl a{};
+            socklen_t len = sizeof a;
+            const auto n = ::recvfrom(fd_, out.data(), out.size(), 0, reinterpret_cast<::sockaddr*>(&a), &len);
+            if (n < 0 && errno == ENOBUFS) {
+                ++overruns_;
+                continue;
+            }
+            if (n < 0) return false;
+            out.resize(static_cast<std::size_t>(n));
+            from_port = a.nl_pid;
+            return true;
+        }
+    }
+
+    /// Times receive() met ENOBUFS: messages were lost before it.
+    std::size_t overruns() const noexcept { return overruns_; }
+
+    /// SO_RCVBUFFORCE (root): room for `bytes` of queued datagrams, so that a
+    /// busy machine's proc events do not overrun a test's peer.
+    void force_receive_buffer(int bytes) {
+        if (::setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0)
+            throw std::system_error(errno, std::generic_category(), "peer SO_RCVBUFFORCE");
     }
 
     /// Receives one connector message (first of its datagram); false on timeout.
@@ -93,6 +111,7 @@ public:
 private:
     int fd_ = -1;
     std::uint32_t port_ = 0;
+    std::size_t overruns_ = 0;
 };
 
 /// Bytes of a string literal or text, for payloads.
