@@ -41,13 +41,16 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/append.hpp>
+#include <boost/asio/associated_allocator.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/recycling_allocator.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <algorithm>
@@ -128,6 +131,23 @@ class subscription;
 namespace detail {
 
 struct subscriber;
+
+// Erasing a handler allocates its state with the handler's associated
+// allocator; any_completion_handler falls back to Asio's per-thread recycling
+// allocator when the handler names none. A composed operation (async_compose:
+// proc::listener's receive, a user's own) names std::allocator<void> when its
+// handler has none, which would cost a malloc and a free per operation. Such
+// handlers are given the recycling allocator, which keeps std::allocator's
+// meaning and caches freed blocks per thread.
+template <class Erased, class Handler>
+Erased erase_handler(Handler&& handler) {
+    using bare = std::decay_t<Handler>;
+    if constexpr (std::is_same_v<boost::asio::associated_allocator_t<bare>, std::allocator<void>>)
+        return Erased(boost::asio::bind_allocator(boost::asio::recycling_allocator<void>(),
+                                                  std::forward<Handler>(handler)));
+    else
+        return Erased(std::forward<Handler>(handler));
+}
 
 // All client state. Shared with the handlers of outstanding operations, so it
 // outlives the client object until the last of them has run.
@@ -711,7 +731,7 @@ private:
         if (!st || !sub || st->closed) return fail(error::client_closed);
         if (sub->waiting()) return fail(boost::asio::error::in_progress);
         sub->local = st->runs_here(handler);
-        sub->waiter.template emplace<Erased>(std::forward<Handler>(handler));
+        sub->waiter.template emplace<Erased>(detail::erase_handler<Erased>(std::forward<Handler>(handler)));
         sub->out = out;
         sub->batch = batch;
         sub->batch_max = batch_max;
@@ -801,7 +821,8 @@ public:
                           request_options options) {
                 const bool local = st->runs_here(handler);
                 st->start_request(id, payload, std::move(options),
-                                  detail::client_state::reply_handler(std::move(handler)), nullptr, local);
+                                  detail::erase_handler<detail::client_state::reply_handler>(std::move(handler)),
+                                  nullptr, local);
             },
             token, id, payload, std::move(options));
     }
@@ -820,7 +841,8 @@ public:
                           connector::message* reply, request_options options) {
                 const bool local = st->runs_here(handler);
                 st->start_request(id, payload, std::move(options),
-                                  detail::client_state::into_handler(std::move(handler)), reply, local);
+                                  detail::erase_handler<detail::client_state::into_handler>(std::move(handler)),
+                                  reply, local);
             },
             token, id, payload, &reply, std::move(options));
     }
