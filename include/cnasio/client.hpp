@@ -54,6 +54,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -177,7 +178,12 @@ struct client_state : std::enable_shared_from_this<client_state> {
     fanout<subscriber> subscribers;
     client_stats stats;
     std::mt19937 rng;
-    std::vector<std::byte> buffer = std::vector<std::byte>(connector::receive_buffer_size);
+    // drain() reads a burst with one recvmmsg() into receive_slots slots of the largest datagram.
+    // Left uninitialised: the allocation is mapped lazily, so a slot's pages cost memory only
+    // once a datagram has landed there (a small message touches one page of its slot).
+    static constexpr std::size_t receive_slots = 32;
+    std::unique_ptr<std::byte[]> slots{new std::byte[receive_slots * connector::receive_buffer_size]};
+    std::array<connector::received_datagram, receive_slots> received{};
     std::deque<std::pair<std::vector<std::byte>, std::uint32_t>> send_queue; // waiting for room at a peer
     std::size_t receive_buffer_obtained = 0;
     std::size_t receive_buffer_asked = 0;
@@ -426,18 +432,22 @@ struct client_state : std::enable_shared_from_this<client_state> {
         if (draining || closed) return;
         draining = true;
         std::size_t n = 0;
-        connector::received_datagram d;
         error_code ec;
-        while (!closed && connector::try_receive(sock.native_handle(), buffer, d, ec)) {
+        const std::span<std::byte> space{slots.get(), receive_slots * connector::receive_buffer_size};
+        while (!closed) {
+            const std::size_t got = connector::try_receive_many(sock.native_handle(), space,
+                                                                connector::receive_buffer_size, received, ec);
+            for (std::size_t i = 0; i < got && !closed; ++i) dispatch(received[i]);
             if (ec == error::overrun)
                 on_overrun();
             else if (ec) {
                 draining = false;
                 fail_all(ec);
                 return;
-            } else
-                dispatch(d);
-            if (++n == options.drain_batch) { // let others run; come back without waiting
+            } else if (got == 0)
+                break; // nothing queued
+            n += got == 0 ? 1 : got;
+            if (n >= options.drain_batch) { // let others run; come back without waiting
                 boost::asio::post(ex, [self = shared_from_this()] {
                     self->draining = false;
                     self->drain();

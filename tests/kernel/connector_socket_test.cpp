@@ -9,6 +9,7 @@
 #include <boost/asio/use_future.hpp>
 #include <doctest/doctest.h>
 
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <random>
@@ -203,6 +204,87 @@ TEST_SUITE("connector socket (kernel)") {
         auto r = d.reader();
         REQUIRE(r.next(m, ec));
         CHECK(ec == error::datagram_truncated);
+    }
+
+    TEST_CASE("try_receive_many reads a burst in one call: order, senders, truncation per slot, empty, overrun") {
+        boost::asio::io_context io;
+        connector::socket s(io.get_executor());
+        s.open();
+        test::peer a, b;
+        connector::header h;
+        h.id = {CN_NETLINK_USERS + 5, 1};
+        std::vector<std::byte> space(8 * 128);
+        std::array<connector::received_datagram, 8> got{};
+        error_code ec;
+
+        // Nothing queued: 0, no error, and no waiting (the socket is blocking otherwise).
+        CHECK(connector::try_receive_many(s.native_handle(), space, 128, got, ec) == 0);
+        CHECK_FALSE(ec);
+
+        // Five datagrams from two peers; the fourth is too big for its 128-byte slot.
+        for (int i = 0; i < 5; ++i) {
+            h.seq = static_cast<std::uint32_t>(i);
+            const std::string text = i == 3 ? std::string(300, 'x') : "m" + std::to_string(i);
+            REQUIRE((i % 2 ? b : a).send(h, connector::as_payload(std::string_view(text)), s.port_id()) == 0);
+        }
+        const std::size_t n = connector::try_receive_many(s.native_handle(), space, 128, got, ec);
+        REQUIRE_FALSE(ec);
+        REQUIRE(n == 5);
+        for (std::size_t i = 0; i < n; ++i) {
+            CAPTURE(i);
+            CHECK(got[i].port_id() == (i % 2 ? b : a).port_id());
+            CHECK(got[i].bytes.data() == space.data() + i * 128); // its own slot
+            CHECK(got[i].truncated == (i == 3));
+            connector::message_view m;
+            auto r = got[i].reader();
+            REQUIRE(r.next(m, ec));
+            if (i == 3) {
+                CHECK(ec == error::datagram_truncated);
+                continue;
+            }
+            REQUIRE_FALSE(ec);
+            CHECK(m.seq() == i);
+            CHECK(test::text_of(m.payload) == "m" + std::to_string(i));
+        }
+        CHECK(connector::try_receive_many(s.native_handle(), space, 128, got, ec) == 0);
+        CHECK_FALSE(ec);
+
+        // More queued than slots: the rest waits for the next call.
+        for (int i = 0; i < 11; ++i) REQUIRE(a.send(h, connector::as_payload("x"), s.port_id()) == 0);
+        CHECK(connector::try_receive_many(s.native_handle(), space, 128, got, ec) == 8);
+        CHECK(connector::try_receive_many(s.native_handle(), space, 128, got, ec) == 3);
+
+        // An overrun. A unicast sender waits for room (netlink_unicast blocks), so the flood is a
+        // multicast, which the kernel drops with ENOBUFS for a full member. The socket's error is
+        // reported before its queue (sock_error() comes first in skb_recv_datagram): the call
+        // gives 0 and error::overrun, and the datagrams queued before the drop are read after it.
+        const unsigned group = CN_NETLINK_USERS + 11;
+        REQUIRE_FALSE((s.join(group, ec), ec));
+        int small = 1; // the kernel rounds it up to its minimum
+        REQUIRE(::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
+        const std::string big(1000, 'f');
+        for (int i = 0; i < 64; ++i)
+            a.send(h, connector::as_payload(std::string_view(big)), 0, netlink::endpoint::group_mask(group));
+        std::vector<std::byte> roomy(8 * connector::receive_buffer_size);
+        auto read_roomy = [&] {
+            return connector::try_receive_many(s.native_handle(), roomy, connector::receive_buffer_size, got, ec);
+        };
+        CHECK(read_roomy() == 0);
+        CHECK(ec == error::overrun);
+        std::size_t queued = 0;
+        for (std::size_t k; (k = read_roomy()) > 0;) {
+            REQUIRE_FALSE(ec);
+            queued += k;
+        }
+        CHECK_FALSE(ec);  // reported once
+        CHECK(queued > 0); // what fitted before the drop
+        CHECK(queued < 64);
+        REQUIRE(a.send(h, connector::as_payload("after"), 0, netlink::endpoint::group_mask(group)) == 0);
+        REQUIRE(read_roomy() == 1); // the socket works after the overrun
+        CHECK_FALSE(ec);
+        connector::message_view m;
+        REQUIRE_FALSE(connector::parse_message(got[0].bytes, m));
+        CHECK(test::text_of(m.payload) == "after");
     }
 
     TEST_CASE("a payload above CONNECTOR_MAX_MSG_SIZE is refused before sending") {

@@ -86,6 +86,49 @@ inline bool try_receive(int fd, std::span<std::byte> buffer, received_datagram& 
     }
 }
 
+/// Receives up to `out.size()` queued datagrams with one recvmmsg() call,
+/// without waiting. Datagram i lands in `buffer[i * slot_size, (i + 1) *
+/// slot_size)` (use receive_buffer_size slots). Returns how many were read: 0
+/// with `ec` clear when none is queued. ENOBUFS before the first datagram gives
+/// 0 and error::overrun; after some, the kernel reports it on the next call.
+/// One system call for a burst instead of one per datagram.
+inline std::size_t try_receive_many(int fd, std::span<std::byte> buffer, std::size_t slot_size,
+                                    std::span<received_datagram> out, error_code& ec) noexcept {
+    ec.clear();
+    constexpr std::size_t max_batch = 64;
+    std::size_t want = out.size() < max_batch ? out.size() : max_batch;
+    if (slot_size != 0 && want > buffer.size() / slot_size) want = buffer.size() / slot_size;
+    if (want == 0) return 0;
+    ::mmsghdr msgs[max_batch];
+    ::iovec iov[max_batch];
+    ::sockaddr_nl from[max_batch];
+    for (std::size_t i = 0; i < want; ++i) {
+        iov[i] = {buffer.data() + i * slot_size, slot_size};
+        from[i] = {};
+        msgs[i] = {};
+        msgs[i].msg_hdr.msg_name = &from[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    for (;;) {
+        const int n = ::recvmmsg(fd, msgs, static_cast<unsigned>(want), MSG_DONTWAIT, nullptr);
+        if (n >= 0) {
+            for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) {
+                const std::size_t got = msgs[i].msg_len < slot_size ? msgs[i].msg_len : slot_size;
+                out[i].sender = netlink::endpoint(from[i].nl_pid, from[i].nl_groups);
+                out[i].bytes = {buffer.data() + i * slot_size, got};
+                out[i].truncated = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+            }
+            return static_cast<std::size_t>(n);
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        ec = errno == ENOBUFS ? make_error_code(error::overrun) : errno_code(errno);
+        return 0;
+    }
+}
+
 /// Sends one datagram without blocking. Returns false (and no error) when the
 /// destination's queue is full (EAGAIN).
 inline bool try_send(int fd, std::span<const std::byte> datagram, const netlink::endpoint& to,
