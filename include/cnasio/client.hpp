@@ -320,8 +320,35 @@ struct client_state : std::enable_shared_from_this<client_state> {
             requests.find(t)->handler);
 
         arm_timer(deadline);
-        drain(); // the kernel may have answered inside sendto()
+        drain_for(t); // the kernel may have answered inside sendto()
         arm_read();
+    }
+
+    // The read right after a send. The kernel's connectors answer inside sendto(), so the reply
+    // is usually queued already: read one datagram at a time and stop as soon as request `t` has
+    // ended. What is queued behind it is left to the readiness wait (its arrival woke the
+    // reactor, and arm_read() peeks at once), which saves the read that would find the queue
+    // empty: one system call of about four on the proc connector's round trip.
+    void drain_for(typename table::ticket t) {
+        if (draining || closed) return;
+        draining = true;
+        error_code ec;
+        const std::span<std::byte> space{slots.get(), connector::receive_buffer_size};
+        for (std::size_t n = 0; n < options.drain_batch && !closed && requests.find(t); ++n) {
+            const std::size_t got = connector::try_receive_many(sock.native_handle(), space,
+                                                                connector::receive_buffer_size,
+                                                                std::span(received).first(1), ec);
+            if (got == 1) dispatch(received[0]);
+            if (ec == error::overrun)
+                on_overrun();
+            else if (ec) {
+                draining = false;
+                fail_all(ec);
+                return;
+            } else if (got == 0)
+                break;
+        }
+        draining = false;
     }
 
     struct cancel_request {
