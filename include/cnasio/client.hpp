@@ -332,21 +332,8 @@ struct client_state : std::enable_shared_from_this<client_state> {
     void drain_for(typename table::ticket t) {
         if (draining || closed) return;
         draining = true;
-        error_code ec;
-        const std::span<std::byte> space{slots.get(), connector::receive_buffer_size};
-        for (std::size_t n = 0; n < options.drain_batch && !closed && requests.find(t); ++n) {
-            const std::size_t got = connector::try_receive_many(sock.native_handle(), space,
-                                                                connector::receive_buffer_size,
-                                                                std::span(received).first(1), ec);
-            if (got == 1) dispatch(received[0]);
-            if (ec == error::overrun)
-                on_overrun();
-            else if (ec) {
-                draining = false;
-                fail_all(ec);
-                return;
-            } else if (got == 0)
-                break;
+        std::size_t n = 0;
+        while (!closed && requests.find(t) && n < options.drain_batch && read_burst(1, n) == burst::read) {
         }
         draining = false;
     }
@@ -459,21 +446,7 @@ struct client_state : std::enable_shared_from_this<client_state> {
         if (draining || closed) return;
         draining = true;
         std::size_t n = 0;
-        error_code ec;
-        const std::span<std::byte> space{slots.get(), receive_slots * connector::receive_buffer_size};
-        while (!closed) {
-            const std::size_t got = connector::try_receive_many(sock.native_handle(), space,
-                                                                connector::receive_buffer_size, received, ec);
-            for (std::size_t i = 0; i < got && !closed; ++i) dispatch(received[i]);
-            if (ec == error::overrun)
-                on_overrun();
-            else if (ec) {
-                draining = false;
-                fail_all(ec);
-                return;
-            } else if (got == 0)
-                break; // nothing queued
-            n += got == 0 ? 1 : got;
+        while (!closed && read_burst(receive_slots, n) == burst::read) {
             if (n >= options.drain_batch) { // let others run; come back without waiting
                 boost::asio::post(ex, [self = shared_from_this()] {
                     self->draining = false;
@@ -484,6 +457,31 @@ struct client_state : std::enable_shared_from_this<client_state> {
             }
         }
         draining = false;
+    }
+
+    enum class burst { read, empty, broken };
+
+    // Reads up to `max` queued datagrams with one recvmmsg() and dispatches them, adding them to
+    // `n` (an overrun counts as one, so that a drain always moves towards its batch limit). An
+    // overrun is reported and reading goes on; any other error means a broken socket, and every
+    // pending request learns why.
+    burst read_burst(std::size_t max, std::size_t& n) {
+        error_code ec;
+        const std::size_t got = connector::try_receive_many(
+            sock.native_handle(), {slots.get(), max * connector::receive_buffer_size}, connector::receive_buffer_size,
+            std::span(received).first(max), ec);
+        for (std::size_t i = 0; i < got && !closed; ++i) dispatch(received[i]);
+        n += got;
+        if (ec == error::overrun) {
+            ++n;
+            on_overrun();
+            return burst::read;
+        }
+        if (ec) {
+            fail_all(ec);
+            return burst::broken;
+        }
+        return got == 0 ? burst::empty : burst::read;
     }
 
     void dispatch(const connector::received_datagram& d) {
