@@ -79,6 +79,23 @@ inline double thread_cpu_us() noexcept
            static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
+// Voluntary context switches of the calling thread: how often it slept (a
+// readiness wait that found nothing, then a wake-up).
+// User-mode CPU time of the calling thread, microseconds.
+inline double thread_user_us() noexcept
+{
+    rusage ru{};
+    ::getrusage(RUSAGE_THREAD, &ru);
+    return static_cast<double>(ru.ru_utime.tv_sec) * 1e6 + static_cast<double>(ru.ru_utime.tv_usec);
+}
+
+inline std::uint64_t thread_sleeps() noexcept
+{
+    rusage ru{};
+    ::getrusage(RUSAGE_THREAD, &ru);
+    return static_cast<std::uint64_t>(ru.ru_nvcsw);
+}
+
 // ---------------------------------------------------------------- statistics
 
 inline double percentile(std::vector<double> v, double p)
@@ -178,7 +195,7 @@ struct options {
     std::size_t requests = 20000;
     bool verbose = false;
     std::string side;   // "baseline" or "cnasio": run only that side (profiling); empty: both
-    std::string target; // bench_request only: "echo", "proc" or "inflight"; empty: all
+    std::string target; // bench_request: "echo", "proc" or "inflight"; bench_recv: "unicast" or "multicast"; empty: all
     bool runs(const char* s) const { return side.empty() || side == s; }
     bool measures(const char* t) const { return target.empty() || target == t; }
 };

@@ -72,9 +72,11 @@ public:
             }
             if (fds[1].revents != 0)
                 return;
+            ++s.wakeups;
             for (;;) {
                 sockaddr_nl from{};
                 socklen_t from_len = sizeof from;
+                ++s.reads;
                 const ssize_t n = ::recvfrom(fd_, buf, sizeof buf, MSG_DONTWAIT,
                                              reinterpret_cast<sockaddr*>(&from), &from_len);
                 if (n < 0) {
@@ -160,10 +162,16 @@ round_figures run_once(factory make, int group, bool batch, const options& opt, 
     std::unique_ptr<receiver> r = make(config{group, sender_port, 8 << 20, batch});
     stats s;
     double cpu_us = 0;
+    double user_us = 0;
+    std::uint64_t sleeps = 0;
     std::thread thread([&] {
         const double c0 = thread_cpu_us();
+        const double u0 = thread_user_us();
+        const std::uint64_t s0 = thread_sleeps();
         r->run(s);
         cpu_us = thread_cpu_us() - c0;
+        user_us = thread_user_us() - u0;
+        sleeps = thread_sleeps() - s0;
     });
     while (!s.ready.load())
         ::usleep(100);
@@ -193,12 +201,15 @@ round_figures run_once(factory make, int group, bool batch, const options& opt, 
                      static_cast<unsigned long long>(s.rejected));
     if (opt.verbose)
         std::fprintf(stderr,
-                     "  %-8s %s: sent %llu received %llu (%.0f msg/s, %.3f us/msg CPU, %llu ENOBUFS, %llu queue drops, "
-                     "%.3f allocs/msg)\n",
+                     "  %-8s %s: sent %llu received %llu (%.0f msg/s, %.3f us/msg CPU (%.3f user), %llu ENOBUFS, %llu queue drops, "
+                     "%.3f allocs/msg, %.1f msgs/sleep, %.1f msgs/wakeup, %.2f msgs/read)\n",
                      side, group != 0 ? "multicast" : "unicast", static_cast<unsigned long long>(sent),
                      static_cast<unsigned long long>(received), f.msgs_per_s, f.cpu_us_per_msg,
+                     received > 0 ? user_us / static_cast<double>(received) : 0.0,
                      static_cast<unsigned long long>(s.enobufs), static_cast<unsigned long long>(s.queue_drops),
-                     f.allocs_per_msg);
+                     f.allocs_per_msg, sleeps ? static_cast<double>(received) / static_cast<double>(sleeps) : 0.0,
+                     s.wakeups ? static_cast<double>(received) / static_cast<double>(s.wakeups) : 0.0,
+                     s.reads ? static_cast<double>(received) / static_cast<double>(s.reads) : 0.0);
     return f;
 }
 
@@ -263,6 +274,8 @@ int main(int argc, char** argv)
 {
     bench::require_root("bench_recv");
     const bench::options opt = bench::parse_options(argc, argv);
-    bench::recv::run_variant("unicast", 0, opt);
-    bench::recv::run_variant("multicast", static_cast<int>(bench::recv::message_idx), opt);
+    if (opt.measures("unicast"))
+        bench::recv::run_variant("unicast", 0, opt);
+    if (opt.measures("multicast"))
+        bench::recv::run_variant("multicast", static_cast<int>(bench::recv::message_idx), opt);
 }

@@ -33,6 +33,8 @@ struct stats {
     std::uint64_t enobufs = 0;     // overrun reports (ENOBUFS) seen by the receiver
     std::uint64_t rejected = 0;    // datagrams dropped: wrong sender, bad lengths
     std::uint64_t queue_drops = 0; // messages a library dropped from its own queues (filled after run)
+    std::uint64_t wakeups = 0;     // readiness waits that completed (poll, or cnasio's wake-ups)
+    std::uint64_t reads = 0;       // receive system calls, the one that found the queue empty included
     std::uint64_t payload_sum = 0; // sum of the counters: checks payload delivery
     std::uint64_t first_ns = 0;
     std::uint64_t last_ns = 0;

@@ -44,6 +44,8 @@ public:
         s.ready.store(true); // subscribe() joined the group already
         io_.run();
         s.queue_drops = sub_.stats().dropped;
+        s.wakeups = client_.stats().wakeups;
+        s.reads = client_.stats().reads;
     }
 
     void stop() override { io_.stop(); }

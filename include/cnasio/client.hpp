@@ -46,7 +46,6 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_allocator.hpp>
-#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -116,6 +115,8 @@ struct subscription_options {
 /// replies, unsolicited, late_replies, duplicate_replies, rejected, malformed.
 struct client_stats {
     std::uint64_t datagrams = 0;         ///< datagrams read
+    std::uint64_t reads = 0;             ///< system calls that read datagrams (recvmmsg: up to 32 each)
+    std::uint64_t wakeups = 0;           ///< readiness waits that completed (datagrams / wakeups = burst size)
     std::uint64_t replies = 0;           ///< messages that answered a pending request
     std::uint64_t unsolicited = 0;       ///< messages that answered nothing (to subscribers, if any)
     std::uint64_t unclaimed = 0;         ///< ...of which no subscriber wanted
@@ -169,6 +170,9 @@ struct client_state : std::enable_shared_from_this<client_state> {
     client_state(const executor_type& ex, client_options o)
         : ex(ex), sock(ex), timer(ex), send_retry(ex), options(std::move(o)), rng(std::random_device{}()) {}
 
+    // The socket and timers are made on `ex`, so the internal handlers run there
+    // without a bind_executor (whose second executor costs a type-erased
+    // work-tracking copy per operation).
     executor_type ex;
     connector::socket sock;
     boost::asio::steady_timer timer;
@@ -182,8 +186,7 @@ struct client_state : std::enable_shared_from_this<client_state> {
     // Left uninitialised: the allocation is mapped lazily, so a slot's pages cost memory only
     // once a datagram has landed there (a small message touches one page of its slot).
     static constexpr std::size_t receive_slots = 32;
-    std::unique_ptr<std::byte[]> slots{new std::byte[receive_slots * connector::receive_buffer_size]};
-    std::array<connector::received_datagram, receive_slots> received{};
+    connector::receive_batch<receive_slots> received;
     std::deque<std::pair<std::vector<std::byte>, std::uint32_t>> send_queue; // waiting for room at a peer
     std::size_t receive_buffer_obtained = 0;
     std::size_t receive_buffer_asked = 0;
@@ -327,8 +330,8 @@ struct client_state : std::enable_shared_from_this<client_state> {
     // The read right after a send. The kernel's connectors answer inside sendto(), so the reply
     // is usually queued already: read one datagram at a time and stop as soon as request `t` has
     // ended. What is queued behind it is left to the readiness wait (its arrival woke the
-    // reactor, and arm_read() peeks at once), which saves the read that would find the queue
-    // empty: one system call of about four on the proc connector's round trip.
+    // reactor, and a wait armed later sees it at once), which saves the read that would find
+    // the queue empty: one system call of about four on the proc connector's round trip.
     void drain_for(typename table::ticket t) {
         if (draining || closed) return;
         draining = true;
@@ -377,10 +380,10 @@ struct client_state : std::enable_shared_from_this<client_state> {
                 !ec) {
                 sending = true;
                 send_retry.expires_after(std::chrono::microseconds(200));
-                send_retry.async_wait(boost::asio::bind_executor(ex, [self = shared_from_this()](error_code wec) {
+                send_retry.async_wait([self = shared_from_this()](error_code wec) {
                     self->sending = false;
                     if (!wec && !self->closed) self->flush_sends();
-                }));
+                });
                 return;
             }
             // A send that fails now has no caller left to tell; its request will time out.
@@ -394,10 +397,10 @@ struct client_state : std::enable_shared_from_this<client_state> {
         if (deadline >= timer_at) return;
         timer_at = deadline;
         timer.expires_at(deadline);
-        timer.async_wait(boost::asio::bind_executor(ex, [self = shared_from_this()](error_code ec) {
+        timer.async_wait([self = shared_from_this()](error_code ec) {
             if (ec == boost::asio::error::operation_aborted) return; // re-armed earlier, or closed
             self->on_timer();
-        }));
+        });
     }
 
     void on_timer() {
@@ -412,28 +415,31 @@ struct client_state : std::enable_shared_from_this<client_state> {
 
     // ---- receiving ----
 
-    // Waits for readability with a zero-length MSG_PEEK receive: an Asio
-    // receive operation (unlike async_wait) is tried speculatively, so no
-    // edge-triggered readiness is lost to a reactor run on another thread,
-    // and a peek consumes nothing, so every datagram is read by drain(), in
-    // order, into a buffer no pending operation owns. That lets a request
-    // drain right after its sendto() even while this wait is pending.
+    // Waits for readability; drain() then reads every datagram, in order, into
+    // buffers no pending operation owns, which lets a request drain right after
+    // its sendto() while this wait is pending. No readiness is lost between a
+    // drain that ended on an empty queue and this wait: Asio registers a wait
+    // with EPOLL_CTL_MOD, and the kernel re-checks readiness on that call
+    // (ep_modify), so data that arrived in between, or a pending ENOBUFS
+    // (EPOLLERR), completes the wait at the reactor's next turn, even when
+    // another thread's reactor took the earlier edge. A wait costs that one
+    // epoll_ctl; the zero-length MSG_PEEK receive it replaced cost two reads
+    // (one tried at once, one when ready).
     void arm_read() {
         if (reading || draining || !wants_to_read()) return;
         reading = true;
-        sock.next_layer().async_receive(
-            boost::asio::mutable_buffer(nullptr, 0), MSG_PEEK,
-            boost::asio::bind_executor(ex, [self = shared_from_this()](error_code ec, std::size_t) {
+        sock.next_layer().async_wait(
+            boost::asio::socket_base::wait_read,
+            [self = shared_from_this()](error_code ec) {
                 self->reading = false;
                 self->on_readable(ec);
-            }));
+            });
     }
 
     void on_readable(error_code ec) {
         if (closed || ec == boost::asio::error::operation_aborted) return;
-        if (ec == boost::system::errc::no_buffer_space) {
-            on_overrun(); // the peek took the socket's pending ENOBUFS
-        } else if (ec) {
+        ++stats.wakeups;
+        if (ec) {
             fail_all(ec); // a broken socket: every pending request learns why
             return;
         }
@@ -459,17 +465,21 @@ struct client_state : std::enable_shared_from_this<client_state> {
         draining = false;
     }
 
-    enum class burst { read, empty, broken };
+    enum class burst { read, drained, broken };
 
     // Reads up to `max` queued datagrams with one recvmmsg() and dispatches them, adding them to
     // `n` (an overrun counts as one, so that a drain always moves towards its batch limit). An
     // overrun is reported and reading goes on; any other error means a broken socket, and every
     // pending request learns why.
+    //
+    // Fewer than `max` means the queue was empty (recvmmsg stops at the first EAGAIN), so the
+    // burst reports `drained` and nobody calls again just to hear EAGAIN: the wait that
+    // arm_read() starts next completes at once for whatever arrived since (or for the
+    // ENOBUFS that recvmmsg leaves in sk_err when it fails after the first datagram).
     burst read_burst(std::size_t max, std::size_t& n) {
         error_code ec;
-        const std::size_t got = connector::try_receive_many(
-            sock.native_handle(), {slots.get(), max * connector::receive_buffer_size}, connector::receive_buffer_size,
-            std::span(received).first(max), ec);
+        const std::size_t got = received.receive(sock.native_handle(), max, ec);
+        ++stats.reads;
         for (std::size_t i = 0; i < got && !closed; ++i) dispatch(received[i]);
         n += got;
         if (ec == error::overrun) {
@@ -481,7 +491,7 @@ struct client_state : std::enable_shared_from_this<client_state> {
             fail_all(ec);
             return burst::broken;
         }
-        return got == 0 ? burst::empty : burst::read;
+        return got == max ? burst::read : burst::drained;
     }
 
     void dispatch(const connector::received_datagram& d) {

@@ -12,6 +12,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <doctest/doctest.h>
@@ -21,9 +22,13 @@
 extern "C" std::size_t __sanitizer_get_current_allocated_bytes();
 #endif
 
+#include <atomic>
 #include <cstring>
 #include <map>
+#include <random>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <linux/cn_proc.h>
 
@@ -526,6 +531,55 @@ TEST_SUITE("client: subscriptions") {
             got_now += test::text_of(m.payload);
         }
         CHECK(got_now == "t0t1t2");
+    }
+
+    TEST_CASE("on a 4-thread io_context, unicasts trickling in one at a time all arrive, the last one included") {
+        // The client is on a strand while three more threads take turns in the reactor. Messages
+        // come one at a time with pauses, so one often lands between the reader's last read (the
+        // queue was empty) and its next readiness wait, when another thread's epoll_wait can take
+        // the edge. A wait that missed such an edge would leave that message unread until the next
+        // one came, and the last message unread for good.
+        test::peer sender;
+        asio::io_context io(4);
+        const auto strand = asio::make_strand(io);
+        client c(strand, admitting(sender.port_id()));
+        error_code ec;
+        subscription s = c.subscribe(0, {}, ec); // group 0: unicasts that answer no request
+        REQUIRE_FALSE(ec);
+        constexpr int total = 20000;
+        std::atomic<int> received{0};
+        std::atomic<int> out_of_order{0};
+        asio::co_spawn(
+            strand,
+            [&]() -> asio::awaitable<void> {
+                connector::message m;
+                for (int i = 0; i < total; ++i) {
+                    auto [e] = co_await s.async_receive(m, asio::as_tuple(asio::use_awaitable));
+                    if (e) co_return;
+                    if (test::text_of(m.payload) != std::to_string(i)) ++out_of_order;
+                    ++received;
+                }
+            },
+            asio::detached);
+        std::vector<std::thread> threads;
+        for (int i = 0; i < 4; ++i) threads.emplace_back([&] { io.run(); });
+
+        std::mt19937 rng(7);
+        for (int i = 0; i < total; ++i) {
+            REQUIRE(sender.send({}, bytes(std::to_string(i)), c.port_id()) == 0);
+            const auto pause = std::chrono::microseconds(rng() % 40);
+            for (const auto t0 = std::chrono::steady_clock::now(); std::chrono::steady_clock::now() - t0 < pause;) {
+            }
+            while (i - received.load() > 1000) std::this_thread::yield(); // stay far below the queue limit
+        }
+        for (const auto t0 = std::chrono::steady_clock::now();
+             received.load() < total && std::chrono::steady_clock::now() - t0 < 5s;)
+            std::this_thread::sleep_for(1ms);
+        CHECK(received.load() == total);
+        CHECK(out_of_order.load() == 0);
+        CHECK(s.stats().dropped == 0);
+        asio::post(strand, [&] { c.close(); }); // ends the readiness wait, so the threads return
+        for (auto& t : threads) t.join();
     }
 
     TEST_CASE("an overrun is signalled to every subscriber once, and messages flow again afterwards") {

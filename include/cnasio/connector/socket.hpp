@@ -30,6 +30,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -86,6 +87,34 @@ inline bool try_receive(int fd, std::span<std::byte> buffer, received_datagram& 
     }
 }
 
+namespace detail {
+
+// What recvmmsg() wrote for one datagram, as a received_datagram over `slot`.
+inline received_datagram to_received(const ::mmsghdr& m, const ::sockaddr_nl& from, std::byte* slot,
+                                     std::size_t slot_size) noexcept {
+    received_datagram d;
+    d.sender = netlink::endpoint(from.nl_pid, from.nl_groups);
+    d.bytes = {slot, m.msg_len < slot_size ? m.msg_len : slot_size};
+    d.truncated = (m.msg_hdr.msg_flags & MSG_TRUNC) != 0;
+    return d;
+}
+
+// recvmmsg(MSG_DONTWAIT) with EINTR retried: how many were read, 0 with `ec`
+// clear when none is queued, 0 and error::overrun for a pending ENOBUFS.
+inline std::size_t receive_mmsg(int fd, ::mmsghdr* msgs, std::size_t n, error_code& ec) noexcept {
+    ec.clear();
+    for (;;) {
+        const int got = ::recvmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+        if (got >= 0) return static_cast<std::size_t>(got);
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            ec = errno == ENOBUFS ? make_error_code(error::overrun) : errno_code(errno);
+        return 0;
+    }
+}
+
+} // namespace detail
+
 /// Receives up to `out.size()` queued datagrams with one recvmmsg() call,
 /// without waiting. Datagram i lands in `buffer[i * slot_size, (i + 1) *
 /// slot_size)` (use receive_buffer_size slots). Returns how many were read: 0
@@ -111,23 +140,63 @@ inline std::size_t try_receive_many(int fd, std::span<std::byte> buffer, std::si
         msgs[i].msg_hdr.msg_iov = &iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    for (;;) {
-        const int n = ::recvmmsg(fd, msgs, static_cast<unsigned>(want), MSG_DONTWAIT, nullptr);
-        if (n >= 0) {
-            for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) {
-                const std::size_t got = msgs[i].msg_len < slot_size ? msgs[i].msg_len : slot_size;
-                out[i].sender = netlink::endpoint(from[i].nl_pid, from[i].nl_groups);
-                out[i].bytes = {buffer.data() + i * slot_size, got};
-                out[i].truncated = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
-            }
-            return static_cast<std::size_t>(n);
-        }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-        ec = errno == ENOBUFS ? make_error_code(error::overrun) : errno_code(errno);
-        return 0;
-    }
+    const std::size_t n = detail::receive_mmsg(fd, msgs, want, ec);
+    for (std::size_t i = 0; i < n; ++i)
+        out[i] = detail::to_received(msgs[i], from[i], buffer.data() + i * slot_size, slot_size);
+    return n;
 }
+
+/// try_receive_many() with its state kept between calls, for a receive loop:
+/// `Slots` buffers of receive_buffer_size bytes and their recvmmsg() headers
+/// are set up once, and a call resets only the headers the previous call used,
+/// so a wake-up that finds three datagrams costs three headers, not `Slots`.
+/// The slots are one allocation that the kernel maps in lazily: a 100-byte
+/// datagram touches one page of its 20 KiB slot. Neither copyable nor movable
+/// (the headers point into it).
+template <std::size_t Slots>
+class receive_batch {
+public:
+    static constexpr std::size_t capacity = Slots;
+
+    receive_batch() : slots_(new std::byte[Slots * receive_buffer_size]) {
+        for (std::size_t i = 0; i < Slots; ++i) {
+            iov_[i] = {slots_.get() + i * receive_buffer_size, receive_buffer_size};
+            msgs_[i] = {};
+            msgs_[i].msg_hdr.msg_name = &from_[i];
+            msgs_[i].msg_hdr.msg_namelen = sizeof(::sockaddr_nl);
+            msgs_[i].msg_hdr.msg_iov = &iov_[i];
+            msgs_[i].msg_hdr.msg_iovlen = 1;
+        }
+    }
+    receive_batch(const receive_batch&) = delete;
+    receive_batch& operator=(const receive_batch&) = delete;
+
+    /// Reads up to `max` (at most Slots) queued datagrams without waiting;
+    /// results as try_receive_many(). They stay valid until the next call.
+    std::size_t receive(int fd, std::size_t max, error_code& ec) noexcept {
+        if (max > Slots) max = Slots;
+        // Of the inputs, the kernel rewrites only msg_namelen, and only for what it filled.
+        for (std::size_t i = 0; i < used_; ++i) msgs_[i].msg_hdr.msg_namelen = sizeof(::sockaddr_nl);
+        used_ = 0;
+        const std::size_t n = detail::receive_mmsg(fd, msgs_.data(), max, ec);
+        for (std::size_t i = 0; i < n; ++i)
+            out_[i] = detail::to_received(msgs_[i], from_[i], slots_.get() + i * receive_buffer_size,
+                                          receive_buffer_size);
+        used_ = n;
+        return n;
+    }
+
+    /// Datagram i of the last receive().
+    const received_datagram& operator[](std::size_t i) const noexcept { return out_[i]; }
+
+private:
+    std::unique_ptr<std::byte[]> slots_;
+    std::array<::mmsghdr, Slots> msgs_{};
+    std::array<::iovec, Slots> iov_{};
+    std::array<::sockaddr_nl, Slots> from_{};
+    std::array<received_datagram, Slots> out_{};
+    std::size_t used_ = 0;
+};
 
 /// Sends one datagram without blocking. Returns false (and no error) when the
 /// destination's queue is full (EAGAIN).
