@@ -287,6 +287,47 @@ TEST_SUITE("connector socket (kernel)") {
         CHECK(test::text_of(m.payload) == "after");
     }
 
+    TEST_CASE("receive_batch reuses its headers: bursts of different sizes keep each datagram's sender and bytes") {
+        boost::asio::io_context io;
+        connector::socket s(io.get_executor());
+        s.open();
+        test::peer a, b;
+        connector::header h;
+        h.id = {CN_NETLINK_USERS + 5, 1};
+        connector::receive_batch<4> batch;
+        error_code ec;
+        CHECK(batch.receive(s.native_handle(), 4, ec) == 0); // nothing queued: no wait, no error
+        CHECK_FALSE(ec);
+        std::uint32_t seq = 0;
+        auto send = [&](test::peer& p, const std::string& text) {
+            h.seq = seq++;
+            REQUIRE(p.send(h, connector::as_payload(std::string_view(text)), s.port_id()) == 0);
+        };
+        auto check = [&](std::size_t i, const test::peer& from, const std::string& text) {
+            CAPTURE(i);
+            CHECK(batch[i].port_id() == from.port_id());
+            CHECK_FALSE(batch[i].truncated);
+            connector::message_view m;
+            REQUIRE_FALSE(connector::parse_message(batch[i].bytes, m));
+            CHECK(test::text_of(m.payload) == text);
+        };
+        // 6 queued, 4 slots: 4, then 2, then (a smaller max) 1 of 3, then the rest.
+        for (int i = 0; i < 6; ++i) send(i % 2 ? b : a, "r" + std::to_string(i));
+        REQUIRE(batch.receive(s.native_handle(), 10, ec) == 4); // max is capped at the capacity
+        for (std::size_t i = 0; i < 4; ++i) check(i, i % 2 ? b : a, "r" + std::to_string(i));
+        REQUIRE(batch.receive(s.native_handle(), 4, ec) == 2);
+        check(0, a, "r4");
+        check(1, b, "r5");
+        for (int i = 0; i < 3; ++i) send(b, "s" + std::to_string(i));
+        REQUIRE(batch.receive(s.native_handle(), 1, ec) == 1);
+        check(0, b, "s0");
+        REQUIRE(batch.receive(s.native_handle(), 4, ec) == 2);
+        check(0, b, "s1");
+        check(1, b, "s2");
+        CHECK(batch.receive(s.native_handle(), 4, ec) == 0);
+        CHECK_FALSE(ec);
+    }
+
     TEST_CASE("a payload above CONNECTOR_MAX_MSG_SIZE is refused before sending") {
         boost::asio::io_context io;
         connector::socket s(io.get_executor());
