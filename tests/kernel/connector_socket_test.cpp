@@ -326,6 +326,21 @@ TEST_SUITE("connector socket (kernel)") {
         check(1, b, "s2");
         CHECK(batch.receive(s.native_handle(), 4, ec) == 0);
         CHECK_FALSE(ec);
+
+        // A datagram larger than a slot is truncated, and says so, whether it is read alone
+        // (max 1 takes recvfrom) or in a burst (recvmmsg).
+        const std::vector<std::byte> huge(connector::receive_buffer_size + 1000, std::byte{0x5a});
+        for (std::size_t max : {1u, 4u}) {
+            CAPTURE(max);
+            REQUIRE(a.send_raw(huge, s.port_id()) == 0);
+            send(b, "after");
+            REQUIRE(batch.receive(s.native_handle(), max, ec) == std::min<std::size_t>(max, 2));
+            CHECK(batch[0].truncated);
+            CHECK(batch[0].bytes.size() == connector::receive_buffer_size);
+            CHECK(batch[0].port_id() == a.port_id());
+            if (max == 1) REQUIRE(batch.receive(s.native_handle(), max, ec) == 1);
+            check(max == 1 ? 0 : 1, b, "after");
+        }
     }
 
     TEST_CASE("a payload above CONNECTOR_MAX_MSG_SIZE is refused before sending") {

@@ -175,6 +175,7 @@ public:
     /// results as try_receive_many(). They stay valid until the next call.
     std::size_t receive(int fd, std::size_t max, error_code& ec) noexcept {
         if (max > Slots) max = Slots;
+        if (max == 1) return receive_one(fd, ec);
         // Of the inputs, the kernel rewrites only msg_namelen, and only for what it filled.
         for (std::size_t i = 0; i < used_; ++i) msgs_[i].msg_hdr.msg_namelen = sizeof(::sockaddr_nl);
         used_ = 0;
@@ -190,6 +191,30 @@ public:
     const received_datagram& operator[](std::size_t i) const noexcept { return out_[i]; }
 
 private:
+    // One datagram: recvfrom() is the kernel's lightest receive (no msghdr or
+    // iovec to copy in), which matters on a request's round trip, where the
+    // reply is read right after the sendto(). MSG_TRUNC makes it return the
+    // datagram's real length, so truncation is still seen.
+    std::size_t receive_one(int fd, error_code& ec) noexcept {
+        ec.clear();
+        for (;;) {
+            socklen_t len = sizeof(::sockaddr_nl);
+            const ssize_t n = ::recvfrom(fd, slots_.get(), receive_buffer_size, MSG_DONTWAIT | MSG_TRUNC,
+                                         reinterpret_cast<::sockaddr*>(&from_[0]), &len);
+            if (n >= 0) {
+                const auto got = static_cast<std::size_t>(n);
+                out_[0].sender = netlink::endpoint(from_[0].nl_pid, from_[0].nl_groups);
+                out_[0].bytes = {slots_.get(), got < receive_buffer_size ? got : receive_buffer_size};
+                out_[0].truncated = got > receive_buffer_size;
+                return 1;
+            }
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                ec = errno == ENOBUFS ? make_error_code(error::overrun) : errno_code(errno);
+            return 0;
+        }
+    }
+
     std::unique_ptr<std::byte[]> slots_;
     std::array<::mmsghdr, Slots> msgs_{};
     std::array<::iovec, Slots> iov_{};
