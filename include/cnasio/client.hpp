@@ -323,7 +323,10 @@ struct client_state : std::enable_shared_from_this<client_state> {
             requests.find(t)->handler);
 
         arm_timer(deadline);
-        drain_for(t); // the kernel may have answered inside sendto()
+        // The kernel's connectors answer inside sendto(), so a reply from port 0 may be queued
+        // already. A user-space peer answers from its own thread, after a wake-up that takes far
+        // longer than returning from sendto(): a read now would nearly always find nothing.
+        if (ro.port_id == 0) drain_for(t);
         arm_read();
     }
 
