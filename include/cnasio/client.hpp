@@ -527,7 +527,7 @@ struct client_state : std::enable_shared_from_this<client_state> {
 };
 
 // A subscription's queue and its waiting receiver.
-struct subscriber {
+struct subscriber : std::enable_shared_from_this<subscriber> {
     using into_handler = boost::asio::any_completion_handler<void(error_code)>;
     using value_handler = boost::asio::any_completion_handler<void(error_code, connector::message)>;
     using batch_handler = boost::asio::any_completion_handler<void(error_code, std::size_t)>;
@@ -542,22 +542,57 @@ struct subscriber {
     std::vector<connector::message>* batch = nullptr; // for batch_handler
     std::size_t batch_max = 0;
     bool local = false; // see client_state::post_completion
+    bool trampoline_posted = false; // see serve()
 
     bool waiting() const noexcept { return waiter.index() != 0; }
+    bool has_news() const noexcept { return queue.overrun_pending() || !queue.empty(); }
 
     bool accepts(const connector::message_view& m) const {
         return (only_id.idx == 0 && only_id.val == 0) || m.id() == only_id;
     }
 
+    // Most consumers receive in a loop: a coroutine, or a handler that starts
+    // the next receive. A completion posted for each message costs a lap of
+    // the scheduler (and a reactor poll) per message, while the receive loop
+    // reads everything queued per lap, so such a consumer falls behind a
+    // sender that a raw recv() loop keeps up with. So a receive whose handler
+    // runs on the client's own executor is completed by a trampoline: one
+    // posted function that calls the handler, and, while the handler has
+    // started the next receive and messages are queued, calls the next one,
+    // up to client_options::drain_batch calls: as many as the receive loop may
+    // read in one lap, so a consumer that keeps up with the socket keeps up
+    // with the loop. Each call happens after the initiating function has
+    // returned, from a function running on the handler's executor, as with a
+    // post; the only difference is that queued messages are handed out before
+    // other posted work, for at most that many calls.
+
     // Completes the waiting receive if there is something to give it.
     void serve(client_state& c) {
-        if (!waiting()) return;
-        if (queue.take_overrun()) return complete(c, error::overrun);
-        if (queue.empty()) return;
+        if (!waiting() || trampoline_posted || !has_news()) return;
+        if (local) return post_trampoline(c);
+        complete_one(c, [&](auto&& h, auto&&... args) {
+            c.post_completion(std::forward<decltype(h)>(h), false, std::forward<decltype(args)>(args)...);
+        });
+    }
+
+    void post_trampoline(client_state& c);
+
+    // Takes the next message (or the pending overrun) for the waiting receive
+    // and hands its handler and arguments to `done`.
+    template <class Done>
+    void complete_one(client_state&, Done&& done) {
+        if (queue.take_overrun()) {
+            if (std::holds_alternative<into_handler>(waiter))
+                done(take<into_handler>(), make_error_code(error::overrun));
+            else if (std::holds_alternative<value_handler>(waiter))
+                done(take<value_handler>(), make_error_code(error::overrun), connector::message{});
+            else
+                done(take<batch_handler>(), make_error_code(error::overrun), std::size_t{0});
+            return;
+        }
         if (std::holds_alternative<into_handler>(waiter)) {
             queue.pop(*out);
-            auto hh = take<into_handler>();
-            c.post_completion(std::move(hh), local, error_code{});
+            done(take<into_handler>(), error_code{});
         } else if (std::holds_alternative<batch_handler>(waiter)) {
             // Everything queued, up to batch_max, swapped into the caller's
             // messages: their storage comes back to the ring for reuse.
@@ -567,13 +602,11 @@ struct subscriber {
                 if (n == v.size()) v.emplace_back();
                 queue.pop(v[n++]);
             }
-            auto hh = take<batch_handler>();
-            c.post_completion(std::move(hh), local, error_code{}, n);
+            done(take<batch_handler>(), error_code{}, n);
         } else {
             connector::message m;
             queue.pop(m);
-            auto hh = take<value_handler>();
-            c.post_completion(std::move(hh), local, error_code{}, std::move(m));
+            done(take<value_handler>(), error_code{}, std::move(m));
         }
     }
 
@@ -627,6 +660,19 @@ inline void client_state::deliver(const connector::message_view& m, unsigned gro
         s.serve(*this);
     });
     if (n == 0) ++stats.unclaimed;
+}
+
+inline void subscriber::post_trampoline(client_state& c) {
+    trampoline_posted = true;
+    boost::asio::post(c.ex, [self = shared_from_this(), st = c.shared_from_this()] {
+        const std::size_t limit = st->options.drain_batch;
+        for (std::size_t i = 0; i < limit && !st->closed && self->local && self->waiting() && self->has_news(); ++i)
+            self->complete_one(*st, [](auto&& h, auto&&... args) {
+                std::forward<decltype(h)>(h)(std::forward<decltype(args)>(args)...);
+            });
+        self->trampoline_posted = false;
+        if (!st->closed) self->serve(*st); // the limit was reached, or the next receive is not local
+    });
 }
 
 inline void client_state::on_overrun() {

@@ -7,6 +7,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
@@ -24,6 +25,7 @@ extern "C" std::size_t __sanitizer_get_current_allocated_bytes();
 
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <random>
 #include <string>
@@ -531,6 +533,84 @@ TEST_SUITE("client: subscriptions") {
             got_now += test::text_of(m.payload);
         }
         CHECK(got_now == "t0t1t2");
+    }
+
+    TEST_CASE("a receive loop is served by a trampoline: a queued burst in one scheduler turn, drain_batch at most") {
+        test::peer sender;
+        asio::io_context io;
+        client_options o = admitting(sender.port_id());
+        o.drain_batch = 40;
+        client c(io.get_executor(), o);
+        error_code ec;
+        auto s = c.subscribe(0, {}, ec); // unicasts that answer no request
+        REQUIRE_FALSE(ec);
+        for (int i = 0; i < 100; ++i) REQUIRE(sender.send({}, bytes(std::to_string(i)), c.port_id()) == 0);
+        run_for(io, 200ms);
+        REQUIRE(s.queued() == 100);
+
+        // A callback loop: each handler starts the next receive. It runs on the client's executor,
+        // so one posted function hands out message after message, up to drain_batch per turn.
+        std::vector<std::string> got;
+        error_code last;
+        int stop_after = 1000;
+        connector::message m;
+        std::function<void()> next = [&] {
+            s.async_receive(m, [&](error_code e) {
+                last = e;
+                if (e) return;
+                got.push_back(test::text_of(m.payload));
+                if (static_cast<int>(got.size()) == stop_after) c.close();
+                next();
+            });
+        };
+        next();
+        io.restart();
+        CHECK(io.run_one() == 1);
+        CHECK(got.size() == 40);
+        CHECK(io.run_one() == 1);
+        CHECK(got.size() == 80);
+        CHECK(io.run_one() == 1);
+        CHECK(got.size() == 100);
+        for (int i = 0; i < 100; ++i) CHECK(got[static_cast<std::size_t>(i)] == std::to_string(i));
+        CHECK(s.stats().dropped == 0);
+
+        // Closing the client inside a handler ends the run: the receive started after it fails,
+        // and nothing queued behind is handed out.
+        stop_after = 105;
+        for (int i = 100; i < 130; ++i) REQUIRE(sender.send({}, bytes(std::to_string(i)), c.port_id()) == 0);
+        run_for(io, 200ms);
+        CHECK(got.size() == 105);
+        CHECK(last == error::client_closed);
+    }
+
+    TEST_CASE("a receive loop whose handler runs elsewhere (a strand) gets every message in order, one post each") {
+        test::peer sender;
+        asio::io_context io;
+        client c(io.get_executor(), admitting(sender.port_id()));
+        error_code ec;
+        auto s = c.subscribe(0, {}, ec);
+        REQUIRE_FALSE(ec);
+        for (int i = 0; i < 300; ++i) REQUIRE(sender.send({}, bytes(std::to_string(i)), c.port_id()) == 0);
+        run_for(io, 200ms);
+        REQUIRE(s.queued() == 300);
+        const auto strand = asio::make_strand(io);
+        std::vector<std::string> got;
+        connector::message m;
+        std::function<void()> next = [&] {
+            s.async_receive(m, asio::bind_executor(strand, [&](error_code e) {
+                                CHECK(strand.running_in_this_thread());
+                                if (e) return;
+                                got.push_back(test::text_of(m.payload));
+                                if (got.size() < 300) next();
+                            }));
+        };
+        next();
+        io.restart();
+        CHECK(io.run_one() == 1); // a posted completion, then the strand's: one message per turn
+        CHECK(got.size() <= 1);
+        run_for(io, 200ms);
+        REQUIRE(got.size() == 300);
+        for (int i = 0; i < 300; ++i) CHECK(got[static_cast<std::size_t>(i)] == std::to_string(i));
     }
 
     TEST_CASE("on a 4-thread io_context, unicasts trickling in one at a time all arrive, the last one included") {
