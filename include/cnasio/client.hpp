@@ -721,6 +721,10 @@ public:
     /// messages (once per overrun, then messages flow again);
     /// operation_aborted: cancelled, or the client closed. One receive at a
     /// time per subscription (a second completes with error in_progress).
+    /// A loop of receives (a coroutine, or a handler that starts the next
+    /// receive) whose handler runs on the client's executor is served by one
+    /// posted function, up to client_options::drain_batch messages per turn
+    /// of the scheduler, so it keeps up with the socket.
     template <class CompletionToken>
     auto async_receive(connector::message& out, CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, void(error_code)>(
