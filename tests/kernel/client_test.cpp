@@ -165,6 +165,57 @@ TEST_SUITE("client: requests to the kernel") {
         run_for(io, 100ms);
     }
 
+    TEST_CASE("a loop of requests the kernel answers inside sendto goes on within one scheduler turn, drain_batch at most") {
+        asio::io_context io;
+        client_options co;
+        co.drain_batch = 10;
+        client c(io.get_executor(), co);
+        error_code ec;
+        auto sub = c.subscribe(CN_IDX_PROC, {}, ec);
+        REQUIRE_FALSE(ec);
+        request_options o;
+        o.match = match::ack_only;
+        auto listen = c.async_request(connector::proc_id, connector::as_payload(std::uint32_t{PROC_CN_MCAST_LISTEN}),
+                                      o, asio::use_future);
+        run_for(io, 2s);
+        REQUIRE_NOTHROW(listen.get());
+
+        // A ticker counts the scheduler's turns: it re-posts itself, so it runs once per turn.
+        // Each request's handler starts the next; the kernel acks an invalid op inside sendto().
+        constexpr int total = 25;
+        int done = 0;
+        std::uint64_t turn = 0;
+        std::map<std::uint64_t, int> per_turn;
+        std::function<void()> tick = [&] {
+            ++turn;
+            if (done < total) asio::post(io, tick);
+        };
+        connector::message reply;
+        std::function<void()> next = [&] {
+            c.async_request(connector::proc_id, connector::as_payload(std::uint32_t{99}), reply, o,
+                            [&](error_code e) {
+                                CHECK_FALSE(e);
+                                CHECK(decode(reply.payload).event_data.ack.err == EINVAL);
+                                ++per_turn[turn];
+                                if (++done < total) next();
+                            });
+        };
+        next();
+        asio::post(io, tick);
+        run_for(io, 2s);
+        REQUIRE(done == total);
+        // 25 completions in three turns: 10, 10 and 5 (one posted completion each would take 25).
+        CHECK(per_turn.size() == 3);
+        std::vector<int> counts;
+        for (const auto& [t, n] : per_turn) counts.push_back(n);
+        CHECK(counts == std::vector<int>{10, 10, 5});
+        CHECK(c.stats().timeouts == 0);
+
+        c.async_send(connector::proc_id, connector::as_payload(std::uint32_t{PROC_CN_MCAST_IGNORE}), {},
+                     [](error_code e) { CHECK_FALSE(e); });
+        run_for(io, 100ms);
+    }
+
     TEST_CASE("a request to an unregistered id times out with error::timeout") {
         asio::io_context io;
         client c(io.get_executor());
