@@ -85,7 +85,9 @@ struct client_options {
     std::string netns{};
     /// Netlink family (NETLINK_CONNECTOR unless a peer speaks connector framing elsewhere).
     netlink::protocol protocol = netlink::protocol::connector();
-    /// Datagrams drained per turn before the loop lets other handlers run.
+    /// Datagrams drained per turn before the loop lets other handlers run;
+    /// also the most completions one posted function hands out in a row to a
+    /// subscription's receive loop, or to the requests' handlers.
     std::size_t drain_batch = 256;
 };
 
