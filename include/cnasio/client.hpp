@@ -243,6 +243,14 @@ struct client_state : std::enable_shared_from_this<client_state> {
     std::size_t ready_head = 0;
     bool ready_posted = false;
 
+    // While the readiness handler drains, the completions it makes ready are not posted: they run
+    // at its end (run_deferred). That handler is itself a function running on the client's
+    // executor after every initiating function returned, so this is as good as a post, and a
+    // wake-up then costs one scheduler lap and one reactor poll instead of two.
+    bool in_readiness = false;
+    bool ready_deferred = false;
+    std::vector<std::shared_ptr<subscriber>> deferred_serve, serving;
+
     void complete_request(std::variant<reply_handler, into_handler>&& h, bool local, error_code ec,
                           connector::message&& m) {
         if (!local) {
@@ -260,6 +268,10 @@ struct client_state : std::enable_shared_from_this<client_state> {
         ready.push_back({std::move(h), ec, std::move(m)});
         if (ready_posted) return;
         ready_posted = true;
+        if (in_readiness) {
+            ready_deferred = true;
+            return;
+        }
         boost::asio::post(ex, [self = shared_from_this()] { self->run_ready(); });
     }
 
@@ -495,9 +507,14 @@ struct client_state : std::enable_shared_from_this<client_state> {
             fail_all(ec); // a broken socket: every pending request learns why
             return;
         }
+        in_readiness = true;
         drain();
+        in_readiness = false;
         arm_read();
+        run_deferred();
     }
+
+    void run_deferred();
 
     // Reads everything already queued, without waiting.
     void drain() {
@@ -625,6 +642,7 @@ struct subscriber : std::enable_shared_from_this<subscriber> {
     }
 
     void post_trampoline(client_state& c);
+    void run_trampoline(client_state& c);
 
     // Takes the next message (or the pending overrun) for the waiting receive
     // and hands its handler and arguments to `done`.
@@ -713,15 +731,33 @@ inline void client_state::deliver(const connector::message_view& m, unsigned gro
 
 inline void subscriber::post_trampoline(client_state& c) {
     trampoline_posted = true;
-    boost::asio::post(c.ex, [self = shared_from_this(), st = c.shared_from_this()] {
-        const std::size_t limit = st->options.drain_batch;
-        for (std::size_t i = 0; i < limit && !st->closed && self->local && self->waiting() && self->has_news(); ++i)
-            self->complete_one(*st, [](auto&& h, auto&&... args) {
-                std::forward<decltype(h)>(h)(std::forward<decltype(args)>(args)...);
-            });
-        self->trampoline_posted = false;
-        if (!st->closed) self->serve(*st); // the limit was reached, or the next receive is not local
-    });
+    if (c.in_readiness) { // run at the end of the readiness handler
+        c.deferred_serve.push_back(shared_from_this());
+        return;
+    }
+    boost::asio::post(c.ex, [self = shared_from_this(), st = c.shared_from_this()] { self->run_trampoline(*st); });
+}
+
+inline void subscriber::run_trampoline(client_state& c) {
+    const std::size_t limit = c.options.drain_batch;
+    for (std::size_t i = 0; i < limit && !c.closed && local && waiting() && has_news(); ++i)
+        complete_one(c, [](auto&& h, auto&&... args) {
+            std::forward<decltype(h)>(h)(std::forward<decltype(args)>(args)...);
+        });
+    trampoline_posted = false;
+    if (!c.closed) serve(c); // the limit was reached, or the next receive is not local
+}
+
+inline void client_state::run_deferred() {
+    if (ready_deferred) {
+        ready_deferred = false;
+        run_ready();
+    }
+    // in_readiness is false by now, so the handlers called below post what they make ready and
+    // add nothing to deferred_serve; the swap keeps both vectors' storage for the next wake-up.
+    serving.swap(deferred_serve);
+    for (auto& sub : serving) sub->run_trampoline(*this);
+    serving.clear();
 }
 
 inline void client_state::on_overrun() {
