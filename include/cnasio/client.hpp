@@ -276,17 +276,30 @@ struct client_state : std::enable_shared_from_this<client_state> {
     }
 
     void run_ready() {
-        for (std::size_t n = 0; n < options.drain_batch && ready_head < ready.size(); ++n) {
-            ready_request r = std::move(ready[ready_head++]); // the handler may queue more
-            std::visit(
-                [&](auto& h) {
-                    using H = std::decay_t<decltype(h)>;
-                    if constexpr (std::is_same_v<H, reply_handler>)
-                        std::move(h)(r.ec, std::move(r.reply));
-                    else
-                        std::move(h)(r.ec);
-                },
-                r.handler);
+        try {
+            for (std::size_t n = 0; n < options.drain_batch && ready_head < ready.size(); ++n) {
+                ready_request r = std::move(ready[ready_head++]); // the handler may queue more
+                std::visit(
+                    [&](auto& h) {
+                        using H = std::decay_t<decltype(h)>;
+                        if constexpr (std::is_same_v<H, reply_handler>)
+                            std::move(h)(r.ec, std::move(r.reply));
+                        else
+                            std::move(h)(r.ec);
+                    },
+                    r.handler);
+            }
+        } catch (...) {
+            // A handler threw: the exception leaves io_context::run(), as from any handler; the
+            // completions behind it run when run() is called again.
+            if (ready_head < ready.size())
+                boost::asio::post(ex, [self = shared_from_this()] { self->run_ready(); });
+            else {
+                ready.clear();
+                ready_head = 0;
+                ready_posted = false;
+            }
+            throw;
         }
         if (ready_head < ready.size()) { // the turn's limit: let others run, then go on
             boost::asio::post(ex, [self = shared_from_this()] { self->run_ready(); });
@@ -740,23 +753,41 @@ inline void subscriber::post_trampoline(client_state& c) {
 
 inline void subscriber::run_trampoline(client_state& c) {
     const std::size_t limit = c.options.drain_batch;
-    for (std::size_t i = 0; i < limit && !c.closed && local && waiting() && has_news(); ++i)
-        complete_one(c, [](auto&& h, auto&&... args) {
-            std::forward<decltype(h)>(h)(std::forward<decltype(args)>(args)...);
-        });
+    try {
+        for (std::size_t i = 0; i < limit && !c.closed && local && waiting() && has_news(); ++i)
+            complete_one(c, [](auto&& h, auto&&... args) {
+                std::forward<decltype(h)>(h)(std::forward<decltype(args)>(args)...);
+            });
+    } catch (...) {
+        // A handler threw: the exception leaves io_context::run(), as from any handler, and
+        // the subscription stays served: a receive the handler started gets what is queued.
+        trampoline_posted = false;
+        if (!c.closed) serve(c);
+        throw;
+    }
     trampoline_posted = false;
     if (!c.closed) serve(c); // the limit was reached, or the next receive is not local
 }
 
 inline void client_state::run_deferred() {
-    if (ready_deferred) {
-        ready_deferred = false;
-        run_ready();
-    }
     // in_readiness is false by now, so the handlers called below post what they make ready and
     // add nothing to deferred_serve; the swap keeps both vectors' storage for the next wake-up.
     serving.swap(deferred_serve);
-    for (auto& sub : serving) sub->run_trampoline(*this);
+    try {
+        if (ready_deferred) {
+            ready_deferred = false;
+            run_ready();
+        }
+        for (auto& sub : serving) sub->run_trampoline(*this);
+    } catch (...) { // a handler threw: the subscribers not served yet are posted for
+        for (auto& sub : serving)
+            if (sub->trampoline_posted) {
+                sub->trampoline_posted = false;
+                if (!closed) sub->serve(*this);
+            }
+        serving.clear();
+        throw;
+    }
     serving.clear();
 }
 

@@ -641,6 +641,49 @@ TEST_SUITE("client: subscriptions") {
         CHECK(last == error::client_closed);
     }
 
+    TEST_CASE("a handler that throws out of io_context::run() leaves the receive loop and requests working") {
+        test::peer sender;
+        asio::io_context io;
+        client c(io.get_executor(), admitting(sender.port_id()));
+        error_code ec;
+        auto s = c.subscribe(0, {}, ec);
+        REQUIRE_FALSE(ec);
+        std::vector<std::string> got;
+        connector::message m;
+        std::function<void()> next = [&] {
+            s.async_receive(m, [&](error_code e) {
+                if (e) return;
+                got.push_back(test::text_of(m.payload));
+                next();
+                if (got.size() == 3) throw std::runtime_error("handler failed");
+            });
+        };
+        next();
+        for (int i = 0; i < 10; ++i) REQUIRE(sender.send({}, bytes(std::to_string(i)), c.port_id()) == 0);
+        CHECK_THROWS_AS(run_for(io, 200ms), std::runtime_error);
+        CHECK(got.size() == 3);
+        run_for(io, 200ms); // the receive started before the throw gets the rest
+        CHECK(got.size() == 10);
+
+        // The same for request completions: the one behind a throwing handler still runs.
+        test::echo_peer peer;
+        client r(io.get_executor(), admitting(peer.port_id()));
+        request_options o;
+        o.port_id = peer.port_id();
+        int completed = 0;
+        for (int i = 0; i < 2; ++i)
+            r.async_request(echo_id, bytes("x"), o, [&](error_code e, connector::message) {
+                CHECK_FALSE(e);
+                if (++completed == 1) throw std::runtime_error("request handler failed");
+            });
+        try {
+            run_for(io, 500ms);
+        } catch (const std::runtime_error&) {
+        }
+        run_for(io, 500ms);
+        CHECK(completed == 2);
+    }
+
     TEST_CASE("a receive loop whose handler runs elsewhere (a strand) gets every message in order, one post each") {
         test::peer sender;
         asio::io_context io;
