@@ -658,11 +658,21 @@ TEST_SUITE("client: subscriptions") {
                 if (got.size() == 3) throw std::runtime_error("handler failed");
             });
         };
-        next();
+        // Queued before the loop starts (served by a posted function), then while it waits
+        // (served at the end of the readiness handler): a throw on each path.
         for (int i = 0; i < 10; ++i) REQUIRE(sender.send({}, bytes(std::to_string(i)), c.port_id()) == 0);
+        run_for(io, 200ms);
+        REQUIRE(s.queued() == 10);
+        next();
         CHECK_THROWS_AS(run_for(io, 200ms), std::runtime_error);
         CHECK(got.size() == 3);
         run_for(io, 200ms); // the receive started before the throw gets the rest
+        CHECK(got.size() == 10);
+        got.clear();
+        for (int i = 0; i < 10; ++i) REQUIRE(sender.send({}, bytes(std::to_string(i)), c.port_id()) == 0);
+        CHECK_THROWS_AS(run_for(io, 200ms), std::runtime_error);
+        CHECK(got.size() == 3);
+        run_for(io, 200ms);
         CHECK(got.size() == 10);
 
         // The same for request completions: the one behind a throwing handler still runs.
