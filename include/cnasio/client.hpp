@@ -1061,6 +1061,27 @@ public:
             token, id, payload, &reply, std::move(options));
     }
 
+    /// Sends one message that expects no reply, now, through the client's
+    /// send queue (a full peer queue keeps it in order for later). For a
+    /// teardown that cannot wait for a completion, e.g. the proc connector's
+    /// IGNORE from a destructor. Errors as async_send.
+    void send(connector::id id, std::span<const std::byte> payload, const request_options& options,
+              error_code& ec) {
+        ec.clear();
+        if (state_->closed) {
+            ec = error::client_closed;
+            return;
+        }
+        connector::header h;
+        h.id = id;
+        h.seq = state_->requests.next_seq();
+        h.ack = static_cast<std::uint32_t>(state_->rng());
+        h.flags = options.flags;
+        h.nlmsg_seq = h.seq;
+        h.nlmsg_pid = state_->sock.port_id();
+        state_->send(h, payload, options.port_id, ec);
+    }
+
     /// Sends one message that expects no reply. Completion: void(error_code).
     template <class CompletionToken>
     auto async_send(connector::id id, std::span<const std::byte> payload, request_options options,
