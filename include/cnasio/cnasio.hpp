@@ -8,3 +8,11 @@
 #include <cnasio/connector/message.hpp>
 #include <cnasio/connector/framing.hpp>
 #include <cnasio/connector/socket.hpp>
+#include <cnasio/options.hpp>
+#include <cnasio/client_options.hpp>
+#include <cnasio/subscription.hpp>
+#include <cnasio/client.hpp>
+#include <cnasio/proc/event.hpp>
+#include <cnasio/proc/loss.hpp>
+#include <cnasio/proc/filter.hpp>
+#include <cnasio/proc/listener.hpp>

@@ -296,7 +296,7 @@ TEST_SUITE("connector socket (kernel)") {
         h.id = {CN_NETLINK_USERS + 5, 1};
         connector::receive_batch<4> batch;
         error_code ec;
-        CHECK(batch.receive(s.native_handle(), 4, ec) == 0); // nothing queued: no wait, no error
+        CHECK(s.receive_many(batch, 4, ec) == 0); // nothing queued: no wait, no error
         CHECK_FALSE(ec);
         std::uint32_t seq = 0;
         auto send = [&](test::peer& p, const std::string& text) {
@@ -313,32 +313,32 @@ TEST_SUITE("connector socket (kernel)") {
         };
         // 6 queued, 4 slots: 4, then 2, then (a smaller max) 1 of 3, then the rest.
         for (int i = 0; i < 6; ++i) send(i % 2 ? b : a, "r" + std::to_string(i));
-        REQUIRE(batch.receive(s.native_handle(), 10, ec) == 4); // max is capped at the capacity
+        REQUIRE(s.receive_many(batch, 10, ec) == 4); // max is capped at the capacity
         for (std::size_t i = 0; i < 4; ++i) check(i, i % 2 ? b : a, "r" + std::to_string(i));
-        REQUIRE(batch.receive(s.native_handle(), 4, ec) == 2);
+        REQUIRE(s.receive_many(batch, 4, ec) == 2);
         check(0, a, "r4");
         check(1, b, "r5");
         for (int i = 0; i < 3; ++i) send(b, "s" + std::to_string(i));
-        REQUIRE(batch.receive(s.native_handle(), 1, ec) == 1);
+        REQUIRE(s.receive_one(batch, ec) == 1);
         check(0, b, "s0");
-        REQUIRE(batch.receive(s.native_handle(), 4, ec) == 2);
+        REQUIRE(s.receive_many(batch, 4, ec) == 2);
         check(0, b, "s1");
         check(1, b, "s2");
-        CHECK(batch.receive(s.native_handle(), 4, ec) == 0);
+        CHECK(s.receive_many(batch, 4, ec) == 0);
         CHECK_FALSE(ec);
 
         // A datagram larger than a slot is truncated, and says so, whether it is read alone
-        // (max 1 takes recvfrom) or in a burst (recvmmsg).
+        // (receive_one: recvfrom) or in a burst (recvmmsg).
         const std::vector<std::byte> huge(connector::receive_buffer_size + 1000, std::byte{0x5a});
         for (std::size_t max : {1u, 4u}) {
             CAPTURE(max);
             REQUIRE(a.send_raw(huge, s.port_id()) == 0);
             send(b, "after");
-            REQUIRE(batch.receive(s.native_handle(), max, ec) == std::min<std::size_t>(max, 2));
+            REQUIRE((max == 1 ? s.receive_one(batch, ec) : s.receive_many(batch, max, ec)) == std::min<std::size_t>(max, 2));
             CHECK(batch[0].truncated);
             CHECK(batch[0].bytes.size() == connector::receive_buffer_size);
             CHECK(batch[0].port_id() == a.port_id());
-            if (max == 1) REQUIRE(batch.receive(s.native_handle(), max, ec) == 1);
+            if (max == 1) REQUIRE(s.receive_one(batch, ec) == 1);
             check(max == 1 ? 0 : 1, b, "after");
         }
     }

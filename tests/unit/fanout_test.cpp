@@ -1,8 +1,7 @@
 // cnasio::detail::subscriber_queue and fanout: ring growth keeping order, the
 // two overflow policies with exact contents and counters, storage recycled by
 // pop (counted allocations), overrun marks, groups 0..32 with first/last
-// join/leave semantics, and the per-subscription id filter.
-#include <cnasio/client.hpp> // detail::subscriber (the id filter)
+// join/leave semantics (the id filter is tested with the client core).
 #include <cnasio/detail/fanout.hpp>
 
 #include <doctest/doctest.h>
@@ -430,37 +429,4 @@ TEST_CASE("fanout: deliver reaches every accepting subscriber of the group, in o
     order.clear();
     CHECK(f.deliver(22, m.view, [&](fake_subscriber& s) { order.push_back(&s); }) == 0);
     CHECK(order.empty());
-}
-
-TEST_CASE("subscriber: only_id filters by connector id; {0,0} takes every id") {
-    using cnasio::detail::subscriber;
-    cnasio::subscription_options any;
-    cnasio::subscription_options one;
-    one.only_id = {20, 5};
-    cnasio::subscription_options idx_only; // {20,0} is an id like any other, not a wildcard
-    idx_only.only_id = {20, 0};
-    subscriber s_any(20, any), s_one(20, one), s_idx(20, idx_only);
-
-    message_view m;
-    for (cnasio::connector::id id : {cnasio::connector::id{20, 5}, {20, 6}, {21, 5}, {0, 0}, {20, 0}}) {
-        m.header.id = id;
-        CAPTURE(id.idx);
-        CAPTURE(id.val);
-        CHECK(s_any.accepts(m));
-        CHECK(s_one.accepts(m) == (id == cnasio::connector::id{20, 5}));
-        CHECK(s_idx.accepts(m) == (id == cnasio::connector::id{20, 0}));
-    }
-
-    // Through a fanout: the same message reaches only the matching ones.
-    cnasio::detail::fanout<subscriber> f;
-    f.add(20, &s_any);
-    f.add(20, &s_one);
-    f.add(20, &s_idx);
-    numbered n(9);
-    n.view.header.id = {20, 5};
-    CHECK(f.deliver(20, n.view, [](subscriber& s) { s.queue.push(numbered(9).view); }) == 2);
-    CHECK(s_any.queue.size() == 1);
-    CHECK(s_one.queue.size() == 1);
-    CHECK(s_idx.queue.size() == 0);
-    CHECK(s_one.queue.limit() == one.queue_limit);
 }

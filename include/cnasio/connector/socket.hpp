@@ -60,6 +60,27 @@ inline error_code socket_open_error(int err) noexcept {
     return err == EPROTONOSUPPORT ? make_error_code(error::connector_unsupported) : errno_code(err);
 }
 
+namespace detail {
+
+// Calls `f` (a system call returning -1 and errno on failure) again while it
+// fails with EINTR.
+template <class F>
+auto retry_eintr(F&& f) noexcept {
+    for (;;) {
+        const auto r = f();
+        if (r >= 0 || errno != EINTR) return r;
+    }
+}
+
+// The error_code of a failed receive's errno: none for EAGAIN (nothing queued),
+// error::overrun for ENOBUFS (messages were lost; the socket stays usable).
+inline error_code receive_error(int err) noexcept {
+    if (err == EAGAIN || err == EWOULDBLOCK) return {};
+    return err == ENOBUFS ? make_error_code(error::overrun) : errno_code(err);
+}
+
+} // namespace detail
+
 /// Receives one datagram without blocking. Returns false (and no error) when
 /// nothing is queued. ENOBUFS (an overrun) is reported as error::overrun.
 inline bool try_receive(int fd, std::span<std::byte> buffer, received_datagram& out, error_code& ec) noexcept {
@@ -71,20 +92,16 @@ inline bool try_receive(int fd, std::span<std::byte> buffer, received_datagram& 
     mh.msg_namelen = sizeof from;
     mh.msg_iov = &iov;
     mh.msg_iovlen = 1;
-    for (;;) {
-        const ssize_t n = ::recvmsg(fd, &mh, MSG_DONTWAIT);
-        if (n >= 0) {
-            out.sender = netlink::endpoint(from.nl_pid, from.nl_groups);
-            const auto len = static_cast<std::size_t>(n) < buffer.size() ? static_cast<std::size_t>(n) : buffer.size();
-            out.bytes = {buffer.data(), len};
-            out.truncated = (mh.msg_flags & MSG_TRUNC) != 0;
-            return true;
-        }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
-        ec = errno == ENOBUFS ? make_error_code(error::overrun) : errno_code(errno);
-        return true;
+    const ssize_t n = detail::retry_eintr([&] { return ::recvmsg(fd, &mh, MSG_DONTWAIT); });
+    if (n < 0) {
+        ec = detail::receive_error(errno);
+        return static_cast<bool>(ec);
     }
+    out.sender = netlink::endpoint(from.nl_pid, from.nl_groups);
+    const auto len = static_cast<std::size_t>(n) < buffer.size() ? static_cast<std::size_t>(n) : buffer.size();
+    out.bytes = {buffer.data(), len};
+    out.truncated = (mh.msg_flags & MSG_TRUNC) != 0;
+    return true;
 }
 
 namespace detail {
@@ -99,18 +116,14 @@ inline received_datagram to_received(const ::mmsghdr& m, const ::sockaddr_nl& fr
     return d;
 }
 
-// recvmmsg(MSG_DONTWAIT) with EINTR retried: how many were read, 0 with `ec`
-// clear when none is queued, 0 and error::overrun for a pending ENOBUFS.
+// recvmmsg(MSG_DONTWAIT): how many were read, 0 with `ec` clear when none is
+// queued, 0 and error::overrun for a pending ENOBUFS.
 inline std::size_t receive_mmsg(int fd, ::mmsghdr* msgs, std::size_t n, error_code& ec) noexcept {
     ec.clear();
-    for (;;) {
-        const int got = ::recvmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
-        if (got >= 0) return static_cast<std::size_t>(got);
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            ec = errno == ENOBUFS ? make_error_code(error::overrun) : errno_code(errno);
-        return 0;
-    }
+    const int got = retry_eintr([&] { return ::recvmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr); });
+    if (got >= 0) return static_cast<std::size_t>(got);
+    ec = receive_error(errno);
+    return 0;
 }
 
 } // namespace detail
@@ -171,11 +184,11 @@ public:
     receive_batch(const receive_batch&) = delete;
     receive_batch& operator=(const receive_batch&) = delete;
 
-    /// Reads up to `max` (at most Slots) queued datagrams without waiting;
-    /// results as try_receive_many(). They stay valid until the next call.
-    std::size_t receive(int fd, std::size_t max, error_code& ec) noexcept {
+    /// Reads up to `max` (at most Slots) queued datagrams with one recvmmsg(),
+    /// without waiting; results as try_receive_many(). They stay valid until
+    /// the next call.
+    std::size_t receive_many(int fd, std::size_t max, error_code& ec) noexcept {
         if (max > Slots) max = Slots;
-        if (max == 1) return receive_one(fd, ec);
         // Of the inputs, the kernel rewrites only msg_namelen, and only for what it filled.
         for (std::size_t i = 0; i < used_; ++i) msgs_[i].msg_hdr.msg_namelen = sizeof(::sockaddr_nl);
         used_ = 0;
@@ -187,34 +200,32 @@ public:
         return n;
     }
 
-    /// Datagram i of the last receive().
+    /// Reads one queued datagram into slot 0 with recvfrom(), the kernel's
+    /// lightest receive (no msghdr or iovec to copy in): for a read right
+    /// after a request's sendto(). MSG_TRUNC makes it return the datagram's
+    /// real length, so truncation is still seen. Returns 0 or 1, as receive_many.
+    std::size_t receive_one(int fd, error_code& ec) noexcept {
+        ec.clear();
+        socklen_t len = sizeof(::sockaddr_nl);
+        const ssize_t n = detail::retry_eintr([&] {
+            return ::recvfrom(fd, slots_.get(), receive_buffer_size, MSG_DONTWAIT | MSG_TRUNC,
+                              reinterpret_cast<::sockaddr*>(&from_[0]), &len);
+        });
+        if (n < 0) {
+            ec = detail::receive_error(errno);
+            return 0;
+        }
+        const auto got = static_cast<std::size_t>(n);
+        out_[0].sender = netlink::endpoint(from_[0].nl_pid, from_[0].nl_groups);
+        out_[0].bytes = {slots_.get(), got < receive_buffer_size ? got : receive_buffer_size};
+        out_[0].truncated = got > receive_buffer_size;
+        return 1;
+    }
+
+    /// Datagram i of the last receive.
     const received_datagram& operator[](std::size_t i) const noexcept { return out_[i]; }
 
 private:
-    // One datagram: recvfrom() is the kernel's lightest receive (no msghdr or
-    // iovec to copy in), which matters on a request's round trip, where the
-    // reply is read right after the sendto(). MSG_TRUNC makes it return the
-    // datagram's real length, so truncation is still seen.
-    std::size_t receive_one(int fd, error_code& ec) noexcept {
-        ec.clear();
-        for (;;) {
-            socklen_t len = sizeof(::sockaddr_nl);
-            const ssize_t n = ::recvfrom(fd, slots_.get(), receive_buffer_size, MSG_DONTWAIT | MSG_TRUNC,
-                                         reinterpret_cast<::sockaddr*>(&from_[0]), &len);
-            if (n >= 0) {
-                const auto got = static_cast<std::size_t>(n);
-                out_[0].sender = netlink::endpoint(from_[0].nl_pid, from_[0].nl_groups);
-                out_[0].bytes = {slots_.get(), got < receive_buffer_size ? got : receive_buffer_size};
-                out_[0].truncated = got > receive_buffer_size;
-                return 1;
-            }
-            if (errno == EINTR) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                ec = errno == ENOBUFS ? make_error_code(error::overrun) : errno_code(errno);
-            return 0;
-        }
-    }
-
     std::unique_ptr<std::byte[]> slots_;
     std::array<::mmsghdr, Slots> msgs_{};
     std::array<::iovec, Slots> iov_{};
@@ -228,17 +239,14 @@ private:
 inline bool try_send(int fd, std::span<const std::byte> datagram, const netlink::endpoint& to,
                      error_code& ec) noexcept {
     ec.clear();
-    for (;;) {
-        const ssize_t n = ::sendto(fd, datagram.data(), datagram.size(), MSG_DONTWAIT, to.data(),
-                                   static_cast<socklen_t>(to.size()));
-        if (n >= 0) return true;
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
-        ec = (errno == ECONNREFUSED && to.port_id() == 0 && to.groups() == 0)
-                 ? make_error_code(error::connector_unreachable)
-                 : errno_code(errno);
-        return true;
-    }
+    const ssize_t n = detail::retry_eintr([&] {
+        return ::sendto(fd, datagram.data(), datagram.size(), MSG_DONTWAIT, to.data(), static_cast<socklen_t>(to.size()));
+    });
+    if (n >= 0) return true;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+    ec = (errno == ECONNREFUSED && to.port_id() == 0 && to.groups() == 0) ? make_error_code(error::connector_unreachable)
+                                                                           : errno_code(errno);
+    return true;
 }
 
 /// A connector socket: NETLINK_CONNECTOR (or another family with connector
@@ -311,8 +319,14 @@ public:
               const netlink::endpoint& to = netlink::endpoint::kernel()) {
         const std::size_t n = build_datagram(send_buffer(payload.size()), h, payload, ec);
         if (ec) return;
-        if (!try_send(native_handle(), {send_buf_.data(), n}, to, ec) && !ec)
+        if (!connector::try_send(native_handle(), {send_buf_.data(), n}, to, ec) && !ec)
             ec = boost::asio::error::would_block;
+    }
+
+    /// Sends one framed datagram, now, without blocking: false (and no error)
+    /// when the destination's queue is full.
+    bool try_send(std::span<const std::byte> datagram, const netlink::endpoint& to, error_code& ec) noexcept {
+        return connector::try_send(native_handle(), datagram, to, ec);
     }
 
     /// Sends one message, waiting for room if the destination's queue is full.
@@ -336,6 +350,19 @@ public:
     /// Receives one datagram without blocking; false when none is queued.
     bool try_receive(std::span<std::byte> buffer, received_datagram& out, error_code& ec) noexcept {
         return connector::try_receive(native_handle(), buffer, out, ec);
+    }
+
+    /// Reads up to `max` queued datagrams into `batch` with one recvmmsg(),
+    /// without waiting (see receive_batch::receive_many).
+    template <std::size_t Slots>
+    std::size_t receive_many(receive_batch<Slots>& batch, std::size_t max, error_code& ec) noexcept {
+        return batch.receive_many(native_handle(), max, ec);
+    }
+    /// Reads one queued datagram into `batch`'s first slot with recvfrom(),
+    /// without waiting (see receive_batch::receive_one).
+    template <std::size_t Slots>
+    std::size_t receive_one(receive_batch<Slots>& batch, error_code& ec) noexcept {
+        return batch.receive_one(native_handle(), ec);
     }
 
     /// Receives one datagram into `buffer` (use receive_buffer_size bytes).
@@ -369,7 +396,7 @@ private:
             if (wait_ec) return self.complete(wait_ec);
             const bool first = !started_;
             started_ = true;
-            if (ec_ || try_send(self_->native_handle(), {self_->send_buf_.data(), size_}, to_, ec_) || ec_) {
+            if (ec_ || connector::try_send(self_->native_handle(), {self_->send_buf_.data(), size_}, to_, ec_) || ec_) {
                 done_ = true;
                 // Never complete inside the initiating function.
                 if (first) return boost::asio::post(self_->sock_.get_executor(), std::move(self));
@@ -397,7 +424,9 @@ private:
                 return;
             }
             received_datagram r;
-            if (ec == boost::system::errc::no_buffer_space) ec = error::overrun;
+            if (ec && ec.category() == boost::system::system_category()) {
+                if (const auto mapped = detail::receive_error(ec.value()); mapped == error::overrun) ec = mapped;
+            }
             if (!ec) {
                 r.sender = self_->from_;
                 r.bytes = buffer_.first(n < buffer_.size() ? n : buffer_.size());

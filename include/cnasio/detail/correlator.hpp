@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cnasio/connector/message.hpp>
+#include <cnasio/options.hpp>
 
 #include <algorithm>
 #include <bit>
@@ -27,16 +28,6 @@
 #include <vector>
 
 namespace cnasio {
-
-/// How a reply is recognised.
-enum class match {
-    seq_and_ack, ///< same seq and ack + 1, as connector.rst says (the default)
-    ack_only,    ///< ack + 1 only: the proc connector does not echo seq
-    custom,      ///< a caller-supplied predicate decides
-};
-
-/// A caller's reply predicate for match::custom.
-using reply_matcher = std::function<bool(const connector::message_view&)>;
 
 namespace detail {
 

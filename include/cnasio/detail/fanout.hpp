@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cnasio/connector/message.hpp>
+#include <cnasio/options.hpp>
 
 #include <algorithm>
 #include <array>
@@ -18,50 +19,67 @@
 #include <vector>
 
 namespace cnasio {
-
-/// What a full subscription queue does with one more message.
-enum class overflow_policy {
-    drop_oldest, ///< make room by dropping the oldest queued message (the default)
-    drop_newest, ///< keep the queue as it is and drop the new message
-};
-
-/// Counters of one subscription.
-struct subscription_stats {
-    std::uint64_t delivered = 0; ///< messages offered to the subscriber (= received + dropped + still queued)
-    std::uint64_t dropped = 0;   ///< messages lost to a full queue (the policy)
-    std::uint64_t overruns = 0;  ///< socket overruns (ENOBUFS) signalled to the subscriber
-};
-
 namespace detail {
 
+/// A subscriber's bounded ring of messages. Full means `limit` messages, or
+/// `byte_limit` bytes (see cost()), or no room left in the byte budget the
+/// caller shares among queues; the policy then drops the newest or the oldest
+/// messages, and every drop is counted. Memory is bounded in bytes: queued
+/// messages by the limits, and storage kept for reuse in free slots by
+/// spare_limit (a slot whose storage would go past it gives it back), so
+/// slots grown by a burst of large messages shrink back once it is consumed.
 class subscriber_queue {
 public:
-    subscriber_queue(std::size_t limit, overflow_policy policy) : limit_(limit == 0 ? 1 : limit), policy_(policy) {}
+    static constexpr std::size_t max_bytes = static_cast<std::size_t>(-1);
+    /// Storage kept for reuse in free slots, in bytes.
+    static constexpr std::size_t spare_limit = 64u << 10;
 
-    /// Copies `m` in; returns false if the policy dropped a message.
-    bool push(const connector::message_view& m) {
-        ++stats_.delivered;
-        if (count_ == limit_) {
-            ++stats_.dropped;
-            if (policy_ == overflow_policy::drop_newest) return false;
-            head_ = (head_ + 1) % ring_.size(); // drop the oldest
-            --count_;
-            ring_[(head_ + count_) % ring_.size()].assign(m);
-            ++count_;
-            return false;
-        }
-        if (count_ == ring_.size()) grow();
-        ring_[(head_ + count_) % ring_.size()].assign(m);
-        ++count_;
-        return true;
+    subscriber_queue(std::size_t limit, std::size_t byte_limit, overflow_policy policy)
+        : limit_(limit == 0 ? 1 : limit), byte_limit_(byte_limit), policy_(policy) {}
+    /// Bounded in messages only.
+    subscriber_queue(std::size_t limit, overflow_policy policy)
+        : subscriber_queue(limit, max_bytes, policy) {}
+
+    /// Bytes a queued message with `payload_capacity` bytes of storage holds.
+    static constexpr std::size_t cost(std::size_t payload_capacity) noexcept {
+        return sizeof(connector::message) + payload_capacity;
     }
 
-    /// Moves the oldest message into `out` (its old storage stays for reuse).
+    /// Copies `m` in; `shared_room` is what the caller's shared budget still
+    /// allows. Returns false if the policy dropped a message.
+    bool push(const connector::message_view& m, std::size_t shared_room = max_bytes) {
+        ++stats_.delivered;
+        const std::size_t need = cost(m.payload.size());
+        bool dropped = false;
+        while (count_ > 0 && full(need, shared_room)) {
+            ++stats_.dropped;
+            dropped = true;
+            if (policy_ == overflow_policy::drop_newest) return false;
+            const std::size_t freed = stats_.queued_bytes;
+            drop_oldest();
+            const std::size_t gained = freed - stats_.queued_bytes; // room the drop gave back to the budget
+            shared_room = shared_room > max_bytes - gained ? max_bytes : shared_room + gained;
+        }
+        if (count_ == ring_.size()) grow();
+        connector::message& slot = ring_[(head_ + count_) % ring_.size()];
+        spare_bytes_ -= slot.payload.capacity();
+        slot.assign(m);
+        stats_.queued_bytes += cost(slot.payload.capacity());
+        ++count_;
+        return !dropped;
+    }
+
+    /// Moves the oldest message into `out`; `out`'s old storage stays for
+    /// reuse, within spare_limit.
     bool pop(connector::message& out) {
         if (count_ == 0) return false;
-        std::swap(out, ring_[head_]);
+        connector::message& slot = ring_[head_];
+        stats_.queued_bytes -= cost(slot.payload.capacity());
+        std::swap(out, slot);
+        keep_spare(slot);
         head_ = (head_ + 1) % ring_.size();
         --count_;
+        if (count_ == 0 && ring_.size() > shrink_slots) shrink();
         return true;
     }
 
@@ -77,9 +95,35 @@ public:
     bool empty() const noexcept { return count_ == 0; }
     std::size_t size() const noexcept { return count_; }
     std::size_t limit() const noexcept { return limit_; }
+    /// Bytes queued (stats().queued_bytes) plus storage kept in free slots.
+    std::size_t held_bytes() const noexcept { return stats_.queued_bytes + spare_bytes_ + ring_.size() * sizeof(connector::message); }
     const subscription_stats& stats() const noexcept { return stats_; }
 
 private:
+    // Above this many slots, an emptied ring is given back.
+    static constexpr std::size_t shrink_slots = 256;
+
+    bool full(std::size_t need, std::size_t shared_room) const noexcept {
+        return count_ == limit_ || stats_.queued_bytes + need > byte_limit_ || need > shared_room;
+    }
+
+    void drop_oldest() {
+        connector::message& slot = ring_[head_];
+        stats_.queued_bytes -= cost(slot.payload.capacity());
+        keep_spare(slot);
+        head_ = (head_ + 1) % ring_.size();
+        --count_;
+    }
+
+    // `slot` just left the queue: keep its storage for reuse within spare_limit.
+    void keep_spare(connector::message& slot) {
+        const std::size_t cap = slot.payload.capacity();
+        if (spare_bytes_ + cap > spare_limit)
+            std::vector<std::byte>().swap(slot.payload);
+        else
+            spare_bytes_ += cap;
+    }
+
     // Grows by doubling up to the limit, keeping the order of what is queued.
     void grow() {
         const std::size_t n = std::min(limit_, ring_.empty() ? std::size_t{16} : ring_.size() * 2);
@@ -89,10 +133,18 @@ private:
         head_ = 0;
     }
 
+    void shrink() {
+        std::vector<connector::message>().swap(ring_);
+        head_ = 0;
+        spare_bytes_ = 0;
+    }
+
     std::vector<connector::message> ring_;
     std::size_t head_ = 0;
     std::size_t count_ = 0;
     std::size_t limit_;
+    std::size_t byte_limit_;
+    std::size_t spare_bytes_ = 0;
     overflow_policy policy_;
     bool overrun_pending_ = false;
     subscription_stats stats_;

@@ -1,0 +1,40 @@
+// cnasio/client_options.hpp - how a client is set up.
+#pragma once
+
+#include <cnasio/netlink/protocol.hpp>
+#include <cnasio/options.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace cnasio {
+
+/// How a client is set up.
+struct client_options {
+    /// Timeout of a request that names none.
+    std::chrono::milliseconds default_timeout{1000};
+    /// User-space port ids believed besides the kernel's 0 (daemons, test peers).
+    std::vector<std::uint32_t> admitted_ports{};
+    /// Receive buffer to ask for when the first subscription is made (SO_RCVBUFFORCE,
+    /// falling back to SO_RCVBUF); 0 leaves the kernel's default.
+    std::size_t subscription_receive_buffer = 8u << 20;
+    /// Receive buffer to ask for at the first request: replies to many
+    /// requests in flight arrive together (the default 208 KiB holds fewer
+    /// than 300 small ones). 0 leaves the kernel's default.
+    std::size_t request_receive_buffer = 1u << 20;
+    /// Bytes all subscription queues of this client may hold together; past
+    /// it, each subscription's overflow policy applies to its own queue.
+    std::size_t subscription_bytes = 64u << 20;
+    /// Network namespace file to create the socket in (e.g. "/proc/1/ns/net"); empty: the caller's.
+    std::string netns{};
+    /// Netlink family (NETLINK_CONNECTOR unless a peer speaks connector framing elsewhere).
+    netlink::protocol protocol = netlink::protocol::connector();
+    /// Datagrams read per scheduler turn before the loop lets other handlers
+    /// run; also the most completions handed out in one turn.
+    std::size_t drain_batch = 256;
+};
+
+} // namespace cnasio

@@ -1,0 +1,532 @@
+// cnasio/detail/client_core.hpp - the client's protocol logic, without any I/O.
+//
+// A sans-IO state machine: the Asio glue (detail/client_state.hpp) feeds it
+// events and carries out what it asks for. It holds the pending-request table
+// (correlator.hpp), the subscriber queues (fanout.hpp), the counters, and one
+// queue of finished operations. It never calls a handler, never reads a
+// socket and never reads a clock: times come in with the events.
+//
+// Events in                                  Actions out
+//   start_request(op, id, ...)         ->   request_start: the message to send (or none: op already failed)
+//   send_failed(ticket, ec)            ->   a completion
+//   cancel_request(ticket)             ->   a completion (operation_aborted)
+//   subscribe(group, options)          ->   subscribe_result: join the group or not
+//   unsubscribe(sub)                   ->   leave the group or not
+//   start_receive(sub, op, target)     ->   a completion now or when a message comes
+//   cancel_receive(sub, number)        ->   a completion (operation_aborted)
+//   on_datagram(port, group, bytes)    ->   completions (replies, messages to waiting receivers)
+//   on_overrun() / on_read_error(ec)   ->   completions
+//   on_timer(now)                      ->   completions (error::timeout)
+//   close()                            ->   completions (operation_aborted)
+// State the glue keeps in step after each event:
+//   wants_read()      a readiness wait is outstanding exactly when this holds;
+//   next_deadline()   the timer is armed no later than this;
+//   pop_completion()  every completion is handed to its handler, in order.
+//
+// Operations are named by an `op_id` the glue chooses (an index into its
+// handler table); the core stores it and hands it back in a completion. Every
+// operation started ends in exactly one completion, errors at start included.
+#pragma once
+
+#include <cnasio/connector/framing.hpp>
+#include <cnasio/connector/message.hpp>
+#include <cnasio/detail/correlator.hpp>
+#include <cnasio/detail/fanout.hpp>
+#include <cnasio/error.hpp>
+#include <cnasio/options.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <utility>
+#include <vector>
+
+namespace cnasio::detail {
+
+/// Names one operation of the glue's.
+using op_id = std::uint32_t;
+
+/// The error an aborted (cancelled, closed) operation completes with; equal to
+/// boost::asio::error::operation_aborted.
+inline error_code aborted_error() noexcept { return error_code(ECANCELED, boost::system::system_category()); }
+/// A second receive while one is outstanding; equal to boost::asio::error::in_progress.
+inline error_code in_progress_error() noexcept { return error_code(EINPROGRESS, boost::system::system_category()); }
+
+/// Where a receive puts what it takes.
+struct receive_target {
+    connector::message* into = nullptr;                ///< one message, into the caller's
+    std::vector<connector::message>* batch = nullptr;  ///< several, into the caller's vector
+    std::size_t batch_max = 0;
+    // Neither: the message travels in the completion.
+};
+
+/// A finished operation, waiting for its handler to be called.
+struct completion {
+    op_id op = 0;
+    error_code ec;
+    connector::message message; ///< the reply or message, when no target took it
+    std::size_t count = 0;      ///< messages put in a batch
+};
+
+/// Names a subscription inside the core; stale once it is removed.
+struct subscription_ref {
+    std::uint32_t index = 0;
+    std::uint32_t generation = 0;
+};
+
+/// The options the core needs (the glue's client_options minus the I/O ones).
+struct core_options {
+    std::chrono::milliseconds default_timeout{1000};
+    std::vector<std::uint32_t> admitted_ports{};
+    std::size_t subscription_bytes = 64u << 20;
+};
+
+/// A small, fast generator for the acks of requests (xoshiro128**). The ack
+/// only has to be unlikely to collide with another process's requests and
+/// with our own recent ones (the correlator checks the pending ones); it is
+/// not a secret: any process that can forge a reply can also read our socket's
+/// traffic pattern, and the real defence is the sender check (port id 0 or
+/// admitted).
+class ack_generator {
+public:
+    explicit ack_generator(std::uint64_t seed) noexcept {
+        for (auto& w : s_) { // splitmix64 spreads any seed over the state
+            seed += 0x9e3779b97f4a7c15ull;
+            std::uint64_t z = seed;
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+            w = static_cast<std::uint32_t>(z ^ (z >> 31));
+        }
+        if ((s_[0] | s_[1] | s_[2] | s_[3]) == 0) s_[0] = 1;
+    }
+    std::uint32_t operator()() noexcept {
+        const std::uint32_t result = rotl(s_[1] * 5, 7) * 9;
+        const std::uint32_t t = s_[1] << 9;
+        s_[2] ^= s_[0];
+        s_[3] ^= s_[1];
+        s_[1] ^= s_[2];
+        s_[0] ^= s_[3];
+        s_[2] ^= t;
+        s_[3] = rotl(s_[3], 11);
+        return result;
+    }
+
+private:
+    static std::uint32_t rotl(std::uint32_t x, int k) noexcept { return (x << k) | (x >> (32 - k)); }
+    std::uint32_t s_[4];
+};
+
+class client_core {
+public:
+    using clock = std::chrono::steady_clock;
+
+    /// A pending request in the table: who to tell and where its reply goes.
+    struct pending_request {
+        op_id op;
+        connector::message* into; // null: the reply travels in the completion
+    };
+    using table = correlator<pending_request>;
+    using ticket = table::ticket;
+
+    client_core(core_options options, std::uint64_t seed, std::uint32_t port_id = 0)
+        : options_(std::move(options)), rng_(seed), port_id_(port_id) {}
+
+    client_core(const client_core&) = delete;
+    client_core& operator=(const client_core&) = delete;
+
+    // ---- requests ----
+
+    /// What the glue sends for a request that started.
+    struct request_start {
+        bool send = false;            ///< false: the operation failed and its completion is queued
+        connector::header header{};   ///< the message's headers (seq, ack, ...)
+        std::uint32_t port_id = 0;    ///< destination (0: the kernel)
+        ticket t{};                   ///< names the request for send_failed / cancel_request
+    };
+
+    /// A request starts: it is registered before it is sent, so a reply read
+    /// right after the send finds it. Fails at once (queued completion) when
+    /// closed or when the payload is too large.
+    request_start start_request(op_id op, connector::id id, std::size_t payload_size, request_options ro,
+                                clock::time_point now, connector::message* into = nullptr) {
+        request_start r;
+        if (closed_) return complete(op, error::client_closed), r;
+        if (payload_size > connector::max_payload) return complete(op, error::payload_too_large), r;
+        std::uint32_t ack;
+        do ack = rng_(); while (!requests_.ack_free(ack));
+        r.header = make_header(id, ro.flags, ack);
+        r.port_id = ro.port_id;
+        const auto timeout = ro.timeout.count() > 0 ? ro.timeout : options_.default_timeout;
+        r.t = requests_.add(ro.match, r.header.seq, ack, std::move(ro.matcher), now + timeout,
+                            pending_request{op, into});
+        r.send = true;
+        return r;
+    }
+
+    /// The headers of a message that expects no reply.
+    connector::header one_way_header(connector::id id, std::uint16_t flags) { return make_header(id, flags, rng_()); }
+
+    /// The send of request `t` failed: it ends with `ec`.
+    void send_failed(ticket t, error_code ec) { finish(t, ec, nullptr, table::outcome::expired); }
+
+    /// Cancels request `t` (nothing if it has ended): operation_aborted, and a
+    /// reply arriving later counts as late.
+    void cancel_request(ticket t) { finish(t, aborted_error(), nullptr, table::outcome::expired); }
+
+    bool request_pending(ticket t) noexcept { return requests_.find(t) != nullptr; }
+    std::size_t pending_requests() const noexcept { return requests_.size(); }
+
+    // ---- subscriptions ----
+
+    struct subscribe_result {
+        error_code ec;
+        subscription_ref sub{};
+        bool join = false; ///< the first subscriber of a group other than 0: join it now
+    };
+
+    subscribe_result subscribe(unsigned group, const subscription_options& o) {
+        subscribe_result r;
+        if (closed_) return r.ec = error::client_closed, r;
+        if (group > fanout<subscriber>::max_group) return r.ec = error::invalid_group, r;
+        std::uint32_t index;
+        if (!free_subs_.empty()) {
+            index = free_subs_.back();
+            free_subs_.pop_back();
+        } else {
+            index = static_cast<std::uint32_t>(subs_.size());
+            subs_.emplace_back();
+        }
+        auto& slot = subs_[index];
+        slot.s = std::make_unique<subscriber>(group, o);
+        r.sub = {index, slot.generation};
+        r.join = subscribers_.add(group, slot.s.get()) && group != 0;
+        return r;
+    }
+
+    /// The group's join failed: forget the subscription again.
+    void subscribe_failed(subscription_ref ref) { (void)unsubscribe(ref); }
+
+    /// Removes a subscription (a receive in progress ends with
+    /// operation_aborted). True when the glue should leave its group now.
+    bool unsubscribe(subscription_ref ref) {
+        subscriber* s = find(ref);
+        if (!s) return false;
+        abort_receive(*s);
+        queued_bytes_ -= s->queue.stats().queued_bytes;
+        const bool last = subscribers_.remove(s->group, s) && s->group != 0;
+        auto& slot = subs_[ref.index];
+        slot.s.reset();
+        ++slot.generation;
+        free_subs_.push_back(ref.index);
+        return last && !closed_;
+    }
+
+    /// Starts a receive: it completes at once if a message (or an overrun
+    /// report) is queued, else when one comes. One at a time per
+    /// subscription: a second ends with in_progress.
+    void start_receive(subscription_ref ref, op_id op, receive_target target) {
+        subscriber* s = find(ref);
+        if (closed_ || !s) return complete(op, error::client_closed);
+        if (s->waiting) return complete(op, in_progress_error());
+        s->waiting = true;
+        s->waiter = op;
+        s->target = target;
+        if (s->target.batch && s->target.batch_max == 0) s->target.batch_max = 1;
+        serve(*s);
+    }
+
+    /// The number of the receive in progress (or of the next one): a
+    /// cancellation names it, so that a stale one does nothing.
+    std::uint64_t receive_number(subscription_ref ref) const noexcept {
+        const subscriber* s = find(ref);
+        return s ? s->receive_number : 0;
+    }
+
+    /// Cancels receive `number` of a subscription, if it is still in progress.
+    void cancel_receive(subscription_ref ref, std::uint64_t number) {
+        subscriber* s = find(ref);
+        if (s && s->waiting && s->receive_number == number) abort_receive(*s);
+    }
+
+    /// Cancels whatever receive is in progress.
+    void cancel_receive(subscription_ref ref) {
+        if (subscriber* s = find(ref)) abort_receive(*s);
+    }
+
+    /// Takes a queued message (or the pending overrun report, as `ec`)
+    /// without waiting; false when there is none or a receive is in progress.
+    bool try_receive(subscription_ref ref, connector::message& out, error_code& ec) {
+        ec.clear();
+        subscriber* s = find(ref);
+        if (!s || s->waiting) return false;
+        if (s->queue.take_overrun()) {
+            ec = error::overrun;
+            return true;
+        }
+        bool got = false;
+        take_bytes(*s, [&] { got = s->queue.pop(out); });
+        return got;
+    }
+
+    /// True when receive `op` is in progress on the subscription.
+    bool receive_waits(subscription_ref ref, op_id op) const noexcept {
+        const subscriber* s = find(ref);
+        return s && s->waiting && s->waiter == op;
+    }
+    bool is_waiting(subscription_ref ref) const noexcept {
+        const subscriber* s = find(ref);
+        return s && s->waiting;
+    }
+    unsigned group(subscription_ref ref) const noexcept {
+        const subscriber* s = find(ref);
+        return s ? s->group : 0;
+    }
+    subscription_stats subscription_statistics(subscription_ref ref) const noexcept {
+        const subscriber* s = find(ref);
+        return s ? s->queue.stats() : subscription_stats{};
+    }
+    std::size_t queued(subscription_ref ref) const noexcept {
+        const subscriber* s = find(ref);
+        return s ? s->queue.size() : 0;
+    }
+    /// Bytes all subscription queues hold now.
+    std::size_t queued_bytes() const noexcept { return queued_bytes_; }
+    bool has_subscribers() const noexcept { return !subscribers_.empty(); }
+
+    // ---- what was read ----
+
+    /// One datagram read from the socket, from `port_id` through `group` (0: unicast).
+    void on_datagram(std::uint32_t port_id, unsigned group, std::span<const std::byte> bytes, bool truncated) {
+        ++stats_.datagrams;
+        const bool trusted = admitted(port_id);
+        connector::datagram_reader(bytes, truncated)
+            .for_each(
+                [&](const connector::message_view& m) {
+                    if (trusted)
+                        deliver(m, group);
+                    else
+                        ++stats_.rejected;
+                },
+                [&](error_code, const connector::message_view&) {
+                    if (trusted)
+                        ++stats_.malformed;
+                    else
+                        ++stats_.rejected;
+                });
+    }
+
+    /// The socket reported ENOBUFS: every subscriber learns it once, before
+    /// its next message.
+    void on_overrun() {
+        ++stats_.overruns;
+        subscribers_.for_each([&](subscriber& s) {
+            s.queue.mark_overrun();
+            serve(s);
+        });
+    }
+
+    /// Reading failed for good: every pending request ends with `ec`.
+    void on_read_error(error_code ec) {
+        for (auto t : requests_.pending()) finish(t, ec, nullptr, table::outcome::expired);
+    }
+
+    /// Time passed: requests whose deadline is at or before `now` end with error::timeout.
+    void on_timer(clock::time_point now) {
+        requests_.for_each_expired(now, [&](ticket t) {
+            ++stats_.timeouts;
+            finish(t, error::timeout, nullptr, table::outcome::expired);
+        });
+    }
+
+    /// Ends everything: pending requests and receives complete with
+    /// operation_aborted; later operations fail with client_closed.
+    void close() {
+        if (closed_) return;
+        closed_ = true;
+        for (auto t : requests_.pending()) finish(t, aborted_error(), nullptr, table::outcome::expired);
+        subscribers_.for_each([&](subscriber& s) { abort_receive(s); });
+    }
+
+    /// Completes `op` with `ec` (an operation the glue could not start).
+    void complete(op_id op, error_code ec) {
+        completion& c = push_completion(op);
+        c.ec = ec;
+    }
+
+    // ---- what the glue keeps in step ----
+
+    /// True while someone waits for what the socket brings: a pending
+    /// request or a subscription.
+    bool wants_read() const noexcept { return !closed_ && (!requests_.empty() || !subscribers_.empty()); }
+    /// The earliest deadline of a pending request.
+    std::optional<clock::time_point> next_deadline() { return closed_ ? std::nullopt : requests_.next_deadline(); }
+    bool has_completions() const noexcept { return ready_head_ < ready_.size(); }
+    std::size_t completions() const noexcept { return ready_.size() - ready_head_; }
+    /// Takes the oldest finished operation.
+    bool pop_completion(completion& out) {
+        if (ready_head_ == ready_.size()) return false;
+        out = std::move(ready_[ready_head_++]);
+        if (ready_head_ == ready_.size()) { // keeps the capacity: no allocation once warm
+            ready_.clear();
+            ready_head_ = 0;
+        }
+        return true;
+    }
+
+    // ---- counters and settings ----
+
+    bool closed() const noexcept { return closed_; }
+    client_stats& stats() noexcept { return stats_; }
+    const client_stats& stats() const noexcept { return stats_; }
+    bool admitted(std::uint32_t port) const noexcept {
+        return port == 0 || std::find(options_.admitted_ports.begin(), options_.admitted_ports.end(), port) !=
+                                options_.admitted_ports.end();
+    }
+    void admit(std::uint32_t port) { options_.admitted_ports.push_back(port); }
+    /// The port id written into nlmsg_pid of what is sent.
+    void set_port_id(std::uint32_t port) noexcept { port_id_ = port; }
+
+private:
+    struct subscriber {
+        subscriber(unsigned g, const subscription_options& o)
+            : group(g), only_id(o.only_id), queue(o.queue_limit, o.byte_limit, o.policy) {}
+        unsigned group;
+        connector::id only_id;
+        subscriber_queue queue;
+        bool waiting = false;
+        op_id waiter = 0;
+        receive_target target{};
+        std::uint64_t receive_number = 0;
+
+        bool accepts(const connector::message_view& m) const noexcept {
+            return (only_id.idx == 0 && only_id.val == 0) || m.id() == only_id;
+        }
+    };
+    struct subscriber_slot {
+        std::unique_ptr<subscriber> s;
+        std::uint32_t generation = 0;
+    };
+
+    subscriber* find(subscription_ref ref) const noexcept {
+        if (ref.index >= subs_.size()) return nullptr;
+        const auto& slot = subs_[ref.index];
+        return slot.generation == ref.generation ? slot.s.get() : nullptr;
+    }
+
+    connector::header make_header(connector::id id, std::uint16_t flags, std::uint32_t ack) {
+        connector::header h;
+        h.id = id;
+        h.seq = requests_.next_seq();
+        h.ack = ack;
+        h.flags = flags;
+        h.nlmsg_seq = h.seq;
+        h.nlmsg_pid = port_id_;
+        return h;
+    }
+
+    completion& push_completion(op_id op) {
+        completion& c = ready_.emplace_back();
+        c.op = op;
+        return c;
+    }
+
+    void finish(ticket t, error_code ec, const connector::message_view* reply, table::outcome how) {
+        auto p = requests_.take(t, how);
+        if (!p) return;
+        completion& c = push_completion(p->op);
+        c.ec = ec;
+        if (reply) {
+            if (p->into)
+                p->into->assign(*reply);
+            else
+                c.message.assign(*reply);
+        }
+    }
+
+    void deliver(const connector::message_view& m, unsigned group) {
+        ticket t;
+        switch (requests_.classify(m, t)) {
+        case table::verdict::reply:
+            ++stats_.replies;
+            finish(t, {}, &m, table::outcome::replied);
+            return;
+        case table::verdict::duplicate: ++stats_.duplicate_replies; return;
+        case table::verdict::late: ++stats_.late_replies; return;
+        case table::verdict::unrelated: break;
+        }
+        ++stats_.unsolicited;
+        const auto n = subscribers_.deliver(group, m, [&](subscriber& s) {
+            const std::size_t budget = options_.subscription_bytes;
+            const std::size_t room = queued_bytes_ < budget ? budget - queued_bytes_ : 0;
+            take_bytes(s, [&] { s.queue.push(m, room); });
+            serve(s);
+        });
+        if (n == 0) ++stats_.unclaimed;
+    }
+
+    // Runs `f`, which changes s's queue, keeping queued_bytes_ in step.
+    template <class F>
+    void take_bytes(subscriber& s, F&& f) {
+        const std::size_t before = s.queue.stats().queued_bytes;
+        f();
+        queued_bytes_ = queued_bytes_ - before + s.queue.stats().queued_bytes;
+    }
+
+    // Completes s's receive if there is something to give it.
+    void serve(subscriber& s) {
+        if (!s.waiting || !(s.queue.overrun_pending() || !s.queue.empty())) return;
+        completion& c = push_completion(s.waiter);
+        end_receive(s);
+        if (s.queue.take_overrun()) {
+            c.ec = error::overrun;
+            return;
+        }
+        take_bytes(s, [&] {
+            if (s.target.batch) {
+                // Everything queued, up to batch_max, swapped into the caller's messages:
+                // their storage comes back to the ring for reuse.
+                auto& v = *s.target.batch;
+                std::size_t n = 0;
+                while (n < s.target.batch_max && !s.queue.empty()) {
+                    if (n == v.size()) v.emplace_back();
+                    s.queue.pop(v[n++]);
+                }
+                c.count = n;
+            } else {
+                s.queue.pop(s.target.into ? *s.target.into : c.message);
+            }
+        });
+    }
+
+    void abort_receive(subscriber& s) {
+        if (!s.waiting) return;
+        completion& c = push_completion(s.waiter);
+        c.ec = aborted_error();
+        end_receive(s);
+    }
+
+    void end_receive(subscriber& s) noexcept {
+        s.waiting = false;
+        ++s.receive_number;
+    }
+
+    core_options options_;
+    ack_generator rng_;
+    std::uint32_t port_id_;
+    table requests_;
+    std::vector<subscriber_slot> subs_;
+    std::vector<std::uint32_t> free_subs_;
+    fanout<subscriber> subscribers_;
+    std::size_t queued_bytes_ = 0;
+    std::vector<completion> ready_;
+    std::size_t ready_head_ = 0;
+    client_stats stats_;
+    bool closed_ = false;
+};
+
+} // namespace cnasio::detail

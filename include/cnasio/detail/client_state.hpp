@@ -1,0 +1,566 @@
+// cnasio/detail/client_state.hpp - the Asio glue around the sans-IO client core.
+//
+// client_state owns the socket, the timers and the handlers of outstanding
+// operations; client_core (client_core.hpp) decides everything else. The glue
+// turns what happens on the socket and the timers into the core's events, and
+// keeps three things in step with the core after each of them (settle()):
+//  - the readiness wait is outstanding exactly while the core wants to read,
+//    so io_context::run() returns once nothing waits on the client;
+//  - the timer is armed for the earliest deadline of a pending request;
+//  - finished operations are handed to their handlers by run_ready(), the
+//    one completion path.
+//
+// run_ready() calls up to drain_batch handlers in order, from a function on
+// the client's executor: posted, or at the end of the readiness handler (a
+// wake-up then costs one scheduler lap and one reactor poll). A handler that
+// starts the next operation and gets it finished at once (a queued message, a
+// reply the kernel gave inside sendto()) is called in the same turn, so a
+// receive or request loop runs without a scheduler lap per step. Every handler
+// is called after its initiating function returned; one whose executor is not
+// the client's is dispatched to its own. A handler that throws leaves run()
+// as from any handler; what is still queued is posted again.
+#pragma once
+
+#include <cnasio/client_options.hpp>
+#include <cnasio/connector/framing.hpp>
+#include <cnasio/connector/message.hpp>
+#include <cnasio/connector/socket.hpp>
+#include <cnasio/detail/client_core.hpp>
+#include <cnasio/detail/seed.hpp>
+#include <cnasio/error.hpp>
+#include <cnasio/netlink/options.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/append.hpp>
+#include <boost/asio/associated_allocator.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/bind_allocator.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/recycling_allocator.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <span>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace cnasio::detail {
+
+// Erasing a handler allocates its state with the handler's associated
+// allocator; any_completion_handler falls back to Asio's per-thread recycling
+// allocator when the handler names none. A composed operation (async_compose:
+// proc::listener's receive, a user's own) names std::allocator<void> when its
+// handler has none, which would cost a malloc and a free per operation. Such
+// handlers are given the recycling allocator, which keeps std::allocator's
+// meaning and caches freed blocks per thread.
+template <class Erased, class Handler>
+Erased erase_handler(Handler&& handler) {
+    using bare = std::decay_t<Handler>;
+    if constexpr (std::is_same_v<boost::asio::associated_allocator_t<bare>, std::allocator<void>>)
+        return Erased(boost::asio::bind_allocator(boost::asio::recycling_allocator<void>(),
+                                                  std::forward<Handler>(handler)));
+    else
+        return Erased(std::forward<Handler>(handler));
+}
+
+class client_state : public std::enable_shared_from_this<client_state> {
+public:
+    using executor_type = boost::asio::any_io_executor;
+    using clock = client_core::clock;
+    /// The three shapes of completion: void(error_code), with a message, with a count.
+    using status_handler = boost::asio::any_completion_handler<void(error_code)>;
+    using message_handler = boost::asio::any_completion_handler<void(error_code, connector::message)>;
+    using count_handler = boost::asio::any_completion_handler<void(error_code, std::size_t)>;
+
+    // The socket and timers are made on `ex`, so the internal handlers run there
+    // without a bind_executor (whose second executor costs a type-erased
+    // work-tracking copy per operation).
+    client_state(const executor_type& ex, client_options o)
+        : ex_(ex), sock_(ex), timer_(ex), send_retry_(ex), options_(std::move(o)),
+          core_(core_options{options_.default_timeout, options_.admitted_ports, options_.subscription_bytes},
+                nonblocking_seed()) {}
+
+    /// Opens and binds the socket; on failure the client is closed.
+    void open(error_code& ec) {
+        sock_.open(ec, 0, options_.netns, options_.protocol);
+        if (ec) core_.close();
+        else core_.set_port_id(sock_.port_id());
+    }
+
+    const executor_type& get_executor() const noexcept { return ex_; }
+    connector::socket& socket() noexcept { return sock_; }
+    client_core& core() noexcept { return core_; }
+    const client_options& options() const noexcept { return options_; }
+    std::size_t receive_buffer_obtained() const noexcept { return receive_buffer_obtained_; }
+    void admit(std::uint32_t port) {
+        options_.admitted_ports.push_back(port);
+        core_.admit(port);
+    }
+
+    // ---- operations (called from initiating functions) ----
+
+    /// A request: `Erased` is message_handler (the reply in the completion)
+    /// or status_handler (the reply written to `*into`).
+    template <class Erased, class Handler>
+    void start_request(connector::id id, std::span<const std::byte> payload, request_options ro, Handler&& handler,
+                       connector::message* into) {
+        const op_id op = add_op<Erased>(std::forward<Handler>(handler));
+        const bool to_kernel = ro.port_id == 0;
+        if (!core_.closed()) size_receive_buffer(options_.request_receive_buffer, false);
+        const auto r = core_.start_request(op, id, payload.size(), std::move(ro), clock::now(), into);
+        if (r.send) {
+            error_code ec;
+            send(r.header, payload, r.port_id, ec);
+            if (ec)
+                core_.send_failed(r.t, ec);
+            else {
+                // The kernel's connectors answer inside sendto(): the reply may be queued already.
+                // A user-space peer answers after a wake-up of its own, so a read now would find
+                // nothing.
+                if (to_kernel) drain_for(r.t);
+                if (core_.request_pending(r.t)) watch_cancellation(op, request_canceller{weak_from_this(), r.t});
+            }
+        }
+        settle();
+    }
+
+    /// A message that expects no reply; completes with the send's result.
+    template <class Handler>
+    void start_send(connector::id id, std::span<const std::byte> payload, const request_options& ro,
+                    Handler&& handler) {
+        const op_id op = add_op<status_handler>(std::forward<Handler>(handler));
+        error_code ec;
+        send_now(id, payload, ro, ec);
+        core_.complete(op, ec);
+        settle();
+    }
+
+    /// Sends a message that expects no reply, through the send queue.
+    void send_now(connector::id id, std::span<const std::byte> payload, const request_options& ro, error_code& ec) {
+        ec.clear();
+        if (core_.closed()) {
+            ec = error::client_closed;
+            return;
+        }
+        send(core_.one_way_header(id, ro.flags), payload, ro.port_id, ec);
+    }
+
+    /// Completes `handler` (void(error_code)) with `ec` through the completion path.
+    template <class Handler>
+    void complete_now(Handler&& handler, error_code ec) {
+        core_.complete(add_op<status_handler>(std::forward<Handler>(handler)), ec);
+        settle();
+    }
+
+    /// Subscribes; joins the group with its first subscriber.
+    subscription_ref subscribe(unsigned group, const subscription_options& o, error_code& ec) {
+        ec.clear();
+        const auto r = core_.subscribe(group, o);
+        if (r.ec) {
+            ec = r.ec;
+            return {};
+        }
+        size_receive_buffer(options_.subscription_receive_buffer, true);
+        if (r.join) {
+            sock_.join(group, ec);
+            if (ec) {
+                core_.subscribe_failed(r.sub);
+                return {};
+            }
+        }
+        settle();
+        return r.sub;
+    }
+
+    /// Removes a subscription; leaves the group with its last subscriber.
+    void unsubscribe(subscription_ref ref) {
+        const unsigned group = core_.group(ref);
+        if (core_.unsubscribe(ref)) {
+            error_code ignored;
+            sock_.leave(group, ignored);
+        }
+        settle();
+    }
+
+    /// A receive on a subscription: `Erased` is status_handler (into
+    /// target.into), message_handler (in the completion) or count_handler (a batch).
+    template <class Erased, class Handler>
+    void start_receive(subscription_ref ref, Handler&& handler, receive_target target) {
+        const op_id op = add_op<Erased>(std::forward<Handler>(handler));
+        core_.start_receive(ref, op, target);
+        if (core_.receive_waits(ref, op))
+            watch_cancellation(op, receive_canceller{weak_from_this(), ref, core_.receive_number(ref)});
+        settle();
+    }
+
+    void cancel_receive(subscription_ref ref) {
+        core_.cancel_receive(ref);
+        settle();
+    }
+
+    /// Ends every operation (operation_aborted) and closes the socket.
+    void close() {
+        if (core_.closed() && !sock_.is_open()) return;
+        core_.close();
+        error_code ignored;
+        timer_.cancel();
+        send_retry_.cancel();
+        sock_.close(ignored);
+        send_queue_.clear();
+        timer_at_ = clock::time_point::max();
+        settle();
+    }
+
+private:
+    // ---- handlers of outstanding operations ----
+
+    struct op_slot {
+        std::variant<std::monostate, status_handler, message_handler, count_handler> handler;
+        bool local = false; // runs on exactly this client's executor: called directly
+    };
+
+    template <class Erased, class Handler>
+    op_id add_op(Handler&& handler) {
+        op_id op;
+        if (!free_ops_.empty()) {
+            op = free_ops_.back();
+            free_ops_.pop_back();
+        } else {
+            op = static_cast<op_id>(ops_.size());
+            ops_.emplace_back();
+        }
+        ops_[op].local = runs_here(handler);
+        ops_[op].handler.template emplace<Erased>(erase_handler<Erased>(std::forward<Handler>(handler)));
+        return op;
+    }
+
+    // Per-operation cancellation. Erasing the handler put a cancellation state
+    // of its own into the caller's slot; ours goes into the slot the erased
+    // handler hands out. (Emplacing into the caller's slot would destroy that
+    // state under the erased handler, which clears its slot later: a use
+    // after free.) The slot is cleared when the operation's handler is called.
+    template <class Cancel>
+    void watch_cancellation(op_id op, Cancel cancel) {
+        std::visit(
+            [&](auto& h) {
+                if constexpr (!std::is_same_v<std::decay_t<decltype(h)>, std::monostate>) {
+                    auto slot = boost::asio::get_associated_cancellation_slot(h);
+                    if (slot.is_connected()) slot.template emplace<Cancel>(std::move(cancel));
+                }
+            },
+            ops_[op].handler);
+    }
+
+    // Declared constructors, not aggregates: slot.emplace() constructs with
+    // (args...), which clang before 16 cannot do for an aggregate (P0960).
+    struct request_canceller {
+        request_canceller(std::weak_ptr<client_state> s, client_core::ticket t) : state(std::move(s)), ticket(t) {}
+        std::weak_ptr<client_state> state;
+        client_core::ticket ticket;
+        void operator()(boost::asio::cancellation_type type) {
+            if (type == boost::asio::cancellation_type::none) return;
+            if (auto s = state.lock()) {
+                s->core_.cancel_request(ticket);
+                s->settle();
+            }
+        }
+    };
+    struct receive_canceller {
+        receive_canceller(std::weak_ptr<client_state> s, subscription_ref r, std::uint64_t n)
+            : state(std::move(s)), ref(r), number(n) {}
+        std::weak_ptr<client_state> state;
+        subscription_ref ref;
+        std::uint64_t number;
+        void operator()(boost::asio::cancellation_type type) {
+            if (type == boost::asio::cancellation_type::none) return;
+            if (auto s = state.lock()) {
+                s->core_.cancel_receive(ref, number);
+                s->settle();
+            }
+        }
+    };
+
+    /// True when `h` will run on exactly this client's executor.
+    template <class Handler>
+    bool runs_here(const Handler& h) const {
+        auto hex = boost::asio::get_associated_executor(h, ex_);
+        if constexpr (std::is_same_v<decltype(hex), executor_type>)
+            return hex == ex_;
+        else if constexpr (std::is_copy_constructible_v<decltype(hex)> &&
+                           std::is_same_v<std::decay_t<decltype(hex)>, boost::asio::io_context::executor_type>) {
+            const auto* mine = ex_.target<boost::asio::io_context::executor_type>();
+            return mine && *mine == hex;
+        } else
+            return false;
+    }
+
+    // ---- the one completion path ----
+
+    // Calls the handler of finished operation `c`.
+    void invoke(completion& c) {
+        op_slot& slot = ops_[c.op];
+        auto handler = std::move(slot.handler);
+        slot.handler.template emplace<std::monostate>();
+        const bool local = slot.local;
+        free_ops_.push_back(c.op);
+        std::visit(
+            [&](auto& h) {
+                using H = std::decay_t<decltype(h)>;
+                if constexpr (!std::is_same_v<H, std::monostate>) {
+                    boost::asio::get_associated_cancellation_slot(h).clear();
+                    if constexpr (std::is_same_v<H, status_handler>)
+                        call(std::move(h), local, c.ec);
+                    else if constexpr (std::is_same_v<H, message_handler>)
+                        call(std::move(h), local, c.ec, std::move(c.message));
+                    else
+                        call(std::move(h), local, c.ec, c.count);
+                }
+            },
+            handler);
+    }
+
+    // A handler on the client's executor is called here (this runs on that
+    // executor, after the initiating function returned). Others are
+    // dispatched to their own executor: asking an erased handler for it builds
+    // an any_completion_executor, which allocates, so not for local ones.
+    template <class Handler, class... Args>
+    void call(Handler&& h, bool local, Args&&... args) {
+        if (local) {
+            std::move(h)(std::forward<Args>(args)...);
+            return;
+        }
+        auto hex = boost::asio::get_associated_executor(h, ex_);
+        boost::asio::dispatch(hex, boost::asio::append(std::move(h), std::forward<Args>(args)...));
+    }
+
+    // Hands finished operations to their handlers, up to drain_batch per turn.
+    void run_ready() {
+        if (running_ready_) return; // the loop below picks up what a handler finished
+        running_ready_ = true;
+        try {
+            completion c;
+            for (std::size_t n = 0; n < options_.drain_batch && core_.pop_completion(c); ++n) invoke(c);
+        } catch (...) {
+            running_ready_ = false;
+            settle(); // what is still queued is posted again
+            throw;
+        }
+        running_ready_ = false;
+        settle();
+    }
+
+    // Brings the glue in step with the core (see the header comment). Inside
+    // run_ready() only the posting is decided: its end settles the rest, so a
+    // request answered and followed by the next in one turn neither disarms
+    // nor re-arms the timer and the readiness wait.
+    void settle() {
+        if (core_.has_completions() && !ready_posted_ && !running_ready_) {
+            ready_posted_ = true;
+            boost::asio::post(ex_, [self = shared_from_this()] {
+                self->ready_posted_ = false;
+                self->run_ready();
+            });
+        }
+        if (running_ready_) return;
+        const bool busy = core_.has_completions(); // a handler still to run may start something
+        if (auto d = core_.next_deadline()) {
+            if (*d < timer_at_) arm_timer(*d);
+        } else if (timer_at_ != clock::time_point::max() && !busy) {
+            timer_at_ = clock::time_point::max();
+            timer_.cancel();
+        }
+        if (core_.wants_read()) {
+            if (!reading_ && !draining_) arm_read();
+        } else if (reading_ && !busy) {
+            error_code ignored;
+            sock_.next_layer().cancel(ignored); // the wait ends with operation_aborted: nothing keeps run() busy
+        }
+    }
+
+    // ---- sending ----
+
+    void send(const connector::header& h, std::span<const std::byte> payload, std::uint32_t port, error_code& ec) {
+        const netlink::endpoint to(options_.protocol, port, 0);
+        if (send_queue_.empty()) {
+            sock_.send(h, payload, ec, to);
+            if (ec != boost::asio::error::would_block) return;
+            ec.clear();
+        }
+        // The peer's queue is full: keep the order, send when it has room.
+        std::vector<std::byte> d = connector::build_datagram(h, payload, ec);
+        if (ec) return;
+        send_queue_.emplace_back(std::move(d), port);
+        flush_sends();
+    }
+
+    // A full peer queue does not make our socket unwritable (netlink has no
+    // flow control towards the sender), so waiting for writability would
+    // spin: retry after a short pause instead.
+    void flush_sends() {
+        if (sending_) return;
+        while (!send_queue_.empty()) {
+            error_code ec;
+            auto& [d, port] = send_queue_.front();
+            if (!sock_.try_send(d, netlink::endpoint(options_.protocol, port, 0), ec) && !ec) {
+                sending_ = true;
+                send_retry_.expires_after(std::chrono::microseconds(200));
+                send_retry_.async_wait([self = shared_from_this()](error_code wec) {
+                    self->sending_ = false;
+                    if (!wec && !self->core_.closed()) self->flush_sends();
+                });
+                return;
+            }
+            // A send that fails now has no caller left to tell; its request will time out.
+            send_queue_.pop_front();
+        }
+    }
+
+    // Sizes the receive buffer (FORCE, then the capped SO_RCVBUF); a smaller
+    // grant still works, and what the kernel granted is observable. The first
+    // subscription decides (its option is the user's word on how much
+    // multicast to hold); before that, the first request asks for room for
+    // replies.
+    void size_receive_buffer(std::size_t bytes, bool for_subscription) {
+        if (sized_for_subscription_ || bytes == 0) return;
+        if (!for_subscription && receive_buffer_asked_ != 0) return;
+        receive_buffer_asked_ = bytes;
+        sized_for_subscription_ = for_subscription;
+        error_code ignored;
+        receive_buffer_obtained_ = netlink::set_receive_buffer(sock_.next_layer(), bytes, ignored).obtained;
+    }
+
+    // ---- timeouts ----
+
+    void arm_timer(clock::time_point deadline) {
+        timer_at_ = deadline;
+        timer_.expires_at(deadline);
+        timer_.async_wait([self = shared_from_this()](error_code ec) {
+            if (ec == boost::asio::error::operation_aborted) return; // re-armed, disarmed or closed
+            self->timer_at_ = clock::time_point::max();
+            self->core_.on_timer(clock::now());
+            self->run_ready();
+        });
+    }
+
+    // ---- receiving ----
+
+    // Waits for readability; drain() then reads every queued datagram. No
+    // readiness is lost between a drain that ended on an empty queue and this
+    // wait: Asio registers a wait with EPOLL_CTL_MOD, and the kernel re-checks
+    // readiness on that call (ep_modify), so data that arrived in between, or
+    // a pending ENOBUFS (EPOLLERR), completes the wait at the reactor's next
+    // turn, even when another thread's reactor took the earlier edge.
+    void arm_read() {
+        reading_ = true;
+        sock_.next_layer().async_wait(boost::asio::socket_base::wait_read, [self = shared_from_this()](error_code ec) {
+            self->reading_ = false;
+            self->on_readable(ec);
+        });
+    }
+
+    void on_readable(error_code ec) {
+        if (core_.closed() || ec == boost::asio::error::operation_aborted) return settle();
+        ++core_.stats().wakeups;
+        if (ec) {
+            core_.on_read_error(ec); // a broken socket: every pending request learns why
+            return run_ready();
+        }
+        drain();
+        run_ready(); // what the drain finished, at the end of this handler
+    }
+
+    // Reads everything already queued, up to drain_batch datagrams per turn.
+    void drain() {
+        if (draining_ || core_.closed()) return;
+        draining_ = true;
+        std::size_t n = 0;
+        while (!core_.closed() && read_burst(false, n) == burst::read) {
+            if (n >= options_.drain_batch) { // let others run; come back without waiting
+                boost::asio::post(ex_, [self = shared_from_this()] {
+                    self->draining_ = false;
+                    self->drain();
+                    self->run_ready();
+                });
+                return;
+            }
+        }
+        draining_ = false;
+    }
+
+    // The read right after a request to the kernel: one datagram at a time,
+    // stopping as soon as request `t` has ended. What is queued behind it is
+    // left to the readiness wait, which saves a read that would find the queue
+    // empty.
+    void drain_for(client_core::ticket t) {
+        if (draining_ || core_.closed()) return;
+        draining_ = true;
+        std::size_t n = 0;
+        while (!core_.closed() && core_.request_pending(t) && n < options_.drain_batch &&
+               read_burst(true, n) == burst::read) {
+        }
+        draining_ = false;
+    }
+
+    enum class burst { read, drained, broken };
+
+    // Reads one datagram (recvfrom) or up to receive_slots (one recvmmsg) and
+    // feeds them to the core, adding them to `n` (an overrun counts as one, so
+    // that a drain always moves towards its limit). A read that returns fewer
+    // than it asked for found the queue empty (recvmmsg stops at the first
+    // EAGAIN), so nobody calls again just to hear EAGAIN.
+    burst read_burst(bool one, std::size_t& n) {
+        error_code ec;
+        const std::size_t max = one ? 1 : receive_slots;
+        const std::size_t got = one ? sock_.receive_one(received_, ec) : sock_.receive_many(received_, max, ec);
+        ++core_.stats().reads;
+        for (std::size_t i = 0; i < got && !core_.closed(); ++i) {
+            const auto& d = received_[i];
+            core_.on_datagram(d.port_id(), d.group(), d.bytes, d.truncated);
+        }
+        n += got;
+        if (ec == error::overrun) {
+            ++n;
+            core_.on_overrun();
+            return burst::read;
+        }
+        if (ec) {
+            core_.on_read_error(ec);
+            return burst::broken;
+        }
+        return got == max ? burst::read : burst::drained;
+    }
+
+    executor_type ex_;
+    connector::socket sock_;
+    boost::asio::steady_timer timer_;
+    boost::asio::steady_timer send_retry_;
+    client_options options_;
+    client_core core_;
+    std::vector<op_slot> ops_;
+    std::vector<op_id> free_ops_;
+    // drain() reads a burst with one recvmmsg() into receive_slots slots of the largest datagram,
+    // mapped lazily: a slot's pages cost memory only once a datagram has landed there.
+    static constexpr std::size_t receive_slots = 32;
+    connector::receive_batch<receive_slots> received_;
+    std::deque<std::pair<std::vector<std::byte>, std::uint32_t>> send_queue_; // waiting for room at a peer
+    std::size_t receive_buffer_obtained_ = 0;
+    std::size_t receive_buffer_asked_ = 0;
+    clock::time_point timer_at_ = clock::time_point::max();
+    bool sized_for_subscription_ = false;
+    bool reading_ = false;       // a readiness wait is outstanding
+    bool draining_ = false;      // a drain (or its posted continuation) is in progress
+    bool sending_ = false;       // the send queue waits for its retry timer
+    bool running_ready_ = false; // inside run_ready()
+    bool ready_posted_ = false;  // a run_ready() is posted
+};
+
+} // namespace cnasio::detail

@@ -1,0 +1,84 @@
+// cnasio/options.hpp - what a user sets on requests and subscriptions, and the
+// counters the client keeps. Plain types with no I/O in them: the sans-IO
+// client core (detail/client_core.hpp) and the Asio client share them.
+#pragma once
+
+#include <cnasio/connector/message.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+namespace cnasio {
+
+/// How a reply is recognised.
+enum class match {
+    seq_and_ack, ///< same seq and ack + 1, as connector.rst says (the default)
+    ack_only,    ///< ack + 1 only: the proc connector does not echo seq
+    custom,      ///< a caller-supplied predicate decides
+};
+
+/// A caller's reply predicate for match::custom.
+using reply_matcher = std::function<bool(const connector::message_view&)>;
+
+/// How one request is sent and matched.
+struct request_options {
+    cnasio::match match = match::seq_and_ack;
+    /// 0: the client's default_timeout.
+    std::chrono::milliseconds timeout{0};
+    /// For match::custom.
+    reply_matcher matcher{};
+    /// Destination port id: 0 is the kernel.
+    std::uint32_t port_id = 0;
+    /// cn_msg.flags of the request.
+    std::uint16_t flags = 0;
+};
+
+/// What a full subscription queue does with one more message.
+enum class overflow_policy {
+    drop_oldest, ///< make room by dropping the oldest queued messages (the default)
+    drop_newest, ///< keep the queue as it is and drop the new message
+};
+
+/// How one subscription queues. A queue is full when it holds `queue_limit`
+/// messages or `byte_limit` bytes (payload storage plus a message's own
+/// size), or when every subscription of the client together holds
+/// client_options::subscription_bytes; then `policy` applies. A single message
+/// larger than `byte_limit` is still queued when the queue is empty.
+struct subscription_options {
+    /// Messages queued before the overflow policy applies.
+    std::size_t queue_limit = 4096;
+    /// Bytes queued before the overflow policy applies.
+    std::size_t byte_limit = 8u << 20;
+    overflow_policy policy = overflow_policy::drop_oldest;
+    /// Only messages for this connector id (both zero: every id of the group).
+    connector::id only_id{};
+};
+
+/// Counters of one subscription.
+struct subscription_stats {
+    std::uint64_t delivered = 0; ///< messages offered to the subscriber (= received + dropped + still queued)
+    std::uint64_t dropped = 0;   ///< messages lost to a full queue (the policy)
+    std::uint64_t overruns = 0;  ///< socket overruns (ENOBUFS) signalled to the subscriber
+    std::size_t queued_bytes = 0; ///< bytes the queued messages hold now
+};
+
+/// Counters of a client; every message read is counted in exactly one of
+/// replies, unsolicited, late_replies, duplicate_replies, rejected, malformed.
+struct client_stats {
+    std::uint64_t datagrams = 0;         ///< datagrams read
+    std::uint64_t reads = 0;             ///< system calls that read datagrams (recvmmsg: up to 32 each)
+    std::uint64_t wakeups = 0;           ///< readiness waits that completed (datagrams / wakeups = burst size)
+    std::uint64_t replies = 0;           ///< messages that answered a pending request
+    std::uint64_t unsolicited = 0;       ///< messages that answered nothing (to subscribers, if any)
+    std::uint64_t unclaimed = 0;         ///< ...of which no subscriber wanted
+    std::uint64_t late_replies = 0;      ///< replies after their request timed out or was cancelled (dropped)
+    std::uint64_t duplicate_replies = 0; ///< further replies to an answered request (dropped)
+    std::uint64_t rejected = 0;          ///< messages from a port id that is not admitted (dropped)
+    std::uint64_t malformed = 0;         ///< messages the framing layer refused (dropped)
+    std::uint64_t overruns = 0;          ///< ENOBUFS reports: the kernel dropped messages for us
+    std::uint64_t timeouts = 0;          ///< requests that ended with error::timeout
+};
+
+} // namespace cnasio

@@ -1,0 +1,480 @@
+// cnasio::detail::client_core driven by scripted events, with no socket and
+// no Asio: replies, duplicates, late replies, timeouts, cancellation, senders,
+// malformed input, subscriptions and their queues, overruns, byte budgets,
+// close with work pending, and what the glue is asked to keep in step.
+#include <cnasio/detail/client_core.hpp>
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using cnasio::error;
+using cnasio::error_code;
+using cnasio::match;
+using cnasio::request_options;
+using cnasio::subscription_options;
+using cnasio::connector::header;
+using cnasio::connector::message;
+using cnasio::detail::client_core;
+using cnasio::detail::completion;
+using cnasio::detail::core_options;
+using cnasio::detail::op_id;
+using cnasio::detail::receive_target;
+
+constexpr cnasio::connector::id module_id{14, 1};
+const auto t0 = client_core::clock::time_point(1h);
+
+std::vector<std::byte> datagram(header h, std::string_view text) {
+    error_code ec;
+    auto d = cnasio::connector::build_datagram(h, cnasio::connector::as_payload(text), ec);
+    REQUIRE_FALSE(ec);
+    return d;
+}
+
+std::string text_of(const message& m) {
+    return {reinterpret_cast<const char*>(m.payload.data()), m.payload.size()};
+}
+
+// The reply a connector.rst peer gives to request header `h`.
+header reply_to(const header& h) {
+    header r = h;
+    r.ack = h.ack + 1;
+    return r;
+}
+
+struct fixture {
+    client_core core{core_options{.default_timeout = 1000ms, .admitted_ports = {}, .subscription_bytes = 64u << 20}, 42};
+
+    void feed(const header& h, std::string_view text, std::uint32_t port = 0, unsigned group = 0) {
+        const auto d = datagram(h, text);
+        core.on_datagram(port, group, d, false);
+    }
+
+    std::vector<completion> take_all() {
+        std::vector<completion> out;
+        completion c;
+        while (core.pop_completion(c)) out.push_back(std::move(c));
+        return out;
+    }
+};
+
+} // namespace
+
+TEST_CASE("client_core: a reply with the request's seq and ack + 1 completes it; the rest are told apart") {
+    fixture f;
+    CHECK_FALSE(f.core.wants_read());
+    const auto r = f.core.start_request(7, module_id, 4, {}, t0);
+    REQUIRE(r.send);
+    CHECK(r.port_id == 0);
+    CHECK(r.header.id == module_id);
+    CHECK(r.header.nlmsg_seq == r.header.seq);
+    CHECK(f.core.wants_read());
+    CHECK(f.core.next_deadline() == t0 + 1000ms);
+    CHECK_FALSE(f.core.has_completions()); // nothing until the reply
+
+    header wrong_ack = reply_to(r.header);
+    wrong_ack.ack += 1;
+    header wrong_seq = reply_to(r.header);
+    wrong_seq.seq += 1;
+    f.feed(wrong_ack, "x");
+    f.feed(wrong_seq, "y");
+    CHECK_FALSE(f.core.has_completions());
+    CHECK(f.core.stats().unsolicited == 2);
+    CHECK(f.core.stats().unclaimed == 2);
+
+    f.feed(reply_to(r.header), "pong");
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].op == 7);
+    CHECK_FALSE(done[0].ec);
+    CHECK(text_of(done[0].message) == "pong");
+    CHECK(f.core.stats().replies == 1);
+    CHECK_FALSE(f.core.request_pending(r.t));
+    CHECK_FALSE(f.core.wants_read()); // nothing waits: the glue lets run() return
+    CHECK_FALSE(f.core.next_deadline());
+
+    f.feed(reply_to(r.header), "again");
+    CHECK(f.core.stats().duplicate_replies == 1);
+    CHECK_FALSE(f.core.has_completions());
+}
+
+TEST_CASE("client_core: ack-only matching ignores seq; a reply can go into the caller's message") {
+    fixture f;
+    request_options o;
+    o.match = match::ack_only;
+    message into;
+    const auto r = f.core.start_request(1, cnasio::connector::proc_id, 4, o, t0, &into);
+    header h = reply_to(r.header);
+    h.seq = 123456; // the proc connector's per-CPU counter
+    f.feed(h, "ack");
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].message.payload.empty());
+    CHECK(text_of(into) == "ack");
+    CHECK(into.seq() == 123456);
+}
+
+TEST_CASE("client_core: many requests in flight each get their own reply, in whatever order they come") {
+    fixture f;
+    std::vector<header> sent;
+    for (op_id op = 0; op < 100; ++op) sent.push_back(f.core.start_request(op, module_id, 0, {}, t0).header);
+    for (std::size_t i = 0; i < sent.size(); ++i) {
+        const std::size_t k = (i * 37) % sent.size(); // a permutation: 37 and 100 are coprime
+        f.feed(reply_to(sent[k]), std::to_string(k));
+    }
+    auto done = f.take_all();
+    REQUIRE(done.size() == 100);
+    for (const auto& c : done) CHECK(text_of(c.message) == std::to_string(c.op));
+    CHECK(f.core.pending_requests() == 0);
+}
+
+TEST_CASE("client_core: a request times out at its deadline, not before; its reply is late afterwards") {
+    fixture f;
+    request_options o;
+    o.timeout = 50ms;
+    const auto a = f.core.start_request(1, module_id, 0, o, t0);
+    const auto b = f.core.start_request(2, module_id, 0, {}, t0); // default 1000 ms
+    CHECK(f.core.next_deadline() == t0 + 50ms);
+    f.core.on_timer(t0 + 49ms);
+    CHECK_FALSE(f.core.has_completions());
+    f.core.on_timer(t0 + 50ms);
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].op == 1);
+    CHECK(done[0].ec == error::timeout);
+    CHECK(f.core.stats().timeouts == 1);
+    CHECK(f.core.next_deadline() == t0 + 1000ms);
+    f.feed(reply_to(a.header), "late");
+    CHECK(f.core.stats().late_replies == 1);
+    CHECK_FALSE(f.core.has_completions());
+    f.feed(reply_to(b.header), "in time");
+    CHECK(f.take_all().size() == 1);
+}
+
+TEST_CASE("client_core: cancellation ends a request at once; a stale cancellation does nothing") {
+    fixture f;
+    const auto r = f.core.start_request(3, module_id, 0, {}, t0);
+    f.core.cancel_request(r.t);
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].ec == cnasio::detail::aborted_error());
+    CHECK_FALSE(f.core.wants_read());
+    f.core.cancel_request(r.t); // already ended
+    CHECK_FALSE(f.core.has_completions());
+    f.feed(reply_to(r.header), "late");
+    CHECK(f.core.stats().late_replies == 1);
+
+    // A ticket whose slot was reused by a newer request does not cancel that one.
+    const auto newer = f.core.start_request(4, module_id, 0, {}, t0);
+    f.core.cancel_request(r.t);
+    CHECK(f.core.request_pending(newer.t));
+}
+
+TEST_CASE("client_core: a failed send ends the request with the send's error") {
+    fixture f;
+    const auto r = f.core.start_request(5, module_id, 0, {}, t0);
+    f.core.send_failed(r.t, error::connector_unreachable);
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].ec == error::connector_unreachable);
+}
+
+TEST_CASE("client_core: a payload above CONNECTOR_MAX_MSG_SIZE fails before anything is sent") {
+    fixture f;
+    const auto r = f.core.start_request(9, module_id, cnasio::connector::max_payload + 1, {}, t0);
+    CHECK_FALSE(r.send);
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].op == 9);
+    CHECK(done[0].ec == error::payload_too_large);
+    CHECK(f.core.pending_requests() == 0);
+}
+
+TEST_CASE("client_core: only port 0 and admitted ports are believed; malformed messages are counted") {
+    fixture f;
+    const auto r = f.core.start_request(1, module_id, 0, {}, t0);
+    f.feed(reply_to(r.header), "forged", 4242);
+    CHECK(f.core.stats().rejected == 1);
+    CHECK_FALSE(f.core.has_completions());
+    f.core.admit(4242);
+    f.feed(reply_to(r.header), "peer", 4242);
+    CHECK(f.take_all().size() == 1);
+
+    auto d = datagram(reply_to(r.header), "abc");
+    d[0] = std::byte{0xff}; // nlmsg_len beyond the datagram
+    f.core.on_datagram(0, 0, d, false);
+    CHECK(f.core.stats().malformed == 1);
+    f.core.on_datagram(0, 0, std::span(d.data(), 10), false); // shorter than a netlink header
+    CHECK(f.core.stats().malformed == 2);
+    f.core.on_datagram(0, 0, datagram(reply_to(r.header), "abc"), true); // truncated by the receive
+    CHECK(f.core.stats().malformed == 3);
+    CHECK(f.core.stats().datagrams == 5);
+}
+
+TEST_CASE("client_core: a read error ends every pending request with it") {
+    fixture f;
+    f.core.start_request(1, module_id, 0, {}, t0);
+    f.core.start_request(2, module_id, 0, {}, t0);
+    f.core.on_read_error(cnasio::errno_code(EBADF));
+    auto done = f.take_all();
+    REQUIRE(done.size() == 2);
+    for (const auto& c : done) CHECK(c.ec == std::errc::bad_file_descriptor);
+}
+
+TEST_CASE("client_core: the first subscriber of a group joins it, the last leaves it; groups above 32 are refused") {
+    fixture f;
+    auto a = f.core.subscribe(5, {});
+    auto b = f.core.subscribe(5, {});
+    auto z = f.core.subscribe(0, {});
+    CHECK(a.join);
+    CHECK_FALSE(b.join);
+    CHECK_FALSE(z.join); // group 0 is the unicasts: nothing to join
+    CHECK(f.core.subscribe(33, {}).ec == error::invalid_group);
+    CHECK(f.core.wants_read());
+    CHECK_FALSE(f.core.unsubscribe(a.sub));
+    CHECK(f.core.unsubscribe(b.sub));
+    CHECK_FALSE(f.core.unsubscribe(b.sub)); // stale
+    CHECK(f.core.wants_read());
+    CHECK_FALSE(f.core.unsubscribe(z.sub));
+    CHECK_FALSE(f.core.wants_read());
+}
+
+TEST_CASE("client_core: a receive takes one queued message, or waits for one; a second receive is in_progress") {
+    fixture f;
+    auto s = f.core.subscribe(5, {}).sub;
+    header h;
+    h.id = module_id;
+    f.core.start_receive(s, 1, {});
+    CHECK_FALSE(f.core.has_completions());
+    CHECK(f.core.receive_waits(s, 1));
+    f.core.start_receive(s, 2, {});
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].op == 2);
+    CHECK(done[0].ec == cnasio::detail::in_progress_error());
+    CHECK(f.core.receive_waits(s, 1));
+
+    for (int i = 0; i < 3; ++i) f.feed(h, "m" + std::to_string(i), 0, 5);
+    f.feed(h, "other group", 0, 6);
+    done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(text_of(done[0].message) == "m0");
+    CHECK(f.core.queued(s) == 2);
+    CHECK(f.core.stats().unclaimed == 1);
+
+    message into;
+    f.core.start_receive(s, 3, {.into = &into});
+    done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(text_of(into) == "m1");
+    error_code ec;
+    REQUIRE(f.core.try_receive(s, into, ec));
+    CHECK_FALSE(ec);
+    CHECK(text_of(into) == "m2");
+    CHECK_FALSE(f.core.try_receive(s, into, ec));
+    CHECK(f.core.subscription_statistics(s).delivered == 3);
+}
+
+TEST_CASE("client_core: a batch receive takes every queued message up to its maximum") {
+    fixture f;
+    auto s = f.core.subscribe(0, {}).sub;
+    header h;
+    for (int i = 0; i < 5; ++i) f.feed(h, std::to_string(i));
+    std::vector<message> batch;
+    f.core.start_receive(s, 1, {.batch = &batch, .batch_max = 3});
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].count == 3);
+    CHECK(text_of(batch[2]) == "2");
+    f.core.start_receive(s, 2, {.batch = &batch, .batch_max = 10});
+    done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].count == 2);
+    CHECK(text_of(batch[0]) == "3");
+}
+
+TEST_CASE("client_core: an overrun reaches every subscriber once, before its next message") {
+    fixture f;
+    auto waiting = f.core.subscribe(5, {}).sub;
+    auto idle = f.core.subscribe(6, {}).sub;
+    f.core.start_receive(waiting, 1, {});
+    f.core.on_overrun();
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].ec == error::overrun);
+    CHECK(f.core.stats().overruns == 1);
+
+    header h;
+    f.feed(h, "after", 0, 6);
+    message m;
+    error_code ec;
+    REQUIRE(f.core.try_receive(idle, m, ec));
+    CHECK(ec == error::overrun);
+    REQUIRE(f.core.try_receive(idle, m, ec));
+    CHECK_FALSE(ec);
+    CHECK(text_of(m) == "after");
+    CHECK(f.core.subscription_statistics(idle).overruns == 1);
+}
+
+TEST_CASE("client_core: a receive is cancelled by its own number only") {
+    fixture f;
+    auto s = f.core.subscribe(5, {}).sub;
+    f.core.start_receive(s, 1, {});
+    const auto first = f.core.receive_number(s);
+    f.core.cancel_receive(s, first);
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].ec == cnasio::detail::aborted_error());
+    f.core.start_receive(s, 2, {});
+    f.core.cancel_receive(s, first); // the earlier receive's: stale
+    CHECK_FALSE(f.core.has_completions());
+    CHECK(f.core.receive_waits(s, 2));
+}
+
+TEST_CASE("client_core: only_id filters by connector id; {0,0} takes every id") {
+    fixture f;
+    subscription_options one;
+    one.only_id = {20, 5};
+    subscription_options idx_only; // {20,0} is an id like any other, not a wildcard
+    idx_only.only_id = {20, 0};
+    auto s_any = f.core.subscribe(20, {}).sub;
+    auto s_one = f.core.subscribe(20, one).sub;
+    auto s_idx = f.core.subscribe(20, idx_only).sub;
+    for (cnasio::connector::id id : {cnasio::connector::id{20, 5}, {20, 6}, {21, 5}, {0, 0}, {20, 0}}) {
+        header h;
+        h.id = id;
+        f.feed(h, "x", 0, 20);
+    }
+    CHECK(f.core.queued(s_any) == 5);
+    CHECK(f.core.queued(s_one) == 1);
+    CHECK(f.core.queued(s_idx) == 1);
+}
+
+TEST_CASE("client_core: subscription queues are bounded in bytes, per subscription and for the client") {
+    const std::string big(cnasio::connector::max_payload, 'b');
+    const std::size_t cost = cnasio::detail::subscriber_queue::cost(big.size());
+    header h;
+
+    SUBCASE("per subscription, drop_oldest keeps the newest that fit") {
+        fixture f;
+        subscription_options o;
+        o.byte_limit = 4 * cost;
+        auto s = f.core.subscribe(5, o).sub;
+        for (int i = 0; i < 10; ++i) {
+            h.seq = static_cast<std::uint32_t>(i);
+            f.feed(h, big, 0, 5);
+        }
+        CHECK(f.core.queued(s) == 4);
+        CHECK(f.core.subscription_statistics(s).dropped == 6);
+        CHECK(f.core.subscription_statistics(s).queued_bytes <= o.byte_limit);
+        message m;
+        error_code ec;
+        REQUIRE(f.core.try_receive(s, m, ec));
+        CHECK(m.seq() == 6);
+    }
+    SUBCASE("per subscription, drop_newest keeps the oldest") {
+        fixture f;
+        subscription_options o;
+        o.byte_limit = 4 * cost;
+        o.policy = cnasio::overflow_policy::drop_newest;
+        auto s = f.core.subscribe(5, o).sub;
+        for (int i = 0; i < 10; ++i) {
+            h.seq = static_cast<std::uint32_t>(i);
+            f.feed(h, big, 0, 5);
+        }
+        CHECK(f.core.queued(s) == 4);
+        message m;
+        error_code ec;
+        REQUIRE(f.core.try_receive(s, m, ec));
+        CHECK(m.seq() == 0);
+    }
+    SUBCASE("one message larger than the byte limit still gets through an empty queue") {
+        fixture f;
+        subscription_options o;
+        o.byte_limit = 100;
+        auto s = f.core.subscribe(5, o).sub;
+        f.feed(h, big, 0, 5);
+        f.feed(h, big, 0, 5);
+        CHECK(f.core.queued(s) == 1);
+    }
+    SUBCASE("1,000 subscribers share the client's budget, and the bytes come back once consumed") {
+        client_core core{core_options{.default_timeout = 1000ms, .admitted_ports = {}, .subscription_bytes = 16u << 20}, 1};
+        std::vector<cnasio::detail::subscription_ref> subs;
+        for (int i = 0; i < 1000; ++i) subs.push_back(core.subscribe(7, {}).sub);
+        const auto d = datagram(h, big);
+        for (int i = 0; i < 20; ++i) core.on_datagram(0, 7, d, false);
+        CHECK(core.queued_bytes() <= (16u << 20));
+        std::uint64_t dropped = 0, queued = 0;
+        for (auto s : subs) {
+            dropped += core.subscription_statistics(s).dropped;
+            queued += core.queued(s);
+        }
+        CHECK(queued + dropped == 20 * 1000);
+        CHECK(dropped > 0);
+        CHECK(queued >= (16u << 20) / cost - 1000);
+        message m;
+        error_code ec;
+        for (auto s : subs)
+            while (core.try_receive(s, m, ec)) {
+            }
+        CHECK(core.queued_bytes() == 0);
+    }
+}
+
+TEST_CASE("client_core: close ends pending requests and receives; later operations fail with client_closed") {
+    fixture f;
+    const auto r = f.core.start_request(1, module_id, 0, {}, t0);
+    auto s = f.core.subscribe(5, {}).sub;
+    f.core.start_receive(s, 2, {});
+    f.core.close();
+    auto done = f.take_all();
+    REQUIRE(done.size() == 2);
+    CHECK(done[0].op == 1);
+    CHECK(done[1].op == 2);
+    for (const auto& c : done) CHECK(c.ec == cnasio::detail::aborted_error());
+    CHECK_FALSE(f.core.wants_read());
+    CHECK_FALSE(f.core.next_deadline());
+
+    CHECK_FALSE(f.core.start_request(3, module_id, 0, {}, t0).send);
+    f.core.start_receive(s, 4, {});
+    CHECK(f.core.subscribe(5, {}).ec == error::client_closed);
+    done = f.take_all();
+    REQUIRE(done.size() == 2);
+    CHECK(done[0].ec == error::client_closed);
+    CHECK(done[1].ec == error::client_closed);
+    f.feed(reply_to(r.header), "late");
+    CHECK_FALSE(f.core.has_completions());
+    CHECK_FALSE(f.core.unsubscribe(s)); // nothing to leave on a closed socket
+}
+
+TEST_CASE("client_core: completions come out in the order the operations finished") {
+    fixture f;
+    const auto a = f.core.start_request(10, module_id, 0, {}, t0);
+    const auto b = f.core.start_request(11, module_id, 0, {}, t0);
+    f.core.complete(12, {});
+    f.feed(reply_to(b.header), "b");
+    f.feed(reply_to(a.header), "a");
+    auto done = f.take_all();
+    REQUIRE(done.size() == 3);
+    CHECK(done[0].op == 12);
+    CHECK(done[1].op == 11);
+    CHECK(done[2].op == 10);
+}
+
+TEST_CASE("client_core: acks are spread and never collide with a pending request's") {
+    fixture f;
+    std::vector<std::uint32_t> acks;
+    for (op_id op = 0; op < 1000; ++op) acks.push_back(f.core.start_request(op, module_id, 0, {}, t0).header.ack);
+    std::sort(acks.begin(), acks.end());
+    CHECK(std::adjacent_find(acks.begin(), acks.end()) == acks.end());
+    // Two cores with different seeds start from different acks.
+    client_core other{core_options{}, 43};
+    CHECK(other.start_request(0, module_id, 0, {}, t0).header.ack != f.core.one_way_header(module_id, 0).ack);
+}
