@@ -106,8 +106,9 @@ public:
     std::size_t pending_requests() const noexcept { return state_->core().pending_requests(); }
     /// Receive buffer the kernel granted at the first subscription or request (0 before).
     std::size_t receive_buffer_size() const noexcept { return state_->receive_buffer_obtained(); }
-    /// Bytes the subscription queues hold now (bounded by client_options::subscription_bytes).
-    std::size_t queued_bytes() const noexcept { return state_->core().queued_bytes(); }
+    /// Bytes the subscription queues hold now: queued messages and storage kept
+    /// for reuse (bounded by client_options::subscription_bytes).
+    std::size_t held_bytes() const noexcept { return state_->core().held_bytes(); }
     /// The underlying connector socket, for socket options (e.g. a BPF
     /// filter). Do not read from it or send through it: the client's receive
     /// loop and send queue would not see it.

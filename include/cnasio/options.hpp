@@ -33,6 +33,10 @@ struct request_options {
     std::uint32_t port_id = 0;
     /// cn_msg.flags of the request.
     std::uint16_t flags = 0;
+    /// When set, receives the headers the request was sent with (seq, ack,
+    /// ...) once the send succeeded, before the completion handler runs; left
+    /// alone when the send fails. Must stay valid until the completion.
+    connector::header* sent = nullptr;
 };
 
 /// What a full subscription queue does with one more message.

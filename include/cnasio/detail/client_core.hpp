@@ -217,7 +217,7 @@ public:
         subscriber* s = find(ref);
         if (!s) return false;
         abort_receive(*s);
-        queued_bytes_ -= s->queue.stats().queued_bytes;
+        held_bytes_ -= s->queue.held_bytes();
         const bool last = subscribers_.remove(s->group, s) && s->group != 0;
         auto& slot = subs_[ref.index];
         slot.s.reset();
@@ -294,8 +294,9 @@ public:
         const subscriber* s = find(ref);
         return s ? s->queue.size() : 0;
     }
-    /// Bytes all subscription queues hold now.
-    std::size_t queued_bytes() const noexcept { return queued_bytes_; }
+    /// Bytes all subscription queues hold now: queued messages and the
+    /// storage they keep for reuse (what core_options::subscription_bytes bounds).
+    std::size_t held_bytes() const noexcept { return held_bytes_; }
     bool has_subscribers() const noexcept { return !subscribers_.empty(); }
 
     // ---- what was read ----
@@ -462,19 +463,19 @@ private:
         ++stats_.unsolicited;
         const auto n = subscribers_.deliver(group, m, [&](subscriber& s) {
             const std::size_t budget = options_.subscription_bytes;
-            const std::size_t room = queued_bytes_ < budget ? budget - queued_bytes_ : 0;
+            const std::size_t room = held_bytes_ < budget ? budget - held_bytes_ : 0;
             take_bytes(s, [&] { s.queue.push(m, room); });
             serve(s);
         });
         if (n == 0) ++stats_.unclaimed;
     }
 
-    // Runs `f`, which changes s's queue, keeping queued_bytes_ in step.
+    // Runs `f`, which changes s's queue, keeping held_bytes_ in step.
     template <class F>
     void take_bytes(subscriber& s, F&& f) {
-        const std::size_t before = s.queue.stats().queued_bytes;
+        const std::size_t before = s.queue.held_bytes();
         f();
-        queued_bytes_ = queued_bytes_ - before + s.queue.stats().queued_bytes;
+        held_bytes_ = held_bytes_ - before + s.queue.held_bytes();
     }
 
     // Completes s's receive if there is something to give it.
@@ -522,7 +523,7 @@ private:
     std::vector<subscriber_slot> subs_;
     std::vector<std::uint32_t> free_subs_;
     fanout<subscriber> subscribers_;
-    std::size_t queued_bytes_ = 0;
+    std::size_t held_bytes_ = 0;
     std::vector<completion> ready_;
     std::size_t ready_head_ = 0;
     client_stats stats_;

@@ -115,6 +115,7 @@ public:
                        connector::message* into) {
         const op_id op = add_op<Erased>(std::forward<Handler>(handler));
         const bool to_kernel = ro.port_id == 0;
+        connector::header* const sent = ro.sent;
         if (!core_.closed()) size_receive_buffer(options_.request_receive_buffer, false);
         const auto r = core_.start_request(op, id, payload.size(), std::move(ro), clock::now(), into);
         if (r.send) {
@@ -123,6 +124,7 @@ public:
             if (ec)
                 core_.send_failed(r.t, ec);
             else {
+                if (sent) *sent = r.header;
                 // The kernel's connectors answer inside sendto(): the reply may be queued already.
                 // A user-space peer answers after a wake-up of its own, so a read now would find
                 // nothing.

@@ -22,17 +22,23 @@ namespace cnasio {
 namespace detail {
 
 /// A subscriber's bounded ring of messages. Full means `limit` messages, or
-/// `byte_limit` bytes (see cost()), or no room left in the byte budget the
-/// caller shares among queues; the policy then drops the newest or the oldest
-/// messages, and every drop is counted. Memory is bounded in bytes: queued
-/// messages by the limits, and storage kept for reuse in free slots by
-/// spare_limit (a slot whose storage would go past it gives it back), so
-/// slots grown by a burst of large messages shrink back once it is consumed.
+/// `byte_limit` bytes held, or no room left in the byte budget the caller
+/// shares among queues; the policy then drops the newest or the oldest
+/// messages, and every drop is counted. Bytes held (held_bytes()) are the
+/// queued messages (cost()) plus the storage free slots keep for reuse, so a
+/// budget bounds all the memory a queue's messages take: under pressure the
+/// spare storage is given back first, and a dropped message's storage with it.
+/// Free slots keep at most spare_limit bytes, and an emptied queue
+/// idle_spare_limit, so what a burst of large messages grew shrinks back once
+/// it is consumed.
 class subscriber_queue {
 public:
     static constexpr std::size_t max_bytes = static_cast<std::size_t>(-1);
-    /// Storage kept for reuse in free slots, in bytes.
-    static constexpr std::size_t spare_limit = 64u << 10;
+    /// Storage kept for reuse in free slots, in bytes: one message of the
+    /// largest payload, so that a consumer of such messages does not allocate.
+    static constexpr std::size_t spare_limit = 16u << 10;
+    /// What an emptied queue keeps: a burst's storage goes back once consumed.
+    static constexpr std::size_t idle_spare_limit = 8u << 10;
 
     subscriber_queue(std::size_t limit, std::size_t byte_limit, overflow_policy policy)
         : limit_(limit == 0 ? 1 : limit), byte_limit_(byte_limit), policy_(policy) {}
@@ -46,19 +52,26 @@ public:
     }
 
     /// Copies `m` in; `shared_room` is what the caller's shared budget still
-    /// allows. Returns false if the policy dropped a message.
+    /// allows. Returns false if the policy dropped a message. A message always
+    /// fits an empty queue, whatever its size.
     bool push(const connector::message_view& m, std::size_t shared_room = max_bytes) {
         ++stats_.delivered;
         const std::size_t need = cost(m.payload.size());
         bool dropped = false;
-        while (count_ > 0 && full(need, shared_room)) {
-            ++stats_.dropped;
-            dropped = true;
-            if (policy_ == overflow_policy::drop_newest) return false;
-            const std::size_t freed = stats_.queued_bytes;
-            drop_oldest();
-            const std::size_t gained = freed - stats_.queued_bytes; // room the drop gave back to the budget
-            shared_room = shared_room > max_bytes - gained ? max_bytes : shared_room + gained;
+        while (full(need, shared_room)) {
+            std::size_t freed = 0;
+            if (count_ < limit_ && spare_bytes_ > 0) {
+                freed = release_spare();
+            } else if (count_ == 0) {
+                break;
+            } else {
+                ++stats_.dropped;
+                dropped = true;
+                if (policy_ == overflow_policy::drop_newest) return false;
+                // Full by count alone: the dropped message's storage stays for reuse.
+                freed = drop_oldest(bytes_full(need, shared_room));
+            }
+            shared_room = shared_room > max_bytes - freed ? max_bytes : shared_room + freed;
         }
         if (count_ == ring_.size()) grow();
         connector::message& slot = ring_[(head_ + count_) % ring_.size()];
@@ -79,7 +92,7 @@ public:
         keep_spare(slot);
         head_ = (head_ + 1) % ring_.size();
         --count_;
-        if (count_ == 0 && ring_.size() > shrink_slots) shrink();
+        if (count_ == 0) trim();
         return true;
     }
 
@@ -95,24 +108,45 @@ public:
     bool empty() const noexcept { return count_ == 0; }
     std::size_t size() const noexcept { return count_; }
     std::size_t limit() const noexcept { return limit_; }
-    /// Bytes queued (stats().queued_bytes) plus storage kept in free slots.
-    std::size_t held_bytes() const noexcept { return stats_.queued_bytes + spare_bytes_ + ring_.size() * sizeof(connector::message); }
+    /// Payload storage kept in free slots for reuse.
+    std::size_t spare_bytes() const noexcept { return spare_bytes_; }
+    /// What the budgets count: queued messages plus spare storage.
+    std::size_t held_bytes() const noexcept { return stats_.queued_bytes + spare_bytes_; }
     const subscription_stats& stats() const noexcept { return stats_; }
 
 private:
     // Above this many slots, an emptied ring is given back.
     static constexpr std::size_t shrink_slots = 256;
 
+    bool bytes_full(std::size_t need, std::size_t shared_room) const noexcept {
+        return held_bytes() + need > byte_limit_ || need > shared_room;
+    }
     bool full(std::size_t need, std::size_t shared_room) const noexcept {
-        return count_ == limit_ || stats_.queued_bytes + need > byte_limit_ || need > shared_room;
+        return count_ == limit_ || bytes_full(need, shared_room);
     }
 
-    void drop_oldest() {
+    // Drops the oldest message, and its storage if `release` (else the storage
+    // stays for reuse, within spare_limit); returns the bytes given back.
+    std::size_t drop_oldest(bool release) {
         connector::message& slot = ring_[head_];
+        const std::size_t before = held_bytes();
         stats_.queued_bytes -= cost(slot.payload.capacity());
-        keep_spare(slot);
+        if (release)
+            std::vector<std::byte>().swap(slot.payload);
+        else
+            keep_spare(slot);
         head_ = (head_ + 1) % ring_.size();
         --count_;
+        return before - held_bytes();
+    }
+
+    // Gives back the storage of every free slot; returns the bytes.
+    std::size_t release_spare() {
+        const std::size_t freed = spare_bytes_;
+        for (std::size_t i = count_; i < ring_.size(); ++i)
+            std::vector<std::byte>().swap(ring_[(head_ + i) % ring_.size()].payload);
+        spare_bytes_ = 0;
+        return freed;
     }
 
     // `slot` just left the queue: keep its storage for reuse within spare_limit.
@@ -133,10 +167,20 @@ private:
         head_ = 0;
     }
 
-    void shrink() {
-        std::vector<connector::message>().swap(ring_);
-        head_ = 0;
-        spare_bytes_ = 0;
+    // The queue is empty: give back what a burst grew, keeping idle_spare_limit
+    // bytes of storage and the ring if it is small.
+    void trim() {
+        if (ring_.size() > shrink_slots) {
+            std::vector<connector::message>().swap(ring_);
+            head_ = 0;
+            spare_bytes_ = 0;
+            return;
+        }
+        for (std::size_t i = 0; spare_bytes_ > idle_spare_limit && i < ring_.size(); ++i) {
+            auto& payload = ring_[i].payload;
+            spare_bytes_ -= payload.capacity();
+            std::vector<std::byte>().swap(payload);
+        }
     }
 
     std::vector<connector::message> ring_;
