@@ -386,7 +386,9 @@ command_line parse_command_line(int argc, char** argv) {
     message_text rt;
     std::uint64_t timeout_ms = 1000;
     auto* request_cmd = add_command(app, "request", "send a message and print the correlated reply");
-    request_cmd->footer("Sends one message to connector id IDX:VAL and prints the reply (same seq, ack + 1).\n\n" +
+    request_cmd->footer("Sends one message to connector id IDX:VAL and prints the reply (same seq, ack + 1) beside\n"
+                        "the request's seq and ack. These are marked \"derived\": they are computed from the reply\n"
+                        "under the match rule (seq unknown with --ack-only), as the client does not report them.\n\n" +
                         exit_statuses);
     add_message(*request_cmd, r, rt);
     request_cmd->add_option("--timeout", timeout_ms, "give up after MS milliseconds (default 1000): exit status 3")
@@ -394,7 +396,7 @@ command_line parse_command_line(int argc, char** argv) {
         ->transform(milliseconds);
     add_switch(*request_cmd, "--ack-only", r.ack_only,
                "match the reply on ack + 1 only (the proc connector does not echo seq)");
-    add_json(*request_cmd, r, "print the reply as JSON");
+    add_json(*request_cmd, r, "print the request and its reply as JSON");
     add_netns(*request_cmd, r);
     add_admit(*request_cmd, r, "also believe replies from this user-space port id; may be repeated");
 

@@ -234,8 +234,15 @@ asio::awaitable<int> request_command(request_args a) {
         co_return exit_timeout;
     }
     if (ec) co_return fail(describe(ec, "request to " + id_text(a.id)));
+    // The client does not report the seq and ack it sent; its match rule gives
+    // them back from the reply: seq_and_ack completes only with a reply of the
+    // request's seq and ack + 1, ack_only leaves the request's seq unknown.
+    request_numbers sent;
+    if (!a.ack_only) sent.seq = reply.seq();
+    sent.ack = reply.ack() - 1u; // modulo 2^32, as the connector counts
+    sent.derived = true;
     output out;
-    out.write(format_message(reply, a.json));
+    out.write(format_request_reply(sent, reply, a.json));
     out.flush();
     co_return exit_ok;
 }

@@ -226,4 +226,22 @@ std::string format_message(const cn::message& m, bool as_json) {
     return f.line();
 }
 
+std::string format_request_reply(const request_numbers& request, const cn::message& reply, bool as_json) {
+    fields f(as_json);
+    if (as_json) {
+        json::object& r = f.object("request");
+        if (request.seq)
+            r["seq"] = *request.seq;
+        else
+            r["seq"] = nullptr;
+        r["ack"] = request.ack;
+        r["derived"] = request.derived;
+    } else {
+        f.raw(" request seq=" + (request.seq ? std::to_string(*request.seq) : std::string("?")) +
+              " ack=" + std::to_string(request.ack) + (request.derived ? " (derived)" : "") + " -> reply");
+    }
+    add_message_fields(f, reply);
+    return f.line();
+}
+
 } // namespace cnctl

@@ -26,4 +26,18 @@ std::string format_event(const cnasio::proc::event& ev, bool json);
 /// and as text.
 std::string format_message(const cnasio::connector::message& m, bool json);
 
+/// The seq and ack a request was sent with, as far as they are known.
+struct request_numbers {
+    std::optional<std::uint32_t> seq; ///< nullopt: unknown
+    std::uint32_t ack = 0;
+    /// Computed from the reply under the match rule (so they show the rule was
+    /// applied, not what was sent) rather than reported by the client.
+    bool derived = false;
+};
+
+/// A request beside its reply. Text: "request seq=S ack=A [(derived)] -> reply"
+/// and the reply's format_message fields; JSON: the reply's fields and
+/// "request": {"seq", "ack", "derived"}.
+std::string format_request_reply(const request_numbers& request, const cnasio::connector::message& reply, bool json);
+
 } // namespace cnctl

@@ -261,28 +261,56 @@ def request_and_send(cnctl):
     port = peer.getsockname()[0]
     forger = peer_socket()
 
-    def respond(forge_first):
+    def respond(forge_first, seen, reply_seq=None):
+        """Answers one request; `seen` gets the request's (seq, ack). The reply
+        carries `reply_seq` when given (as the proc connector does), else seq."""
         data, (sender, _) = peer.recvfrom(65536)
-        nl_len, _, _, nl_seq, _ = struct.unpack_from("=IHHII", data)
         idx, val, seq, ack, ln, _ = struct.unpack_from("=IIIIHH", data, 16)
+        seen.append((seq, ack))
         body = data[36:36 + ln]
         if forge_first:  # a forged reply from another port (right seq, ack + 1) must be ignored
             forger.sendto(connector_datagram(idx, val, seq, ack + 1, b"FORGED"), (sender, 0))
             time.sleep(0.05)
-        peer.sendto(connector_datagram(idx, val, seq, ack + 1, b"re:" + body), (sender, 0))
+        out_seq = seq if reply_seq is None else reply_seq
+        peer.sendto(connector_datagram(idx, val, out_seq, (ack + 1) & 0xffffffff, b"re:" + body), (sender, 0))
+
+    def request_via_peer(*args, forge=False, reply_seq=None):
+        seen = []
+        t = threading.Thread(target=respond, args=(forge, seen, reply_seq))
+        t.start()
+        r = run(cnctl, "request", "100:2", "--data", "ping", "--to", str(port), *args)
+        t.join()
+        check(len(seen) == 1, f"the peer got one request: {seen}")
+        return r, (seen[0] if seen else (None, None))
 
     for forge in (False, True):
-        t = threading.Thread(target=respond, args=(forge,))
-        t.start()
-        r = run(cnctl, "request", "100:2", "--data", "ping", "--to", str(port), "--json")
-        t.join()
+        r, (seq, ack) = request_via_peer("--json", forge=forge)
         check(r.returncode == 0, f"request to a peer (forge={forge}): exit {r.returncode} {r.stderr!r}")
         try:
             m = json.loads(r.stdout)
             check(m["text"] == "re:ping" and (m["idx"], m["val"]) == (100, 2), f"reply: {m}")
-        except ValueError as e:
+            check((m["seq"], m["ack"]) == (seq, (ack + 1) & 0xffffffff), f"reply numbers {m} for {(seq, ack)}")
+            # The request's numbers as the peer received them.
+            check(m["request"] == {"seq": seq, "ack": ack, "derived": True}, f"request numbers {m} for {(seq, ack)}")
+        except (ValueError, KeyError) as e:
             check(False, f"request JSON {r.stdout!r}: {e}")
         check("FORGED" not in r.stdout, "a forged reply was printed")
+    # Text: the request beside the reply.
+    r, (seq, ack) = request_via_peer()
+    want = f"request seq={seq} ack={ack} (derived) -> reply idx=100 val=2 seq={seq} ack={(ack + 1) & 0xffffffff} len=7 "
+    check(r.returncode == 0 and r.stdout.startswith(want) and r.stdout.endswith('text="re:ping"\n'),
+          f"request text: {r.stdout!r}, expected it to start with {want!r}")
+    # --ack-only: a reply with another seq is taken; the request's seq is unknown.
+    r, (seq, ack) = request_via_peer("--ack-only", "--json", reply_seq=0x12345)
+    try:
+        m = json.loads(r.stdout)
+        check(r.returncode == 0 and m["seq"] == 0x12345 and m["request"] == {"seq": None, "ack": ack, "derived": True},
+              f"request --ack-only: {m} for {(seq, ack)}")
+    except (ValueError, KeyError) as e:
+        check(False, f"request --ack-only JSON {r.stdout!r}: {e}")
+    r, (seq, ack) = request_via_peer("--ack-only", reply_seq=0x12345)
+    check(r.stdout.startswith(f"request seq=? ack={ack} (derived) -> reply idx=100 val=2 seq={0x12345} "),
+          f"request --ack-only text: {r.stdout!r}")
     # Timeout: an unregistered id at the kernel (the message vanishes).
     r = run(cnctl, "request", "200:1", "--timeout", "200")
     check(r.returncode == 3 and "no reply" in r.stderr, f"request timeout: {r.returncode} {r.stderr!r}")
