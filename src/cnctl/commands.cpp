@@ -3,6 +3,7 @@
 #include "commands.hpp"
 
 #include "format.hpp"
+#include "output.hpp"
 
 #include <cnasio/client.hpp>
 #include <cnasio/proc/listener.hpp>
@@ -27,17 +28,6 @@ namespace asio = boost::asio;
 namespace proc = cnasio::proc;
 namespace cn = cnasio::connector;
 using cnasio::error_code;
-
-// Standard output, written through stdio.
-class output {
-public:
-    // false on a write error (EPIPE: the reader went away).
-    bool write(const std::string& line) {
-        if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size()) return false;
-        return true;
-    }
-    bool flush() { return std::fflush(stdout) == 0; }
-};
 
 // ---- errors -----------------------------------------------------------------------
 
@@ -153,13 +143,13 @@ asio::awaitable<int> proc_command(proc_args a) {
         }
         // The count behind an overrun shows as each CPU's next event arrives.
         if (overrun_count_pending || l.queued() == 0) report_loss(false);
-        if (!out.write(format_event(ev, a.json))) break; // stdout closed: stop quietly
+        if (!out.write(format_event(ev, a.json))) break; // finish() reports it
         ++seen;
         if (a.count != 0 && seen >= a.count) break;
         if (l.queued() == 0 && !out.flush()) break; // a burst is flushed once, at its end
     }
     signals.cancel();
-    out.flush();
+    rc = out.finish(rc);
     l.close(); // IGNORE
     report_loss(true);
     co_return rc;
@@ -196,7 +186,7 @@ asio::awaitable<int> listen_command(listen_args a) {
             rc = fail(describe(rec, "receiving from group " + std::to_string(a.group)));
             break;
         }
-        if (!out.write(format_message(m, a.json))) break;
+        if (!out.write(format_message(m, a.json))) break; // finish() reports it
         ++seen;
         if (a.count != 0 && seen >= a.count) break;
         if (sub.queued() == 0 && !out.flush()) break;
@@ -205,8 +195,7 @@ asio::awaitable<int> listen_command(listen_args a) {
     if (dropped > 0)
         std::fprintf(stderr, "cnctl: %llu messages dropped by a full queue\n", static_cast<unsigned long long>(dropped));
     signals.cancel();
-    out.flush();
-    co_return rc;
+    co_return out.finish(rc);
 }
 
 std::string id_text(cn::id id) { return std::to_string(id.idx) + ":" + std::to_string(id.val); }
@@ -243,8 +232,7 @@ asio::awaitable<int> request_command(request_args a) {
     sent.derived = true;
     output out;
     out.write(format_request_reply(sent, reply, a.json));
-    out.flush();
-    co_return exit_ok;
+    co_return out.finish(exit_ok);
 }
 
 asio::awaitable<int> send_command(send_args a) {

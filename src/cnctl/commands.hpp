@@ -3,12 +3,9 @@
 #pragma once
 
 #include "arguments.hpp"
+#include "exit_status.hpp"
 
 namespace cnctl {
-
-/// Exit statuses: 0 done, 1 runtime error (the message names the cause),
-/// 2 usage error (one line on stderr), 3 timeout (request without a reply).
-inline constexpr int exit_ok = 0, exit_runtime = 1, exit_usage = 2, exit_timeout = 3;
 
 /// Prints process events until interrupted (SIGINT, SIGTERM) or a.count events.
 int run_proc(const proc_args& a);

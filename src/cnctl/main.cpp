@@ -9,21 +9,38 @@
 //   cnctl --version | --help | COMMAND --help
 //
 // arguments.cpp declares the command line, commands.cpp runs the commands,
-// format.cpp writes their output lines. Exit statuses: commands.hpp.
+// format.cpp makes their output lines, output.hpp writes them. Exit statuses:
+// exit_status.hpp.
 #include "arguments.hpp"
 #include "commands.hpp"
+#include "output.hpp"
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <exception>
 #include <variant>
 
+#include <fcntl.h>
+
 namespace {
+
+// Fills a closed fd 0, 1 or 2 with /dev/null opened in the wrong direction, so
+// that the sockets cnctl opens cannot become its stdout (output lines would be
+// sent to the kernel) and writes to a closed stdout fail (EBADF) and are reported.
+void occupy_closed_standard_fds() {
+    for (int fd = 0; fd <= 2; ++fd) {
+        if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+        // open() takes the lowest free fd: `fd`, as those below it are open.
+        if (::open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY) != fd) std::_Exit(cnctl::exit_runtime);
+    }
+}
 
 struct dispatch {
     int operator()(const cnctl::print_and_exit& p) const {
-        std::fputs(p.text.c_str(), stdout);
-        return std::fflush(stdout) == 0 ? cnctl::exit_ok : cnctl::exit_runtime;
+        cnctl::output out;
+        out.write(p.text);
+        return out.finish(cnctl::exit_ok);
     }
     int operator()(const cnctl::proc_args& a) const { return cnctl::run_proc(a); }
     int operator()(const cnctl::listen_args& a) const { return cnctl::run_listen(a); }
@@ -34,7 +51,8 @@ struct dispatch {
 } // namespace
 
 int main(int argc, char** argv) {
-    std::signal(SIGPIPE, SIG_IGN); // a closed stdout is a write error, handled where it happens
+    occupy_closed_standard_fds();
+    std::signal(SIGPIPE, SIG_IGN); // a closed pipe on stdout is a write error (EPIPE), handled by output
     try {
         return std::visit(dispatch{}, cnctl::parse_command_line(argc, argv));
     } catch (const cnctl::usage_error& e) {

@@ -31,8 +31,8 @@ def check(cond, what):
         print(f"FAIL: {what}", flush=True)
 
 
-def run(cnctl, *args, timeout=10, **kw):
-    return subprocess.run([cnctl, *args], capture_output=True, text=True, timeout=timeout, **kw)
+def run(cnctl, *args, timeout=10, stdout=subprocess.PIPE, **kw):
+    return subprocess.run([cnctl, *args], stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=timeout, **kw)
 
 
 def start(cnctl, *args, prefix=()):
@@ -202,6 +202,42 @@ def proc_signal_and_loss(cnctl):
     check("overrun" in err and "events lost" in err, f"loss reported on stderr: {err!r}")
 
 
+def write_errors(cnctl):
+    """Output that cannot be written ends cnctl with exit 1 and the reason on
+    stderr; a reader that goes away (EPIPE) ends it quietly with 0."""
+    with open("/dev/full", "w") as full:
+        with Spawner():
+            r = run(cnctl, "proc", "--count", "2", stdout=full)
+        check(r.returncode == 1 and "writing to standard output: No space left on device" in r.stderr,
+              f"proc > /dev/full: {r.returncode} {r.stderr!r}")
+        with Spawner():
+            r = run(cnctl, "proc", "--count", "2", "--json", stdout=full)
+        check(r.returncode == 1 and "No space left on device" in r.stderr,
+              f"proc --json > /dev/full: {r.returncode} {r.stderr!r}")
+        r = run(cnctl, "--help", stdout=full)
+        check(r.returncode == 1 and "No space left on device" in r.stderr, f"--help > /dev/full: {r.returncode}")
+    # Closed stdout: the write fails (EBADF), and no socket took fd 1.
+    with Spawner():
+        r = subprocess.run(["sh", "-c", 'exec "$0" proc --count 2 >&-', cnctl], capture_output=True, text=True,
+                           timeout=10)
+    check(r.returncode == 1 and "writing to standard output: Bad file descriptor" in r.stderr,
+          f"proc >&-: {r.returncode} {r.stderr!r}")
+    # The reader closes the pipe after one line: cnctl ends by itself, quietly.
+    with Spawner():
+        p = start(cnctl, "proc", "--json")
+        first = p.stdout.readline()
+        p.stdout.close()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    err = p.stderr.read()
+    p.stderr.close()
+    check(first.startswith("{") and p.returncode == 0 and err == "",
+          f"proc with a closed pipe: exit {p.returncode}, first line {first!r}, stderr {err!r}")
+
+
 def forged_multicast(cnctl):
     """A root user-space process multicasts forged proc events to group 1:
     the kernel delivers them with the sender's port id, cnctl must drop them."""
@@ -274,11 +310,11 @@ def request_and_send(cnctl):
         out_seq = seq if reply_seq is None else reply_seq
         peer.sendto(connector_datagram(idx, val, out_seq, (ack + 1) & 0xffffffff, b"re:" + body), (sender, 0))
 
-    def request_via_peer(*args, forge=False, reply_seq=None):
+    def request_via_peer(*args, forge=False, reply_seq=None, **kw):
         seen = []
         t = threading.Thread(target=respond, args=(forge, seen, reply_seq))
         t.start()
-        r = run(cnctl, "request", "100:2", "--data", "ping", "--to", str(port), *args)
+        r = run(cnctl, "request", "100:2", "--data", "ping", "--to", str(port), *args, **kw)
         t.join()
         check(len(seen) == 1, f"the peer got one request: {seen}")
         return r, (seen[0] if seen else (None, None))
@@ -311,6 +347,11 @@ def request_and_send(cnctl):
     r, (seq, ack) = request_via_peer("--ack-only", reply_seq=0x12345)
     check(r.stdout.startswith(f"request seq=? ack={ack} (derived) -> reply idx=100 val=2 seq={0x12345} "),
           f"request --ack-only text: {r.stdout!r}")
+    # A reply that cannot be written: exit 1 and the reason.
+    with open("/dev/full", "w") as full:
+        r, _ = request_via_peer(stdout=full)
+    check(r.returncode == 1 and "writing to standard output: No space left on device" in r.stderr,
+          f"request > /dev/full: {r.returncode} {r.stderr!r}")
     # Timeout: an unregistered id at the kernel (the message vanishes).
     r = run(cnctl, "request", "200:1", "--timeout", "200")
     check(r.returncode == 3 and "no reply" in r.stderr, f"request timeout: {r.returncode} {r.stderr!r}")
@@ -372,7 +413,7 @@ def main():
     cnctl = sys.argv[1]
     n = usage_errors(cnctl)
     print(f"usage errors: {n} cases", flush=True)
-    for f in (help_and_version, proc_json, proc_signal_and_loss, forged_multicast, listen_group, request_and_send,
+    for f in (help_and_version, proc_json, proc_signal_and_loss, write_errors, forged_multicast, listen_group, request_and_send,
               runtime_errors, namespaces):
         f(cnctl)
         print(f"{f.__name__}: done", flush=True)
