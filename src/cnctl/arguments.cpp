@@ -246,6 +246,12 @@ void add_rcvbuf(CLI::App& app, common_options& o) {
         ->transform(rcvbuf_bytes);
 }
 
+void add_ready_line(CLI::App& app, common_options& o) {
+    add_switch(app, "--ready-line", o.ready_line,
+               "print 'cnctl: listening on group G' on stderr once subscribed: what is sent to the group "
+               "from then on reaches cnctl, and SIGINT/SIGTERM end it cleanly (for scripts and tests)");
+}
+
 void add_count(CLI::App& app, std::uint64_t& count, const std::string& what) {
     app.add_option("--count", count, "exit after N " + what)->type_name("N")->transform(positive_count);
 }
@@ -359,6 +365,7 @@ command_line parse_command_line(int argc, char** argv) {
     add_switch(*proc_cmd, "--force-bpf", p.force_bpf,
                "filter with a BPF socket filter even where the kernel takes a mask");
     add_rcvbuf(*proc_cmd, p);
+    add_ready_line(*proc_cmd, p);
     proc_cmd->footer("Prints the kernel's process events, one per line, until interrupted or N events.\n"
                      "Lost events (receive buffer overruns) are reported on stderr with their count; with a\n"
                      "filter the count is unknown (the kernel numbers the events it filters out too).\n"
@@ -381,6 +388,7 @@ command_line parse_command_line(int argc, char** argv) {
               "also believe messages from this user-space port id (only the kernel, port 0, is believed "
               "otherwise); may be repeated");
     add_rcvbuf(*listen_cmd, l);
+    add_ready_line(*listen_cmd, l);
 
     request_args r;
     message_text rt;

@@ -25,6 +25,7 @@ struct common_options {
     std::string netns;                      ///< empty: the caller's network namespace
     std::vector<std::uint32_t> admitted;    ///< user-space port ids believed besides the kernel's 0
     std::size_t rcvbuf = 0;                 ///< 0: the client's default
+    bool ready_line = false;                ///< announce on stderr when messages can arrive (proc, listen)
 };
 
 struct proc_args : common_options {

@@ -84,6 +84,10 @@ void on_signals(asio::signal_set& signals, bool& stopping, Stop stop) {
     });
 }
 
+// The --ready-line announcement: from now on, messages sent to `group` reach
+// this process's socket and SIGINT/SIGTERM end it cleanly.
+void announce_ready(unsigned group) { std::fprintf(stderr, "cnctl: listening on group %u\n", group); }
+
 // ---- commands ------------------------------------------------------------------------
 
 asio::awaitable<int> proc_command(proc_args a) {
@@ -103,6 +107,7 @@ asio::awaitable<int> proc_command(proc_args a) {
     asio::signal_set signals(ex, SIGINT, SIGTERM);
     bool stopping = false;
     on_signals(signals, stopping, [&l] { l.cancel(); });
+    if (a.ready_line) announce_ready(proc::connector_idx); // joined, LISTEN acknowledged, signals caught
 
     output out;
     proc::event ev;
@@ -170,6 +175,7 @@ asio::awaitable<int> listen_command(listen_args a) {
     asio::signal_set signals(ex, SIGINT, SIGTERM);
     bool stopping = false;
     on_signals(signals, stopping, [&sub] { sub.cancel(); });
+    if (a.ready_line) announce_ready(a.group); // joined, signals caught
     output out;
     cn::message m;
     std::uint64_t seen = 0, overruns = 0;

@@ -7,6 +7,7 @@ usage: cnctl_test.py PATH/TO/cnctl        (exit 77 = skipped: not root)
 """
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -37,6 +38,31 @@ def run(cnctl, *args, timeout=10, stdout=subprocess.PIPE, **kw):
 
 def start(cnctl, *args, prefix=()):
     return subprocess.Popen([*prefix, cnctl, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def start_ready(cnctl, *args, group, timeout=10):
+    """Starts `cnctl ARGS --ready-line` and returns once it says it listens on
+    `group`: from then on, what is sent to the group reaches it."""
+    p = start(cnctl, *args, "--ready-line")
+    line = b""
+    deadline = time.monotonic() + timeout
+    # Byte by byte from the fd, so that nothing after the line is taken from
+    # the pipe before communicate() reads it.
+    while not line.endswith(b"\n"):
+        ready, _, _ = select.select([p.stderr], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(p.stderr.fileno(), 1) if ready else b""
+        if not chunk:
+            p.kill()
+            out, err = p.communicate()
+            raise AssertionError(f"cnctl {' '.join(args)} never said it listens: exit {p.returncode}, "
+                                 f"stderr {line.decode() + err!r}")
+        line += chunk
+    want = f"cnctl: listening on group {group}\n"
+    if line.decode() != want:
+        p.kill()
+        p.communicate()
+        raise AssertionError(f"cnctl {' '.join(args)}: readiness line {line!r}, expected {want!r}")
+    return p
 
 
 def spawn_processes(stop, delay=0.05):
@@ -171,21 +197,20 @@ def proc_json(cnctl):
     # Text output: exec lines name the process.
     with Spawner():
         r = run(cnctl, "proc", "--filter", "exec", "--count", "2")
-    check(r.returncode == 0 and all(" exec " in l and "comm=" in l for l in r.stdout.splitlines()),
+    lines = r.stdout.splitlines()
+    check(r.returncode == 0 and len(lines) == 2 and all(" exec " in l and "comm=" in l for l in lines),
           f"text exec lines: {r.stdout!r}")
 
 
 def proc_signal_and_loss(cnctl):
     # SIGTERM and SIGINT end it cleanly (exit 0).
     for sig in (signal.SIGTERM, signal.SIGINT):
-        p = start(cnctl, "proc", "--json")
-        time.sleep(0.3)
+        p = start_ready(cnctl, "proc", "--json", group=CN_IDX_PROC)
         p.send_signal(sig)
         out, err = p.communicate(timeout=5)
         check(p.returncode == 0, f"proc after {sig.name}: exit {p.returncode} {err!r}")
     # A tiny buffer and a vfork storm: the loss is reported on stderr with a count.
-    p = start(cnctl, "proc", "--rcvbuf", "4096", "--json")
-    time.sleep(0.3)
+    p = start_ready(cnctl, "proc", "--rcvbuf", "4096", "--json", group=CN_IDX_PROC)
     p.send_signal(signal.SIGSTOP)  # nobody reads: the buffer overflows
     storm = subprocess.run([sys.executable, "-c",
                             "import os\nfor _ in range(2000):\n pid = os.fork()\n"
@@ -240,11 +265,11 @@ def write_errors(cnctl):
 
 def forged_multicast(cnctl):
     """A root user-space process multicasts forged proc events to group 1:
-    the kernel delivers them with the sender's port id, cnctl must drop them."""
+    the kernel delivers them with the sender's port id, cnctl must drop them.
+    They are queued on cnctl's socket before any real event of the Spawner."""
     fake = 0x3ffffff3
     forger = peer_socket()
-    p = start(cnctl, "proc", "--json", "--count", "6")
-    time.sleep(0.3)
+    p = start_ready(cnctl, "proc", "--json", "--count", "6", group=CN_IDX_PROC)
     for seq in range(5):
         forger.sendto(forged_fork(fake, seq), (0, 1 << (CN_IDX_PROC - 1)))
     with Spawner():
@@ -257,19 +282,27 @@ def forged_multicast(cnctl):
 
 def listen_group(cnctl):
     peer = peer_socket()
+    stranger = peer_socket()
     group = 5
-    payload = b"hi\x00\x7f\"\\"
-    # Not admitted: nothing is shown; SIGTERM ends it with 0.
-    p = start(cnctl, "listen", "--group", str(group), "--json")
-    time.sleep(0.3)
-    peer.sendto(connector_datagram(group, 7, 1, 0, payload), (0, 1 << (group - 1)))
-    time.sleep(0.3)
+    payload = b"hi\x00\x7f\"\\\xe9\xff"
+    # SIGTERM ends it with 0, having printed nothing.
+    p = start_ready(cnctl, "listen", "--group", str(group), "--json", group=group)
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=5)
-    check(p.returncode == 0 and out == "", f"listen, sender not admitted: exit {p.returncode} out {out!r}")
+    check(p.returncode == 0 and out == "" and err == "", f"listen after SIGTERM: exit {p.returncode} {out!r} {err!r}")
+    # Not admitted: a stranger's message, queued before an admitted one, is not shown.
+    p = start_ready(cnctl, "listen", "--group", str(group), "--json", "--count", "1", "--admit",
+                    str(peer.getsockname()[0]), group=group)
+    stranger.sendto(connector_datagram(group, 7, 1, 0, b"stranger"), (0, 1 << (group - 1)))
+    peer.sendto(connector_datagram(group, 7, 2, 0, b"admitted"), (0, 1 << (group - 1)))
+    out, err = p.communicate(timeout=5)
+    lines = out.splitlines()
+    check(p.returncode == 0 and len(lines) == 1 and json.loads(lines[0])["text"] == "admitted",
+          f"listen, sender not admitted: exit {p.returncode} out {out!r}")
+    stranger.close()
     # Admitted: the message is shown with its fields.
-    p = start(cnctl, "listen", "--group", str(group), "--json", "--count", "1", "--admit", str(peer.getsockname()[0]))
-    time.sleep(0.3)
+    p = start_ready(cnctl, "listen", "--group", str(group), "--json", "--count", "1", "--admit",
+                    str(peer.getsockname()[0]), group=group)
     peer.sendto(connector_datagram(group, 7, 42, 9, payload), (0, 1 << (group - 1)))
     out, err = p.communicate(timeout=5)
     check(p.returncode == 0, f"listen admitted: exit {p.returncode} {err!r}")
@@ -282,8 +315,8 @@ def listen_group(cnctl):
     except (ValueError, KeyError) as e:
         check(False, f"listen JSON: {out!r}: {e}")
     # Text form.
-    p = start(cnctl, "listen", "--group", str(group), "--count", "1", "--admit", str(peer.getsockname()[0]))
-    time.sleep(0.3)
+    p = start_ready(cnctl, "listen", "--group", str(group), "--count", "1", "--admit", str(peer.getsockname()[0]),
+                    group=group)
     peer.sendto(connector_datagram(group, 7, 1, 2, b"ab\x01"), (0, 1 << (group - 1)))
     out, err = p.communicate(timeout=5)
     check(out.startswith(f"idx={group} val=7 seq=1 ack=2 len=3") and 'hex=616201 text="ab."' in out,
