@@ -8,8 +8,6 @@
 
 #include <charconv>
 #include <cstring>
-#include <functional>
-#include <limits>
 #include <optional>
 #include <sstream>
 #include <string_view>
@@ -425,7 +423,10 @@ command_line parse_command_line(int argc, char** argv) {
         throw usage_error{describe(e, app)};
     }
 
-    if (version) return print_and_exit{"cnctl " CNCTL_VERSION " (cnasio)\n"};
+    if (version) {
+        if (!app.get_subcommands().empty()) throw usage_error{"--version takes no arguments"};
+        return print_and_exit{"cnctl " CNCTL_VERSION " (cnasio)\n"};
+    }
     if (proc_cmd->parsed()) {
         if (!filter.empty()) {
             cnasio::error_code ec;

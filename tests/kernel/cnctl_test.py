@@ -144,6 +144,7 @@ def usage_errors(cnctl):
         ["send", "1:1", "--json"],
         ["send", "1:1", "--to", "0"],
         ["--version", "extra"],
+        ["--version", "proc"],
     ]
     for args in cases:
         r = run(cnctl, *args)
