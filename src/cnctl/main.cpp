@@ -2,7 +2,9 @@
 // messages, requests and one-way messages.
 //
 //   cnctl proc [--filter TYPES] [--count N] [--json] [--netns PATH] [--force-bpf] [--rcvbuf BYTES]
+//              [--ready-line]
 //   cnctl listen --group G [--count N] [--json] [--netns PATH] [--admit PORT]... [--rcvbuf BYTES]
+//                [--ready-line]
 //   cnctl request IDX:VAL [--data TEXT | --hex HEX] [--to PORT] [--timeout MS] [--ack-only] [--json]
 //                         [--netns PATH] [--admit PORT]...
 //   cnctl send IDX:VAL [--data TEXT | --hex HEX] [--to PORT] [--netns PATH]
