@@ -7,6 +7,7 @@ usage: cnctl_test.py PATH/TO/cnctl        (exit 77 = skipped: not root)
 """
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -31,12 +32,37 @@ def check(cond, what):
         print(f"FAIL: {what}", flush=True)
 
 
-def run(cnctl, *args, timeout=10, **kw):
-    return subprocess.run([cnctl, *args], capture_output=True, text=True, timeout=timeout, **kw)
+def run(cnctl, *args, timeout=10, stdout=subprocess.PIPE, **kw):
+    return subprocess.run([cnctl, *args], stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=timeout, **kw)
 
 
 def start(cnctl, *args, prefix=()):
     return subprocess.Popen([*prefix, cnctl, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def start_ready(cnctl, *args, group, timeout=10):
+    """Starts `cnctl ARGS --ready-line` and returns once it says it listens on
+    `group`: from then on, what is sent to the group reaches it."""
+    p = start(cnctl, *args, "--ready-line")
+    line = b""
+    deadline = time.monotonic() + timeout
+    # Byte by byte from the fd, so that nothing after the line is taken from
+    # the pipe before communicate() reads it.
+    while not line.endswith(b"\n"):
+        ready, _, _ = select.select([p.stderr], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(p.stderr.fileno(), 1) if ready else b""
+        if not chunk:
+            p.kill()
+            out, err = p.communicate()
+            raise AssertionError(f"cnctl {' '.join(args)} never said it listens: exit {p.returncode}, "
+                                 f"stderr {line.decode() + err!r}")
+        line += chunk
+    want = f"cnctl: listening on group {group}\n"
+    if line.decode() != want:
+        p.kill()
+        p.communicate()
+        raise AssertionError(f"cnctl {' '.join(args)}: readiness line {line!r}, expected {want!r}")
+    return p
 
 
 def spawn_processes(stop, delay=0.05):
@@ -118,6 +144,7 @@ def usage_errors(cnctl):
         ["send", "1:1", "--json"],
         ["send", "1:1", "--to", "0"],
         ["--version", "extra"],
+        ["--version", "proc"],
     ]
     for args in cases:
         r = run(cnctl, *args)
@@ -171,21 +198,20 @@ def proc_json(cnctl):
     # Text output: exec lines name the process.
     with Spawner():
         r = run(cnctl, "proc", "--filter", "exec", "--count", "2")
-    check(r.returncode == 0 and all(" exec " in l and "comm=" in l for l in r.stdout.splitlines()),
+    lines = r.stdout.splitlines()
+    check(r.returncode == 0 and len(lines) == 2 and all(" exec " in l and "comm=" in l for l in lines),
           f"text exec lines: {r.stdout!r}")
 
 
 def proc_signal_and_loss(cnctl):
     # SIGTERM and SIGINT end it cleanly (exit 0).
     for sig in (signal.SIGTERM, signal.SIGINT):
-        p = start(cnctl, "proc", "--json")
-        time.sleep(0.3)
+        p = start_ready(cnctl, "proc", "--json", group=CN_IDX_PROC)
         p.send_signal(sig)
         out, err = p.communicate(timeout=5)
         check(p.returncode == 0, f"proc after {sig.name}: exit {p.returncode} {err!r}")
     # A tiny buffer and a vfork storm: the loss is reported on stderr with a count.
-    p = start(cnctl, "proc", "--rcvbuf", "4096", "--json")
-    time.sleep(0.3)
+    p = start_ready(cnctl, "proc", "--rcvbuf", "4096", "--json", group=CN_IDX_PROC)
     p.send_signal(signal.SIGSTOP)  # nobody reads: the buffer overflows
     storm = subprocess.run([sys.executable, "-c",
                             "import os\nfor _ in range(2000):\n pid = os.fork()\n"
@@ -202,13 +228,49 @@ def proc_signal_and_loss(cnctl):
     check("overrun" in err and "events lost" in err, f"loss reported on stderr: {err!r}")
 
 
+def write_errors(cnctl):
+    """Output that cannot be written ends cnctl with exit 1 and the reason on
+    stderr; a reader that goes away (EPIPE) ends it quietly with 0."""
+    with open("/dev/full", "w") as full:
+        with Spawner():
+            r = run(cnctl, "proc", "--count", "2", stdout=full)
+        check(r.returncode == 1 and "writing to standard output: No space left on device" in r.stderr,
+              f"proc > /dev/full: {r.returncode} {r.stderr!r}")
+        with Spawner():
+            r = run(cnctl, "proc", "--count", "2", "--json", stdout=full)
+        check(r.returncode == 1 and "No space left on device" in r.stderr,
+              f"proc --json > /dev/full: {r.returncode} {r.stderr!r}")
+        r = run(cnctl, "--help", stdout=full)
+        check(r.returncode == 1 and "No space left on device" in r.stderr, f"--help > /dev/full: {r.returncode}")
+    # Closed stdout: the write fails (EBADF), and no socket took fd 1.
+    with Spawner():
+        r = subprocess.run(["sh", "-c", 'exec "$0" proc --count 2 >&-', cnctl], capture_output=True, text=True,
+                           timeout=10)
+    check(r.returncode == 1 and "writing to standard output: Bad file descriptor" in r.stderr,
+          f"proc >&-: {r.returncode} {r.stderr!r}")
+    # The reader closes the pipe after one line: cnctl ends by itself, quietly.
+    with Spawner():
+        p = start(cnctl, "proc", "--json")
+        first = p.stdout.readline()
+        p.stdout.close()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    err = p.stderr.read()
+    p.stderr.close()
+    check(first.startswith("{") and p.returncode == 0 and err == "",
+          f"proc with a closed pipe: exit {p.returncode}, first line {first!r}, stderr {err!r}")
+
+
 def forged_multicast(cnctl):
     """A root user-space process multicasts forged proc events to group 1:
-    the kernel delivers them with the sender's port id, cnctl must drop them."""
+    the kernel delivers them with the sender's port id, cnctl must drop them.
+    They are queued on cnctl's socket before any real event of the Spawner."""
     fake = 0x3ffffff3
     forger = peer_socket()
-    p = start(cnctl, "proc", "--json", "--count", "6")
-    time.sleep(0.3)
+    p = start_ready(cnctl, "proc", "--json", "--count", "6", group=CN_IDX_PROC)
     for seq in range(5):
         forger.sendto(forged_fork(fake, seq), (0, 1 << (CN_IDX_PROC - 1)))
     with Spawner():
@@ -221,19 +283,27 @@ def forged_multicast(cnctl):
 
 def listen_group(cnctl):
     peer = peer_socket()
+    stranger = peer_socket()
     group = 5
-    payload = b"hi\x00\x7f\"\\"
-    # Not admitted: nothing is shown; SIGTERM ends it with 0.
-    p = start(cnctl, "listen", "--group", str(group), "--json")
-    time.sleep(0.3)
-    peer.sendto(connector_datagram(group, 7, 1, 0, payload), (0, 1 << (group - 1)))
-    time.sleep(0.3)
+    payload = b"hi\x00\x7f\"\\\xe9\xff"
+    # SIGTERM ends it with 0, having printed nothing.
+    p = start_ready(cnctl, "listen", "--group", str(group), "--json", group=group)
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=5)
-    check(p.returncode == 0 and out == "", f"listen, sender not admitted: exit {p.returncode} out {out!r}")
+    check(p.returncode == 0 and out == "" and err == "", f"listen after SIGTERM: exit {p.returncode} {out!r} {err!r}")
+    # Not admitted: a stranger's message, queued before an admitted one, is not shown.
+    p = start_ready(cnctl, "listen", "--group", str(group), "--json", "--count", "1", "--admit",
+                    str(peer.getsockname()[0]), group=group)
+    stranger.sendto(connector_datagram(group, 7, 1, 0, b"stranger"), (0, 1 << (group - 1)))
+    peer.sendto(connector_datagram(group, 7, 2, 0, b"admitted"), (0, 1 << (group - 1)))
+    out, err = p.communicate(timeout=5)
+    lines = out.splitlines()
+    check(p.returncode == 0 and len(lines) == 1 and json.loads(lines[0])["text"] == "admitted",
+          f"listen, sender not admitted: exit {p.returncode} out {out!r}")
+    stranger.close()
     # Admitted: the message is shown with its fields.
-    p = start(cnctl, "listen", "--group", str(group), "--json", "--count", "1", "--admit", str(peer.getsockname()[0]))
-    time.sleep(0.3)
+    p = start_ready(cnctl, "listen", "--group", str(group), "--json", "--count", "1", "--admit",
+                    str(peer.getsockname()[0]), group=group)
     peer.sendto(connector_datagram(group, 7, 42, 9, payload), (0, 1 << (group - 1)))
     out, err = p.communicate(timeout=5)
     check(p.returncode == 0, f"listen admitted: exit {p.returncode} {err!r}")
@@ -246,8 +316,8 @@ def listen_group(cnctl):
     except (ValueError, KeyError) as e:
         check(False, f"listen JSON: {out!r}: {e}")
     # Text form.
-    p = start(cnctl, "listen", "--group", str(group), "--count", "1", "--admit", str(peer.getsockname()[0]))
-    time.sleep(0.3)
+    p = start_ready(cnctl, "listen", "--group", str(group), "--count", "1", "--admit", str(peer.getsockname()[0]),
+                    group=group)
     peer.sendto(connector_datagram(group, 7, 1, 2, b"ab\x01"), (0, 1 << (group - 1)))
     out, err = p.communicate(timeout=5)
     check(out.startswith(f"idx={group} val=7 seq=1 ack=2 len=3") and 'hex=616201 text="ab."' in out,
@@ -261,28 +331,61 @@ def request_and_send(cnctl):
     port = peer.getsockname()[0]
     forger = peer_socket()
 
-    def respond(forge_first):
+    def respond(forge_first, seen, reply_seq=None):
+        """Answers one request; `seen` gets the request's (seq, ack). The reply
+        carries `reply_seq` when given (as the proc connector does), else seq."""
         data, (sender, _) = peer.recvfrom(65536)
-        nl_len, _, _, nl_seq, _ = struct.unpack_from("=IHHII", data)
         idx, val, seq, ack, ln, _ = struct.unpack_from("=IIIIHH", data, 16)
+        seen.append((seq, ack))
         body = data[36:36 + ln]
         if forge_first:  # a forged reply from another port (right seq, ack + 1) must be ignored
             forger.sendto(connector_datagram(idx, val, seq, ack + 1, b"FORGED"), (sender, 0))
             time.sleep(0.05)
-        peer.sendto(connector_datagram(idx, val, seq, ack + 1, b"re:" + body), (sender, 0))
+        out_seq = seq if reply_seq is None else reply_seq
+        peer.sendto(connector_datagram(idx, val, out_seq, (ack + 1) & 0xffffffff, b"re:" + body), (sender, 0))
+
+    def request_via_peer(*args, forge=False, reply_seq=None, **kw):
+        seen = []
+        t = threading.Thread(target=respond, args=(forge, seen, reply_seq))
+        t.start()
+        r = run(cnctl, "request", "100:2", "--data", "ping", "--to", str(port), *args, **kw)
+        t.join()
+        check(len(seen) == 1, f"the peer got one request: {seen}")
+        return r, (seen[0] if seen else (None, None))
 
     for forge in (False, True):
-        t = threading.Thread(target=respond, args=(forge,))
-        t.start()
-        r = run(cnctl, "request", "100:2", "--data", "ping", "--to", str(port), "--json")
-        t.join()
+        r, (seq, ack) = request_via_peer("--json", forge=forge)
         check(r.returncode == 0, f"request to a peer (forge={forge}): exit {r.returncode} {r.stderr!r}")
         try:
             m = json.loads(r.stdout)
             check(m["text"] == "re:ping" and (m["idx"], m["val"]) == (100, 2), f"reply: {m}")
-        except ValueError as e:
+            check((m["seq"], m["ack"]) == (seq, (ack + 1) & 0xffffffff), f"reply numbers {m} for {(seq, ack)}")
+            # The request's numbers as the peer received them.
+            check(m["request"] == {"seq": seq, "ack": ack, "derived": True}, f"request numbers {m} for {(seq, ack)}")
+        except (ValueError, KeyError) as e:
             check(False, f"request JSON {r.stdout!r}: {e}")
         check("FORGED" not in r.stdout, "a forged reply was printed")
+    # Text: the request beside the reply.
+    r, (seq, ack) = request_via_peer()
+    want = f"request seq={seq} ack={ack} (derived) -> reply idx=100 val=2 seq={seq} ack={(ack + 1) & 0xffffffff} len=7 "
+    check(r.returncode == 0 and r.stdout.startswith(want) and r.stdout.endswith('text="re:ping"\n'),
+          f"request text: {r.stdout!r}, expected it to start with {want!r}")
+    # --ack-only: a reply with another seq is taken; the request's seq is unknown.
+    r, (seq, ack) = request_via_peer("--ack-only", "--json", reply_seq=0x12345)
+    try:
+        m = json.loads(r.stdout)
+        check(r.returncode == 0 and m["seq"] == 0x12345 and m["request"] == {"seq": None, "ack": ack, "derived": True},
+              f"request --ack-only: {m} for {(seq, ack)}")
+    except (ValueError, KeyError) as e:
+        check(False, f"request --ack-only JSON {r.stdout!r}: {e}")
+    r, (seq, ack) = request_via_peer("--ack-only", reply_seq=0x12345)
+    check(r.stdout.startswith(f"request seq=? ack={ack} (derived) -> reply idx=100 val=2 seq={0x12345} "),
+          f"request --ack-only text: {r.stdout!r}")
+    # A reply that cannot be written: exit 1 and the reason.
+    with open("/dev/full", "w") as full:
+        r, _ = request_via_peer(stdout=full)
+    check(r.returncode == 1 and "writing to standard output: No space left on device" in r.stderr,
+          f"request > /dev/full: {r.returncode} {r.stderr!r}")
     # Timeout: an unregistered id at the kernel (the message vanishes).
     r = run(cnctl, "request", "200:1", "--timeout", "200")
     check(r.returncode == 3 and "no reply" in r.stderr, f"request timeout: {r.returncode} {r.stderr!r}")
@@ -344,7 +447,7 @@ def main():
     cnctl = sys.argv[1]
     n = usage_errors(cnctl)
     print(f"usage errors: {n} cases", flush=True)
-    for f in (help_and_version, proc_json, proc_signal_and_loss, forged_multicast, listen_group, request_and_send,
+    for f in (help_and_version, proc_json, proc_signal_and_loss, write_errors, forged_multicast, listen_group, request_and_send,
               runtime_errors, namespaces):
         f(cnctl)
         print(f"{f.__name__}: done", flush=True)

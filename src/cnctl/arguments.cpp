@@ -1,0 +1,450 @@
+// cnctl's commands and options, declared with CLI11. Values are checked by
+// validators while parsing; a value that passed is converted afterwards by the
+// same function, which then cannot fail. Every CLI11 error becomes one
+// usage_error line; help goes to stdout (exit status 0).
+#include "arguments.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <charconv>
+#include <cstring>
+#include <optional>
+#include <sstream>
+#include <string_view>
+
+#ifndef CNCTL_VERSION
+#define CNCTL_VERSION "unknown"
+#endif
+
+namespace cnctl {
+namespace {
+
+namespace cn = cnasio::connector;
+namespace proc = cnasio::proc;
+
+constexpr std::string_view command_names = "proc, listen, request, send";
+
+// ---- values -------------------------------------------------------------------
+
+// Decimal, or hex with a 0x prefix; nothing else (no sign, no blanks, no octal).
+std::optional<std::uint64_t> parse_number(std::string_view s, std::uint64_t max) {
+    int base = 10;
+    if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        base = 16;
+        s.remove_prefix(2);
+    }
+    if (s.empty()) return std::nullopt;
+    std::uint64_t v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
+    if (ec != std::errc{} || end != s.data() + s.size() || v > max) return std::nullopt;
+    return v;
+}
+
+// The connector id "IDX:VAL", or the reason it is not one.
+std::variant<cn::id, std::string> parse_id(std::string_view s) {
+    const auto colon = s.find(':');
+    if (colon == std::string_view::npos)
+        return "'" + std::string(s) + "' has no ':': expected IDX:VAL";
+    auto idx = parse_number(s.substr(0, colon), UINT32_MAX);
+    auto val = parse_number(s.substr(colon + 1), UINT32_MAX);
+    if (!idx || !val)
+        return "'" + std::string(s) + "' is not IDX:VAL, two 32-bit numbers (decimal or 0x hex)";
+    return cn::id{static_cast<std::uint32_t>(*idx), static_cast<std::uint32_t>(*val)};
+}
+
+// Hex digits, two per byte, an optional 0x prefix; or the reason they are not.
+std::variant<std::vector<std::byte>, std::string> parse_hex(std::string_view s) {
+    if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) s.remove_prefix(2);
+    auto digit = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    if (s.size() % 2 != 0) return std::string("bad hex payload: odd number of digits");
+    std::vector<std::byte> out;
+    out.reserve(s.size() / 2);
+    for (std::size_t i = 0; i < s.size(); i += 2) {
+        int hi = digit(s[i]), lo = digit(s[i + 1]);
+        if (hi < 0 || lo < 0)
+            return "bad hex payload: '" + std::string(hi < 0 ? s.substr(i, 1) : s.substr(i + 1, 1)) +
+                   "' is not a hex digit";
+        out.push_back(static_cast<std::byte>(hi * 16 + lo));
+    }
+    return out;
+}
+
+std::string payload_size_error(std::size_t bytes) {
+    if (bytes <= cn::max_payload) return {};
+    return "payload of " + std::to_string(bytes) + " bytes is above the connector's " +
+           std::to_string(cn::max_payload);
+}
+
+// ---- validators -----------------------------------------------------------------
+// CLI11 reports a validator's message as "OPTION: MESSAGE".
+
+// A number in [min, max], rewritten in decimal for CLI11's conversion (which
+// would read a leading 0 as octal).
+CLI::Validator number_in(std::uint64_t min, std::uint64_t max, std::string what) {
+    return CLI::Validator(
+        [=](std::string& s) -> std::string {
+            auto n = parse_number(s, max);
+            if (!n || *n < min)
+                return "'" + s + "' is not " + what + ": expected " + std::to_string(min) + ".." +
+                       std::to_string(max);
+            s = std::to_string(*n);
+            return {};
+        },
+        "");
+}
+
+const CLI::Validator positive_count = number_in(1, UINT64_MAX, "a positive count");
+const CLI::Validator port_id = number_in(1, UINT32_MAX, "a port id");
+const CLI::Validator rcvbuf_bytes = number_in(1, 1u << 30, "a buffer size in bytes");
+const CLI::Validator milliseconds = number_in(1, 24u * 3600 * 1000, "a number of milliseconds");
+// The connector's kernel socket has CN_NETLINK_USERS + 0xf = 26 groups.
+const CLI::Validator group_number = number_in(1, 26, "a group");
+
+const CLI::Validator not_empty(
+    [](std::string& s) -> std::string { return s.empty() ? "needs a value that is not empty" : ""; }, "");
+
+const CLI::Validator event_types(
+    [](std::string& s) -> std::string {
+        cnasio::error_code ec;
+        std::string_view bad;
+        proc::parse_event_mask(s, ec, &bad);
+        if (!ec) return {};
+        if (s.find_first_not_of(" \t") == std::string::npos) return "empty list";
+        if (bad.empty()) return "empty element in '" + s + "'";
+        return "unknown event type '" + std::string(bad) +
+               "' (known: fork, exec, uid, gid, sid, ptrace, comm, coredump, exit, nonzero_exit, all)";
+    },
+    "");
+
+const CLI::Validator connector_id(
+    [](std::string& s) -> std::string {
+        auto id = parse_id(s);
+        return std::holds_alternative<std::string>(id) ? std::get<std::string>(id) : std::string();
+    },
+    "");
+
+const CLI::Validator hex_payload(
+    [](std::string& s) -> std::string {
+        auto bytes = parse_hex(s);
+        if (auto* e = std::get_if<std::string>(&bytes)) return *e;
+        return payload_size_error(std::get<std::vector<std::byte>>(bytes).size());
+    },
+    "");
+
+const CLI::Validator text_payload([](std::string& s) -> std::string { return payload_size_error(s.size()); }, "");
+
+// ---- help -----------------------------------------------------------------------
+
+// Help that starts with a synopsis generated from the declared options
+// ("usage: cnctl proc [--filter TYPES] [--count N] ..."), then the description,
+// the options and the footer.
+class formatter : public CLI::Formatter {
+public:
+    formatter() { column_width(24); }
+
+    std::string make_help(const CLI::App* app, std::string name, CLI::AppFormatMode mode) const override {
+        if (mode == CLI::AppFormatMode::Sub) return make_expanded(app);
+        std::string out = make_usage(app, name);
+        if (!app->get_description().empty()) out += "\n" + app->get_description() + "\n";
+        out += make_positionals(app);
+        out += make_groups(app, mode);
+        out += make_subcommands(app, mode);
+        if (!app->get_footer().empty()) out += "\n" + app->get_footer() + "\n";
+        return out;
+    }
+
+    std::string make_usage(const CLI::App* app, std::string name) const override {
+        std::vector<std::string> words;
+        for (const CLI::Option* o : app->get_options()) {
+            if (o == app->get_help_ptr()) continue;
+            std::string w = o->get_positional() ? o->get_type_name() : o->get_name();
+            if (o->nonpositional() && !o->get_type_name().empty()) w += " " + o->get_type_name();
+            if (o->get_multi_option_policy() == CLI::MultiOptionPolicy::TakeAll) w += "...";
+            if (!o->get_required()) w = "[" + w + "]";
+            words.push_back(w);
+        }
+        if (!app->get_subcommands({}).empty()) words.push_back("COMMAND [OPTIONS]");
+        // Wrapped at 100 columns, continuation lines under the first word.
+        std::string out = "usage: " + name;
+        const std::size_t indent = out.size() + 1;
+        std::size_t column = out.size();
+        for (const auto& w : words) {
+            if (column + 1 + w.size() > 100 && column > indent) {
+                out += "\n" + std::string(indent - 1, ' ');
+                column = indent - 1;
+            }
+            out += " " + w;
+            column += 1 + w.size();
+        }
+        return out + "\n";
+    }
+
+    // The value's name only ("--count N"), no "REQUIRED" or "Excludes:" notes:
+    // the synopsis shows both.
+    std::string make_option_opts(const CLI::Option* o) const override {
+        return o->get_type_name().empty() ? std::string() : " " + o->get_type_name();
+    }
+
+    // Descriptions wrapped at 100 columns (CLI11 indents after each '\n').
+    std::string make_option_desc(const CLI::Option* o) const override {
+        const std::size_t width = 100 - get_column_width();
+        std::string out, line;
+        std::istringstream words(o->get_description());
+        for (std::string w; words >> w;) {
+            if (!line.empty() && line.size() + 1 + w.size() > width) {
+                out += line + "\n";
+                line.clear();
+            }
+            line += (line.empty() ? "" : " ") + w;
+        }
+        return out + line;
+    }
+};
+
+// ---- declarations -----------------------------------------------------------------
+
+CLI::App* add_command(CLI::App& app, const std::string& name, const std::string& summary) {
+    CLI::App* sub = app.add_subcommand(name, summary);
+    sub->group("Commands");
+    return sub;
+}
+
+CLI::Option* add_switch(CLI::App& app, const std::string& name, bool& value, const std::string& help) {
+    // --switch=value is an error, not a way to set it.
+    return app.add_flag(name, value, help)->disable_flag_override();
+}
+
+void add_netns(CLI::App& app, common_options& o) {
+    app.add_option("--netns", o.netns,
+                   "open the socket in this network namespace (the connector exists in the initial one only), "
+                   "e.g. /proc/1/ns/net")
+        ->type_name("PATH")
+        ->check(not_empty);
+}
+
+void add_json(CLI::App& app, common_options& o, const std::string& help) { add_switch(app, "--json", o.json, help); }
+
+void add_admit(CLI::App& app, common_options& o, const std::string& help) {
+    app.add_option("--admit", o.admitted, help)
+        ->type_name("PORT")
+        ->expected(1)
+        ->allow_extra_args(false) // one port per --admit: what follows is another argument
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+        ->transform(port_id);
+}
+
+void add_rcvbuf(CLI::App& app, common_options& o) {
+    app.add_option("--rcvbuf", o.rcvbuf, "socket receive buffer to ask for (default 8 MiB)")
+        ->type_name("BYTES")
+        ->transform(rcvbuf_bytes);
+}
+
+void add_ready_line(CLI::App& app, common_options& o) {
+    add_switch(app, "--ready-line", o.ready_line,
+               "print 'cnctl: listening on group G' on stderr once subscribed: what is sent to the group "
+               "from then on reaches cnctl, and SIGINT/SIGTERM end it cleanly (for scripts and tests)");
+}
+
+void add_count(CLI::App& app, std::uint64_t& count, const std::string& what) {
+    app.add_option("--count", count, "exit after N " + what)->type_name("N")->transform(positive_count);
+}
+
+// Destination and payload of request and send; the texts are converted after parsing.
+struct message_text {
+    std::string id, data, hex;
+};
+
+void add_message(CLI::App& app, message_args& a, message_text& t) {
+    app.add_option("id", t.id, "connector id: IDX:VAL, each decimal or 0x-prefixed hex")
+        ->type_name("IDX:VAL")
+        ->required()
+        ->check(connector_id);
+    auto* data = app.add_option("--data", t.data, "payload: the bytes of TEXT")->type_name("TEXT")->check(text_payload);
+    auto* hex = app.add_option("--hex", t.hex, "payload: hex digits, two per byte (e.g. 01000000)")
+                    ->type_name("HEX")
+                    ->check(hex_payload);
+    data->excludes(hex);
+    hex->excludes(data);
+    app.add_option("--to", a.to, "send to this user-space port id instead of the kernel")
+        ->type_name("PORT")
+        ->transform(port_id);
+}
+
+void finish_message(message_args& a, const message_text& t, bool admit_destination) {
+    a.id = std::get<cn::id>(parse_id(t.id));
+    if (!t.hex.empty()) {
+        a.payload = std::get<std::vector<std::byte>>(parse_hex(t.hex));
+    } else {
+        a.payload.resize(t.data.size());
+        std::memcpy(a.payload.data(), t.data.data(), t.data.size());
+    }
+    if (admit_destination && a.to != 0) a.admitted.push_back(a.to);
+}
+
+// The app (or selected subcommand) that holds arguments nobody took.
+const CLI::App* with_leftovers(const CLI::App& app) {
+    for (const CLI::App* sub : app.get_subcommands())
+        if (sub->remaining_size() > 0) return sub;
+    return &app;
+}
+
+// One line for a CLI11 parse error.
+std::string describe(const CLI::ParseError& e, const CLI::App& app) {
+    if (dynamic_cast<const CLI::ExtrasError*>(&e)) {
+        const CLI::App* where = with_leftovers(app);
+        const auto left = where->remaining();
+        if (!left.empty()) {
+            const std::string& first = left.front();
+            if (where == &app) {
+                if (app.count("--version") > 0) return "--version takes no arguments";
+                if (first.size() > 1 && first[0] == '-')
+                    return "unknown option '" + first + "' (see cnctl --help)";
+                return "unknown command '" + first + "' (" + std::string(command_names) + ")";
+            }
+            if (first.size() > 1 && first[0] == '-')
+                return "unknown option '" + first + "' for " + where->get_name();
+            return "unexpected argument '" + first + "' for " + where->get_name();
+        }
+    }
+    if (dynamic_cast<const CLI::RequiredError*>(&e)) {
+        const auto subs = app.get_subcommands();
+        if (!subs.empty()) {
+            for (const CLI::Option* o : subs.front()->get_options()) {
+                if (!o->get_required() || o->count() > 0) continue;
+                const std::string what =
+                    o->get_positional() ? o->get_type_name() : o->get_name() + " " + o->get_type_name();
+                return subs.front()->get_name() + " needs " + what;
+            }
+        }
+    }
+    // CLI11 2.1 says "--count: 1 required N missing" and "json was given a
+    // disallowed flag override"; say what to do instead.
+    const std::string_view text = e.what();
+    if (dynamic_cast<const CLI::ArgumentMismatch*>(&e)) {
+        constexpr std::string_view override_suffix = " was given a disallowed flag override";
+        if (text.ends_with(override_suffix))
+            return "option --" + std::string(text.substr(0, text.size() - override_suffix.size())) +
+                   " takes no value";
+        if (text.ends_with(" missing") && text.find(": ") != std::string_view::npos)
+            return "option " + std::string(text.substr(0, text.find(": "))) + " needs a value";
+    }
+    return std::string(text);
+}
+
+} // namespace
+
+command_line parse_command_line(int argc, char** argv) {
+    CLI::App app{"The Linux kernel connector (NETLINK_CONNECTOR) from a shell.", "cnctl"};
+    app.formatter(std::make_shared<formatter>()); // inherited by the subcommands made below
+    app.require_subcommand(0, 1);
+    bool version = false;
+    add_switch(app, "--version", version, "print the version and exit");
+    const std::string exit_statuses = "exit status: 0 ok, 1 runtime error, 2 usage error, 3 timeout";
+    app.footer("cnctl COMMAND --help shows the options of a command.\n\n" + exit_statuses);
+
+    proc_args p;
+    std::string filter;
+    auto* proc_cmd = add_command(app, "proc", "live process events (fork, exec, exit, ...)");
+
+    proc_cmd->add_option("--filter", filter,
+                         "comma-separated event types to show: fork, exec, uid, gid, sid, ptrace, comm, coredump, "
+                         "exit, nonzero_exit, or all (the default). The kernel filters (6.6+ proc_input mask, else "
+                         "a BPF socket filter).")
+        ->type_name("TYPES")
+        ->check(event_types);
+    add_count(*proc_cmd, p.count, "events");
+    add_json(*proc_cmd, p, "JSON Lines instead of text");
+    add_netns(*proc_cmd, p);
+    add_switch(*proc_cmd, "--force-bpf", p.force_bpf,
+               "filter with a BPF socket filter even where the kernel takes a mask");
+    add_rcvbuf(*proc_cmd, p);
+    add_ready_line(*proc_cmd, p);
+    proc_cmd->footer("Prints the kernel's process events, one per line, until interrupted or N events.\n"
+                     "Lost events (receive buffer overruns) are reported on stderr with their count; with a\n"
+                     "filter the count is unknown (the kernel numbers the events it filters out too).\n"
+                     "Sends IGNORE to the kernel on exit, also on SIGINT/SIGTERM.\n\n" +
+                     exit_statuses);
+
+    listen_args l;
+    auto* listen_cmd = add_command(app, "listen", "raw connector messages of a multicast group");
+    listen_cmd->footer("Dumps the raw connector messages of multicast group G (1..26): id, seq, ack, length,\n"
+                       "flags, payload as hex and printable text.\n\n" +
+                       exit_statuses);
+    listen_cmd->add_option("--group", l.group, "the group (a connector idx), 1..26")
+        ->type_name("G")
+        ->required()
+        ->transform(group_number);
+    add_count(*listen_cmd, l.count, "messages");
+    add_json(*listen_cmd, l, "JSON Lines instead of text");
+    add_netns(*listen_cmd, l);
+    add_admit(*listen_cmd, l,
+              "also believe messages from this user-space port id (only the kernel, port 0, is believed "
+              "otherwise); may be repeated");
+    add_rcvbuf(*listen_cmd, l);
+    add_ready_line(*listen_cmd, l);
+
+    request_args r;
+    message_text rt;
+    std::uint64_t timeout_ms = 1000;
+    auto* request_cmd = add_command(app, "request", "send a message and print the correlated reply");
+    request_cmd->footer("Sends one message to connector id IDX:VAL and prints the reply (same seq, ack + 1) beside\n"
+                        "the request's seq and ack. These are marked \"derived\": they are computed from the reply\n"
+                        "under the match rule (seq unknown with --ack-only), as the client does not report them.\n\n" +
+                        exit_statuses);
+    add_message(*request_cmd, r, rt);
+    request_cmd->add_option("--timeout", timeout_ms, "give up after MS milliseconds (default 1000): exit status 3")
+        ->type_name("MS")
+        ->transform(milliseconds);
+    add_switch(*request_cmd, "--ack-only", r.ack_only,
+               "match the reply on ack + 1 only (the proc connector does not echo seq)");
+    add_json(*request_cmd, r, "print the request and its reply as JSON");
+    add_netns(*request_cmd, r);
+    add_admit(*request_cmd, r, "also believe replies from this user-space port id; may be repeated");
+
+    send_args s;
+    message_text st;
+    auto* send_cmd = add_command(app, "send", "send a message, expect no reply");
+    send_cmd->footer("Sends one message to connector id IDX:VAL and expects no reply.\n\n" + exit_statuses);
+    add_message(*send_cmd, s, st);
+    add_netns(*send_cmd, s);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+        return print_and_exit{app.help()}; // the selected command's help
+    } catch (const CLI::CallForAllHelp&) {
+        return print_and_exit{app.help("", CLI::AppFormatMode::All)};
+    } catch (const CLI::ParseError& e) {
+        throw usage_error{describe(e, app)};
+    }
+
+    if (version) {
+        if (!app.get_subcommands().empty()) throw usage_error{"--version takes no arguments"};
+        return print_and_exit{"cnctl " CNCTL_VERSION " (cnasio)\n"};
+    }
+    if (proc_cmd->parsed()) {
+        if (!filter.empty()) {
+            cnasio::error_code ec;
+            p.filter = proc::parse_event_mask(filter, ec);
+        }
+        return p;
+    }
+    if (listen_cmd->parsed()) return l;
+    if (request_cmd->parsed()) {
+        finish_message(r, rt, true);
+        r.timeout = std::chrono::milliseconds(timeout_ms);
+        return r;
+    }
+    if (send_cmd->parsed()) {
+        finish_message(s, st, false);
+        return s;
+    }
+    throw usage_error{"missing command (" + std::string(command_names) + "; see cnctl --help)"};
+}
+
+} // namespace cnctl

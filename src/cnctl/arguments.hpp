@@ -1,0 +1,67 @@
+// cnctl's command line: the commands, their options, and the values they
+// are read into. Parsing is done with CLI11 (arguments.cpp).
+#pragma once
+
+#include <cnasio/connector/message.hpp>
+#include <cnasio/proc/event.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace cnctl {
+
+/// Bad command-line input: one line, printed as "cnctl: MESSAGE", exit status 2.
+struct usage_error {
+    std::string message;
+};
+
+/// Options more than one command takes (each command accepts only its own).
+struct common_options {
+    bool json = false;
+    std::string netns;                      ///< empty: the caller's network namespace
+    std::vector<std::uint32_t> admitted;    ///< user-space port ids believed besides the kernel's 0
+    std::size_t rcvbuf = 0;                 ///< 0: the client's default
+    bool ready_line = false;                ///< announce on stderr when messages can arrive (proc, listen)
+};
+
+struct proc_args : common_options {
+    cnasio::proc::event_mask filter = cnasio::proc::event_mask::all();
+    std::uint64_t count = 0; ///< 0: until interrupted
+    bool force_bpf = false;
+};
+
+struct listen_args : common_options {
+    unsigned group = 0; ///< 1..26
+    std::uint64_t count = 0;
+};
+
+/// What `request` and `send` share: where to and what.
+struct message_args : common_options {
+    cnasio::connector::id id;
+    std::vector<std::byte> payload; ///< at most connector::max_payload bytes
+    std::uint32_t to = 0;           ///< destination port id; 0 is the kernel
+};
+
+struct request_args : message_args {
+    std::chrono::milliseconds timeout{1000};
+    bool ack_only = false;
+};
+
+struct send_args : message_args {};
+
+/// Text to print on stdout and exit 0 (--help of any command, --version).
+struct print_and_exit {
+    std::string text;
+};
+
+using command_line = std::variant<print_and_exit, proc_args, listen_args, request_args, send_args>;
+
+/// Reads argv. Throws usage_error on bad input (unknown command or option,
+/// missing or malformed value, values that exclude each other).
+command_line parse_command_line(int argc, char** argv);
+
+} // namespace cnctl

@@ -1,0 +1,19 @@
+// cnctl's commands: each runs to completion on its own io_context and returns
+// the process's exit status.
+#pragma once
+
+#include "arguments.hpp"
+#include "exit_status.hpp"
+
+namespace cnctl {
+
+/// Prints process events until interrupted (SIGINT, SIGTERM) or a.count events.
+int run_proc(const proc_args& a);
+/// Prints a group's connector messages until interrupted or a.count messages.
+int run_listen(const listen_args& a);
+/// Sends one request and prints its reply; exit_timeout without one.
+int run_request(const request_args& a);
+/// Sends one message.
+int run_send(const send_args& a);
+
+} // namespace cnctl

@@ -1,0 +1,247 @@
+// Text and JSON lines for cnctl's output. JSON is built with Boost.JSON,
+// compiled into this translation unit (Debian's Boost 1.81 ships no
+// libboost_json; src.hpp must be included in exactly one TU of a program).
+#include "format.hpp"
+
+#include <boost/json/src.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <string_view>
+#include <type_traits>
+#include <variant>
+
+namespace cnctl {
+namespace {
+
+namespace cn = cnasio::connector;
+namespace proc = cnasio::proc;
+namespace json = boost::json;
+
+constexpr char hex_digits[] = "0123456789abcdef";
+
+std::string to_hex(std::span<const std::byte> bytes) {
+    std::string h;
+    h.reserve(bytes.size() * 2);
+    for (auto b : bytes) {
+        const auto c = static_cast<unsigned char>(b);
+        h += hex_digits[c >> 4];
+        h += hex_digits[c & 0xf];
+    }
+    return h;
+}
+
+// Each byte as the code point of the same value, UTF-8 encoded.
+json::string latin1_to_utf8(std::string_view bytes, json::storage_ptr sp) {
+    json::string out(std::move(sp));
+    out.reserve(bytes.size());
+    for (unsigned char c : bytes) {
+        if (c < 0x80) {
+            out.push_back(static_cast<char>(c));
+        } else {
+            out.push_back(static_cast<char>(0xc0 | (c >> 6)));
+            out.push_back(static_cast<char>(0x80 | (c & 0x3f)));
+        }
+    }
+    return out;
+}
+
+// Text form of foreign bytes: printable ASCII, others (and '\') as \xNN.
+std::string printable(std::string_view s) {
+    std::string out;
+    for (unsigned char c : s) {
+        if (c >= 0x20 && c < 0x7f && c != '\\') {
+            out += static_cast<char>(c);
+        } else {
+            out += "\\x";
+            out += hex_digits[c >> 4];
+            out += hex_digits[c & 0xf];
+        }
+    }
+    return out;
+}
+
+std::optional<std::string> comm_of(proc::pid_type pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/comm");
+    std::string name;
+    if (!f || !std::getline(f, name)) return std::nullopt;
+    return name;
+}
+
+// Collects named fields as " key=value" text or as members of a JSON object,
+// in the order they are added.
+class fields {
+public:
+    explicit fields(bool json) : json_(json), object_(json::storage_ptr(&resource_)) {}
+
+    void num(std::string_view k, std::int64_t v) {
+        if (json_)
+            object_[k] = v;
+        else
+            text_ += " " + std::string(k) + "=" + std::to_string(v);
+    }
+    void unum(std::string_view k, std::uint64_t v) {
+        if (json_)
+            object_[k] = v;
+        else
+            text_ += " " + std::string(k) + "=" + std::to_string(v);
+    }
+    // Foreign bytes (see format.hpp).
+    void str(std::string_view k, std::string_view v) {
+        if (json_)
+            object_[k] = latin1_to_utf8(v, object_.storage());
+        else
+            text_ += " " + std::string(k) + "=" + printable(v);
+    }
+    // A name that may be unknown: "?" in text, null in JSON.
+    void name(std::string_view k, const std::optional<std::string>& v) {
+        if (v) return str(k, *v);
+        if (json_)
+            object_[k] = nullptr;
+        else
+            text_ += " " + std::string(k) + "=?";
+    }
+    // A member holding another object (JSON only).
+    json::object& object(std::string_view k) { return object_[k].emplace_object(); }
+    // Raw text appended as is (text only).
+    void raw(std::string_view s) { text_ += s; }
+
+    bool json() const { return json_; }
+
+    // The line: the text fields without their leading blank, or the object.
+    std::string line() const {
+        if (json_) return json::serialize(object_) + "\n";
+        return (text_.empty() ? text_ : text_.substr(1)) + "\n";
+    }
+
+private:
+    bool json_;
+    std::string text_;
+    unsigned char buffer_[1024];
+    json::monotonic_resource resource_{buffer_, sizeof buffer_};
+    json::object object_;
+};
+
+void add_message_fields(fields& f, const cn::message& m) {
+    const std::string_view bytes(reinterpret_cast<const char*>(m.payload.data()), m.payload.size());
+    f.unum("idx", m.id().idx);
+    f.unum("val", m.id().val);
+    f.unum("seq", m.seq());
+    f.unum("ack", m.ack());
+    f.unum("len", m.payload.size());
+    f.unum("flags", m.header.flags);
+    if (f.json()) {
+        f.str("hex", to_hex(m.payload));
+        f.str("text", bytes); // the payload bytes themselves, not the dotted rendering
+    } else {
+        std::string text;
+        text.reserve(bytes.size());
+        for (unsigned char c : bytes) text += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '.';
+        f.raw(" hex=" + to_hex(m.payload) + " text=\"" + text + "\"");
+    }
+}
+
+} // namespace
+
+std::string format_event(const proc::event& ev, bool as_json) {
+    const auto type = proc::to_string(ev.type());
+    fields f(as_json);
+    if (as_json) {
+        f.str("type", type);
+        f.unum("cpu", ev.cpu);
+        f.unum("seq", ev.seq);
+        f.unum("timestamp_ns", ev.timestamp_ns);
+    } else {
+        char ts[48];
+        std::snprintf(ts, sizeof ts, " %llu.%06llu %-8.*s",
+                      static_cast<unsigned long long>(ev.timestamp_ns / 1000000000),
+                      static_cast<unsigned long long>(ev.timestamp_ns % 1000000000 / 1000),
+                      static_cast<int>(type.size()), type.data());
+        f.raw(ts);
+    }
+    std::visit(
+        [&](const auto& d) {
+            using T = std::decay_t<decltype(d)>;
+            if constexpr (std::is_same_v<T, proc::ack_event>) {
+                f.unum("err", d.err);
+                f.unum("ack", ev.ack);
+            } else if constexpr (std::is_same_v<T, proc::fork_event>) {
+                f.num("parent_pid", d.parent_pid);
+                f.num("parent_tgid", d.parent_tgid);
+                f.num("child_pid", d.child_pid);
+                f.num("child_tgid", d.child_tgid);
+            } else if constexpr (std::is_same_v<T, proc::exec_event>) {
+                f.num("pid", d.process_pid);
+                f.num("tgid", d.process_tgid);
+                f.name("comm", comm_of(d.process_pid));
+            } else if constexpr (std::is_same_v<T, proc::uid_event>) {
+                f.num("pid", d.process_pid);
+                f.num("tgid", d.process_tgid);
+                f.unum("ruid", d.ruid);
+                f.unum("euid", d.euid);
+            } else if constexpr (std::is_same_v<T, proc::gid_event>) {
+                f.num("pid", d.process_pid);
+                f.num("tgid", d.process_tgid);
+                f.unum("rgid", d.rgid);
+                f.unum("egid", d.egid);
+            } else if constexpr (std::is_same_v<T, proc::sid_event>) {
+                f.num("pid", d.process_pid);
+                f.num("tgid", d.process_tgid);
+            } else if constexpr (std::is_same_v<T, proc::ptrace_event>) {
+                f.num("pid", d.process_pid);
+                f.num("tgid", d.process_tgid);
+                f.num("tracer_pid", d.tracer_pid);
+                f.num("tracer_tgid", d.tracer_tgid);
+            } else if constexpr (std::is_same_v<T, proc::comm_event>) {
+                f.num("pid", d.process_pid);
+                f.num("tgid", d.process_tgid);
+                f.str("comm", d.name());
+            } else if constexpr (std::is_same_v<T, proc::coredump_event>) {
+                f.num("pid", d.process_pid);
+                f.num("tgid", d.process_tgid);
+                f.num("parent_pid", d.parent_pid);
+                f.num("parent_tgid", d.parent_tgid);
+            } else if constexpr (std::is_same_v<T, proc::exit_event> ||
+                                 std::is_same_v<T, proc::nonzero_exit_event>) {
+                f.num("pid", d.process_pid);
+                f.num("tgid", d.process_tgid);
+                f.unum("exit_code", d.exit_code);
+                if (d.exited()) f.num("status", d.exit_status());
+                if (d.signaled()) f.num("signal", d.term_signal());
+                f.num("exit_signal", d.exit_signal);
+                f.num("parent_pid", d.parent_pid);
+                f.num("parent_tgid", d.parent_tgid);
+            } else {
+                f.unum("what", d.what);
+                f.str("data", to_hex(d.bytes()));
+            }
+        },
+        ev.data);
+    return f.line();
+}
+
+std::string format_message(const cn::message& m, bool as_json) {
+    fields f(as_json);
+    add_message_fields(f, m);
+    return f.line();
+}
+
+std::string format_request_reply(const request_numbers& request, const cn::message& reply, bool as_json) {
+    fields f(as_json);
+    if (as_json) {
+        json::object& r = f.object("request");
+        if (request.seq)
+            r["seq"] = *request.seq;
+        else
+            r["seq"] = nullptr;
+        r["ack"] = request.ack;
+        r["derived"] = request.derived;
+    } else {
+        f.raw(" request seq=" + (request.seq ? std::to_string(*request.seq) : std::string("?")) +
+              " ack=" + std::to_string(request.ack) + (request.derived ? " (derived)" : "") + " -> reply");
+    }
+    add_message_fields(f, reply);
+    return f.line();
+}
+
+} // namespace cnctl

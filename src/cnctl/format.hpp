@@ -1,0 +1,43 @@
+// cnctl's output lines: process events and connector messages, as text
+// ("key=value" fields) or as one JSON object per line (JSON Lines). Each
+// function returns one complete line, '\n' included.
+//
+// Bytes that come from outside (payloads, process names) need not be UTF-8:
+// text output shows printable ASCII and escapes the rest; JSON strings map each
+// byte to the code point of the same value (Latin-1), so a reader gets back
+// exactly the bytes sent, and the output stays valid UTF-8.
+#pragma once
+
+#include <cnasio/connector/message.hpp>
+#include <cnasio/proc/event.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace cnctl {
+
+/// One process event. Text: "SECONDS.MICROS TYPE key=value..."; JSON: type,
+/// cpu, seq, timestamp_ns, then the fields of the event's type. An exec event's
+/// process name is read from /proc, so it can be missing ("?" / null).
+std::string format_event(const cnasio::proc::event& ev, bool json);
+
+/// One connector message: idx, val, seq, ack, len, flags, the payload as hex
+/// and as text.
+std::string format_message(const cnasio::connector::message& m, bool json);
+
+/// The seq and ack a request was sent with, as far as they are known.
+struct request_numbers {
+    std::optional<std::uint32_t> seq; ///< nullopt: unknown
+    std::uint32_t ack = 0;
+    /// Computed from the reply under the match rule (so they show the rule was
+    /// applied, not what was sent) rather than reported by the client.
+    bool derived = false;
+};
+
+/// A request beside its reply. Text: "request seq=S ack=A [(derived)] -> reply"
+/// and the reply's format_message fields; JSON: the reply's fields and
+/// "request": {"seq", "ack", "derived"}.
+std::string format_request_reply(const request_numbers& request, const cnasio::connector::message& reply, bool json);
+
+} // namespace cnctl
