@@ -34,6 +34,12 @@
 #   --no-module         boot without building or loading cnasio_echo
 #   --args-for NAME ARGS  arguments for guest program NAME (split at blanks,
 #                       no quoting, no globbing: write a blank as ? in doctest filters)
+#   --min-test-cases NAME N
+#                       guest program NAME is a doctest program: the run fails
+#                       unless its summary line reports at least N (>= 1) test
+#                       cases run and all of them passed (doctest exits 0 when
+#                       a filter matches nothing: this catches a filter that
+#                       selects nothing or too little)
 #   --bin FILE          also put FILE in the guest's /bin (a tool the guest
 #                       programs call, e.g. cnctl)
 #   --accel kvm|tcg     default tcg (or $CNASIO_VM_ACCEL)
@@ -48,6 +54,7 @@ vm_exit="" build_guests=0 module_args="" timeout_s=300 test_timeout=120
 expect_failures=() expect_hang_in="" with_module=1 accel="${CNASIO_VM_ACCEL:-}"
 guests=()
 declare -A guest_args=()
+declare -A min_test_cases=()
 extra_bins=()
 arch=amd64
 
@@ -75,6 +82,9 @@ while [ $# -gt 0 ]; do
         --expect-hang-in) expect_hang_in=$2; shift 2 ;;
         --no-module) with_module=0; shift ;;
         --args-for) guest_args[$2]=$3; shift 3 ;;
+        --min-test-cases)
+            [[ "$3" =~ ^[1-9][0-9]*$ ]] || die "--min-test-cases $2 wants a count >= 1, not '$3'"
+            min_test_cases[$2]=$3; shift 3 ;;
         --bin) extra_bins+=("$2"); shift 2 ;;
         --accel) accel=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
@@ -442,6 +452,21 @@ if grep -aqE 'Kernel panic|Oops:|BUG:|general protection fault' "$console"; then
     problems+=("the console shows a kernel problem")
 fi
 failure_lines=$(grep -a '^CNASIO-VM-FAILURE ' "$console" | tr -d '\r')
+# doctest's summary, e.g. "[kernel_tests] [doctest] test cases:   9 |   9 passed | 0 failed | 36 skipped"
+# (its "skipped" counts the test cases the filters left out).
+for name in "${!min_test_cases[@]}"; do
+    summary=$(tr -d '\r' <"$console" | grep -a "^\[$name\] \[doctest\] test cases:" | tail -n1)
+    if [[ "$summary" =~ test\ cases:\ *([0-9]+)\ \|\ *([0-9]+)\ passed ]]; then
+        ran=${BASH_REMATCH[1]} passed=${BASH_REMATCH[2]}
+        if [ "$ran" -lt "${min_test_cases[$name]}" ] || [ "$passed" -ne "$ran" ]; then
+            problems+=("$name ran $ran test case(s), $passed passed; expected at least ${min_test_cases[$name]}, all passed")
+        else
+            log "$name: $ran test cases ran and passed (at least ${min_test_cases[$name]} expected)"
+        fi
+    else
+        problems+=("$name printed no doctest summary line (expected at least ${min_test_cases[$name]} test cases)")
+    fi
+done
 
 print_log() {
     echo "---- console log ($console) ----"
