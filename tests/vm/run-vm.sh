@@ -13,8 +13,8 @@
 #   --kernel 5.10       Debian 11's kernel, fetched with a private apt config
 #   --kernel 6.12       bookworm-backports' kernel, likewise (a 6.6+ kernel)
 #   --arch arm64        boot Debian 12's arm64 kernel under qemu-system-aarch64
-#                       -M virt -cpu cortex-a72 (no module; programs must be
-#                       static aarch64 ones, vm-exit included)
+#                       -M virt -cpu cortex-a72 (no module unless --module;
+#                       programs must be static aarch64 ones, vm-exit included)
 #   --headers DIR --vmlinuz FILE [--kmakefile FILE]
 #                       any other kernel: a Kbuild tree and its image
 #   --work DIR          scratch + log directory (created)
@@ -32,8 +32,17 @@
 #                       the hard timeout instead, in the program named by
 #   --expect-hang-in NAME
 #   --no-module         boot without building or loading cnasio_echo
+#   --module            build and load it (the default on amd64); on arm64 it
+#                       is cross-built against Debian's arm64 headers with the
+#                       amd64 kbuild tools of the same version
 #   --args-for NAME ARGS  arguments for guest program NAME (split at blanks,
 #                       no quoting, no globbing: write a blank as ? in doctest filters)
+#   --min-test-cases NAME N
+#                       guest program NAME is a doctest program: the run fails
+#                       unless its summary line reports at least N (>= 1) test
+#                       cases run and all of them passed (doctest exits 0 when
+#                       a filter matches nothing: this catches a filter that
+#                       selects nothing or too little)
 #   --bin FILE          also put FILE in the guest's /bin (a tool the guest
 #                       programs call, e.g. cnctl)
 #   --accel kvm|tcg     default tcg (or $CNASIO_VM_ACCEL)
@@ -45,9 +54,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 source_dir=$(cd "$here/../.." && pwd)
 kernel="" work="" cache="${CNASIO_VM_CACHE:-}" headers="" vmlinuz="" kmakefile=""
 vm_exit="" build_guests=0 module_args="" timeout_s=300 test_timeout=120
-expect_failures=() expect_hang_in="" with_module=1 accel="${CNASIO_VM_ACCEL:-}"
+expect_failures=() expect_hang_in="" with_module=1 module_asked=0 accel="${CNASIO_VM_ACCEL:-}"
 guests=()
 declare -A guest_args=()
+declare -A min_test_cases=()
 extra_bins=()
 arch=amd64
 
@@ -74,7 +84,11 @@ while [ $# -gt 0 ]; do
         --expect-failure) expect_failures+=("$2"); shift 2 ;;
         --expect-hang-in) expect_hang_in=$2; shift 2 ;;
         --no-module) with_module=0; shift ;;
+        --module) with_module=1; module_asked=1; shift ;;
         --args-for) guest_args[$2]=$3; shift 3 ;;
+        --min-test-cases)
+            [[ "$3" =~ ^[1-9][0-9]*$ ]] || die "--min-test-cases $2 wants a count >= 1, not '$3'"
+            min_test_cases[$2]=$3; shift 3 ;;
         --bin) extra_bins+=("$2"); shift 2 ;;
         --accel) accel=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
@@ -97,7 +111,7 @@ log() { echo "run-vm [$(elapsed)s] $*"; }
 # ---- tools: missing ones fail (never skip) with what to install ----
 case "$arch" in
     amd64) qemu_bin=qemu-system-x86_64 ;;
-    arm64) qemu_bin=qemu-system-aarch64; with_module=0 ;;
+    arm64) qemu_bin=qemu-system-aarch64; [ "$module_asked" = 1 ] || with_module=0 ;;
     *) die "unknown --arch $arch (amd64 or arm64)" ;;
 esac
 need=()
@@ -251,6 +265,50 @@ fetch_bookworm_arm64() {
         { echo "run-vm: FAIL: incomplete arm64 cache in $cache/kernels/$kver (delete $cache/kernels/arm64.kver to refetch)" >&2; return 1; }
 }
 
+fetch_arm64_build_tree() {
+    # A Kbuild tree for the arm64 kernel $kver: its arm64 headers and -common
+    # headers, with the AMD64 linux-kbuild of the same version (the arm64
+    # one's fixdep/modpost are aarch64 binaries), extracted into one folder.
+    # Private apt lists for both architectures; nothing enters the system.
+    local apt_dir=$cache/apt-bookworm-arm64-build dest=$cache/kernels/$kver-build
+    local -a apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+                       -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
+                       -o Dir::State::status=/dev/null -o APT::Architecture=amd64
+                       -o APT::Architectures::=amd64 -o APT::Architectures::=arm64 -o APT::Sandbox::User=root)
+    if [ ! -s "$dest/common" ]; then
+        mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+        echo "deb [arch=amd64,arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bookworm main" \
+            > "$apt_dir/sources.list"
+        log "apt-get update (private bookworm amd64+arm64 lists, $mirror)"
+        apt-get -q "${apt_opts[@]}" update >"$work/apt-arm64-build.log" 2>&1 ||
+            { cat "$work/apt-arm64-build.log" >&2; echo "run-vm: FAIL: cannot reach the Debian archive" >&2; return 1; }
+        local deps common kbuild version
+        deps=$(apt-cache "${apt_opts[@]}" show "linux-headers-$kver:arm64" | sed -n 's/^Depends: //p' | head -n1)
+        version=$(apt-cache "${apt_opts[@]}" show "linux-headers-$kver:arm64" | sed -n 's/^Version: //p' | head -n1)
+        common=$(echo "$deps" | grep -o 'linux-headers-[^ ,]*-common' | head -n1)
+        kbuild=$(echo "$deps" | grep -o 'linux-kbuild-[^ ,]*' | head -n1)
+        [ -n "$common" ] && [ -n "$kbuild" ] && [ -n "$version" ] ||
+            { echo "run-vm: FAIL: cannot tell the companions of linux-headers-$kver: $deps" >&2; return 1; }
+        local debs=$cache/debs-$kver-build
+        rm -rf "$dest" "$debs" && mkdir -p "$dest" "$debs"
+        log "downloading the arm64 headers of Linux $kver and $kbuild:amd64 $version"
+        (cd "$debs" && apt-get -q "${apt_opts[@]}" download "linux-headers-$kver:arm64=$version" \
+            "$common=$version" "$kbuild:amd64=$version") >"$work/apt-download.log" 2>&1 ||
+            { cat "$work/apt-download.log" >&2; echo "run-vm: FAIL: apt-get download of the arm64 headers failed" >&2; return 1; }
+        local deb
+        for deb in "$debs"/*.deb; do
+            dpkg -x "$deb" "$dest" || { echo "run-vm: FAIL: dpkg -x $deb" >&2; return 1; }
+        done
+        rm -rf "$debs"
+        echo "$common" > "$dest/common"
+    fi
+    headers=$dest/usr/src/linux-headers-$kver
+    # The arm64 tree's Makefile includes the -common one by absolute path.
+    kmakefile=$dest/usr/src/$(cat "$dest/common")/Makefile
+    [ -d "$headers" ] && [ -f "$kmakefile" ] ||
+        { echo "run-vm: FAIL: incomplete arm64 build tree in $dest (delete it to refetch)" >&2; return 1; }
+}
+
 mirror=$(grep -rhoE 'https?://[^ ]*/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null |
          grep -v security | head -n1 | tr -d ' ')
 mirror=${mirror:-http://deb.debian.org/debian}
@@ -260,6 +318,7 @@ if [ "$arch" = arm64 ]; then
     exec 9>"$cache/.lock"
     flock 9
     fetch_bookworm_arm64 || exit 1
+    if [ "$with_module" = 1 ]; then fetch_arm64_build_tree || exit 1; fi
     flock -u 9
 elif [ -n "$kernel" ]; then
     exec 9>"$cache/.lock"
@@ -284,10 +343,16 @@ if [ "$with_module" = 1 ]; then
     cp "$source_dir"/examples/kernel/*.c "$source_dir"/examples/kernel/*.h "$source_dir"/examples/kernel/Kbuild "$mod_dir"/
     kmake=(make -C "$headers")
     [ -n "$kmakefile" ] && kmake+=(-f "$kmakefile")
+    if [ "$arch" = arm64 ]; then
+        # Never `make scripts`/`modules_prepare` in this tree: it deletes autoconf.h.
+        kmake+=(ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-)
+    else
+        kmake+=(CC=gcc)
+    fi
     # W=1 and warnings as errors: the module must stay clean on every kernel.
     # No BTF for the module: newer trees would need pahole, and nothing here
     # reads module BTF.
-    if ! "${kmake[@]}" M="$mod_dir" CC=gcc W=1 KCFLAGS=-Werror CONFIG_DEBUG_INFO_BTF_MODULES= modules >"$work/module-build.log" 2>&1; then
+    if ! "${kmake[@]}" M="$mod_dir" W=1 KCFLAGS=-Werror CONFIG_DEBUG_INFO_BTF_MODULES= modules >"$work/module-build.log" 2>&1; then
         cat "$work/module-build.log"
         echo "run-vm: FAIL: module build against $kver failed" >&2
         exit 1
@@ -442,6 +507,21 @@ if grep -aqE 'Kernel panic|Oops:|BUG:|general protection fault' "$console"; then
     problems+=("the console shows a kernel problem")
 fi
 failure_lines=$(grep -a '^CNASIO-VM-FAILURE ' "$console" | tr -d '\r')
+# doctest's summary, e.g. "[kernel_tests] [doctest] test cases:   9 |   9 passed | 0 failed | 36 skipped"
+# (its "skipped" counts the test cases the filters left out).
+for name in "${!min_test_cases[@]}"; do
+    summary=$(tr -d '\r' <"$console" | grep -a "^\[$name\] \[doctest\] test cases:" | tail -n1)
+    if [[ "$summary" =~ test\ cases:\ *([0-9]+)\ \|\ *([0-9]+)\ passed ]]; then
+        ran=${BASH_REMATCH[1]} passed=${BASH_REMATCH[2]}
+        if [ "$ran" -lt "${min_test_cases[$name]}" ] || [ "$passed" -ne "$ran" ]; then
+            problems+=("$name ran $ran test case(s), $passed passed; expected at least ${min_test_cases[$name]}, all passed")
+        else
+            log "$name: $ran test cases ran and passed (at least ${min_test_cases[$name]} expected)"
+        fi
+    else
+        problems+=("$name printed no doctest summary line (expected at least ${min_test_cases[$name]} test cases)")
+    fi
+done
 
 print_log() {
     echo "---- console log ($console) ----"
