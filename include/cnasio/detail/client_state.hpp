@@ -360,6 +360,16 @@ private:
         settle();
     }
 
+    // The end of a handler of the client's (readiness, timer): what it
+    // finished is handed out here, in this turn, unless a posted run_ready()
+    // has it already (one batch per turn).
+    void finish_turn() {
+        if (ready_posted_)
+            settle();
+        else
+            run_ready();
+    }
+
     // Brings the glue in step with the core (see the header comment). Inside
     // run_ready() only the posting is decided: its end settles the rest, so a
     // request answered and followed by the next in one turn neither disarms
@@ -449,7 +459,7 @@ private:
             if (ec == boost::asio::error::operation_aborted) return; // re-armed, disarmed or closed
             self->timer_at_ = clock::time_point::max();
             self->core_.on_timer(clock::now());
-            self->run_ready();
+            self->finish_turn();
         });
     }
 
@@ -474,10 +484,10 @@ private:
         ++core_.stats().wakeups;
         if (ec) {
             core_.on_read_error(ec); // a broken socket: every pending request learns why
-            return run_ready();
+            return finish_turn();
         }
         drain();
-        run_ready(); // what the drain finished, at the end of this handler
+        finish_turn(); // what the drain finished, at the end of this handler
     }
 
     // Reads everything already queued, up to drain_batch datagrams per turn.
@@ -490,7 +500,7 @@ private:
                 boost::asio::post(ex_, [self = shared_from_this()] {
                     self->draining_ = false;
                     self->drain();
-                    self->run_ready();
+                    self->finish_turn();
                 });
                 return;
             }
