@@ -466,6 +466,41 @@ TEST_SUITE("proc listener") {
         });
     }
 
+    TEST_CASE("close() during the start: the start completes with operation_aborted, nothing stays owed") {
+        for (const bool filtered : {false, true}) {
+            CAPTURE(filtered);
+            asio::io_context io;
+            cnasio::client c(io.get_executor());
+            proc::listener_options o;
+            if (filtered) o.filter = proc::event_type::exit;
+            proc::listener l(c, o);
+            error_code started = asio::error::would_block;
+            l.async_start([&](error_code e) { started = e; });
+            // The LISTEN (or the probe) has been sent; its ack is not processed yet.
+            l.close();
+            CHECK(!l.listening());
+            run_until(io, started);
+            CHECK(started == asio::error::operation_aborted);
+            // The ack came (the kernel queues it inside sendto()): the machine
+            // went through "acked after close", which sends IGNORE.
+            CHECK(l.listen_ack().has_value());
+            CHECK(!l.listening());
+            CHECK(l.path() == proc::filter_path::none);
+            proc::event ev;
+            error_code received = asio::error::would_block;
+            l.async_receive(ev, [&](error_code e) { received = e; });
+            run_until(io, received);
+            CHECK(received == cnasio::error::client_closed);
+            // The client still works: a new listener on it starts.
+            proc::listener again(c, o);
+            error_code restarted = asio::error::would_block;
+            again.async_start([&](error_code e) { restarted = e; });
+            run_until(io, restarted);
+            CHECK_MESSAGE(!restarted, restarted.message());
+            again.close();
+        }
+    }
+
     TEST_CASE("from a fresh network namespace: unreachable without netns, events with it") {
         // The namespace of this process, saved before the child unshares.
         const std::string home = "/proc/" + std::to_string(::getpid()) + "/ns/net";
