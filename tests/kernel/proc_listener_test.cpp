@@ -8,7 +8,13 @@
 //   claiming nlmsg_pid 0, and multicast to group 1) are never delivered,
 //   unless the peer is admitted;
 // - from a fresh network namespace: connector_unreachable without the netns
-//   option, events with it pointing at the original namespace.
+//   option, events with it pointing at the original namespace;
+// - 6.6+: for several masks, a kernel_mask listener and a force_bpf listener
+//   side by side get the same events of the test's own processes (the kernel's
+//   cn_filter() is the oracle for the BPF fallback); an unfiltered listener
+//   beside them shows that the library's model (kernel_mask_passes) predicts
+//   the kernel's choice for each event; neither filtered listener had to drop
+//   anything itself.
 // g++ 12 misreads Asio's coroutine frame allocator (class operator new, freed
 // through its recycling allocator) as a new/free mismatch: GCC PR 109224.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -40,7 +46,16 @@
 #include <string>
 #include <vector>
 
+#include <csignal>
+#include <cstdint>
+#include <sstream>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+
 #include <sched.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -466,6 +481,41 @@ TEST_SUITE("proc listener") {
         });
     }
 
+    TEST_CASE("close() during the start: the start completes with operation_aborted, nothing stays owed") {
+        for (const bool filtered : {false, true}) {
+            CAPTURE(filtered);
+            asio::io_context io;
+            cnasio::client c(io.get_executor());
+            proc::listener_options o;
+            if (filtered) o.filter = proc::event_type::exit;
+            proc::listener l(c, o);
+            error_code started = asio::error::would_block;
+            l.async_start([&](error_code e) { started = e; });
+            // The LISTEN (or the probe) has been sent; its ack is not processed yet.
+            l.close();
+            CHECK(!l.listening());
+            run_until(io, started);
+            CHECK(started == asio::error::operation_aborted);
+            // The ack came (the kernel queues it inside sendto()): the machine
+            // went through "acked after close", which sends IGNORE.
+            CHECK(l.listen_ack().has_value());
+            CHECK(!l.listening());
+            CHECK(l.path() == proc::filter_path::none);
+            proc::event ev;
+            error_code received = asio::error::would_block;
+            l.async_receive(ev, [&](error_code e) { received = e; });
+            run_until(io, received);
+            CHECK(received == cnasio::error::client_closed);
+            // The client still works: a new listener on it starts.
+            proc::listener again(c, o);
+            error_code restarted = asio::error::would_block;
+            again.async_start([&](error_code e) { restarted = e; });
+            run_until(io, restarted);
+            CHECK_MESSAGE(!restarted, restarted.message());
+            again.close();
+        }
+    }
+
     TEST_CASE("from a fresh network namespace: unreachable without netns, events with it") {
         // The namespace of this process, saved before the child unshares.
         const std::string home = "/proc/" + std::to_string(::getpid()) + "/ns/net";
@@ -519,5 +569,172 @@ TEST_SUITE("proc listener") {
         REQUIRE(WIFEXITED(status));
         // 11: no connector_unreachable without netns; 12: start failed with netns; 13: events missing.
         CHECK(WEXITSTATUS(status) == 0);
+    }
+}
+
+namespace {
+
+// The process an event is about: the child of a fork, the process_tgid of the
+// other types (0 for acks and unknown types).
+pid_t subject(const proc::event& ev) {
+    if (const auto* f = ev.get_if<proc::fork_event>()) return f->child_tgid;
+    pid_t tgid = 0;
+    proc::for_each_field(ev, [&](std::string_view name, const auto& value) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(value)>, proc::pid_type>)
+            if (name == "process_tgid") tgid = value;
+    });
+    return tgid;
+}
+
+// One kernel message: every socket it is delivered to gets the same numbers.
+using message_key = std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, std::uint64_t>; // what, cpu, seq, time
+message_key key_of(const proc::event& ev) { return {ev.what, ev.cpu, ev.seq, ev.timestamp_ns}; }
+
+struct seen_event {
+    std::string text;
+    std::uint32_t exit_code = 0;
+};
+
+std::string describe(const message_key& k, pid_t pid) {
+    std::ostringstream o;
+    o << proc::to_string(static_cast<proc::event_type>(std::get<0>(k))) << " of " << pid << " (cpu " << std::get<1>(k)
+      << " seq " << std::get<2>(k) << ")";
+    return o.str();
+}
+
+// Children of this process that make every kind of event the tests can cause
+// without privileges beyond root's: exits with status 0, with status 3 and by
+// SIGKILL; an exec; setsid, a new comm, setresgid and setresuid; ptrace attach
+// and detach (if ptrace is allowed here). Returns their pids, all reaped.
+[[gnu::noinline]] std::set<pid_t> make_events() {
+    std::set<pid_t> pids;
+    auto spawn = [&](auto body) {
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+            body();
+            ::_exit(0);
+        }
+        REQUIRE(pid > 0);
+        pids.insert(pid);
+        return pid;
+    };
+    wait_child(spawn([] { ::_exit(0); }));
+    wait_child(spawn([] { ::_exit(3); }));
+    wait_child(spawn([] { ::raise(SIGKILL); }));
+    wait_child(spawn([] { ::execl("/bin/true", "true", static_cast<char*>(nullptr)); }));
+    wait_child(spawn([] {
+        ::setsid();
+        ::prctl(PR_SET_NAME, "cnasio-oracle");
+        if (::setresgid(65534, 65534, 65534) != 0) ::_exit(20);
+        if (::setresuid(65534, 65534, 65534) != 0) ::_exit(21);
+    }));
+    int gate[2];
+    REQUIRE(::pipe(gate) == 0);
+    const pid_t traced = spawn([&] {
+        ::close(gate[1]);
+        char c;
+        while (::read(gate[0], &c, 1) < 0) {
+        }
+    });
+    ::close(gate[0]);
+    if (::ptrace(PTRACE_SEIZE, traced, nullptr, nullptr) == 0) {
+        int status = 0;
+        ::ptrace(PTRACE_INTERRUPT, traced, nullptr, nullptr);
+        ::waitpid(traced, &status, __WALL);
+        ::ptrace(PTRACE_DETACH, traced, nullptr, nullptr);
+    } else {
+        MESSAGE("ptrace not permitted here: no ptrace events");
+    }
+    ::close(gate[1]);
+    wait_child(traced);
+    return pids;
+}
+
+// Receives until an event about one of `until`; records the events about
+// `ours` (key -> description). An overrun would make the sets incomparable.
+asio::awaitable<void> collect(proc::listener& l, const std::set<pid_t>& ours, const std::set<pid_t>& until,
+                              std::map<message_key, seen_event>& out) {
+    proc::event ev;
+    for (;;) {
+        const auto ec = co_await receive_within(l, ev, 3s);
+        REQUIRE_MESSAGE(!ec, "path ", proc::to_string(l.path()), ": ", ec.message());
+        const pid_t pid = subject(ev);
+        if (until.count(pid) != 0) co_return;
+        if (ours.count(pid) == 0) continue;
+        const auto* x = ev.get_if<proc::exit_event>();
+        out.emplace(key_of(ev), seen_event{describe(key_of(ev), pid), x ? x->exit_code : 0});
+    }
+}
+
+} // namespace
+
+TEST_SUITE("proc listener") {
+    TEST_CASE("6.6+: the BPF fallback delivers what the kernel's own filter delivers, mask by mask") {
+        if (!cnasio::test::kernel_at_least(6, 6)) {
+            MESSAGE("kernel before 6.6: no proc_input mask to compare the BPF filter with");
+            return;
+        }
+        using T = proc::event_type;
+        const proc::event_mask masks[] = {
+            T::fork,
+            T::exec | T::exit,
+            T::exit,
+            T::nonzero_exit,
+            T::nonzero_exit | T::fork,
+            T::uid | T::gid,
+            T::sid | T::comm | T::ptrace,
+            proc::event_mask::from_bits(proc::event_type_all_bits & ~static_cast<std::uint32_t>(T::fork)),
+        };
+        for (const auto mask : masks) {
+            CAPTURE(proc::to_string(mask));
+            asio::io_context io;
+            cnasio::client ck(io.get_executor()), cb(io.get_executor());
+            proc::listener_options o;
+            o.filter = mask;
+            proc::listener by_kernel(ck, o);
+            o.force_bpf = true;
+            proc::listener by_bpf(cb, o);
+            cnasio::client ca(io.get_executor());
+            proc::listener everything(ca); // no filter: what the kernel generated
+            std::map<message_key, seen_event> seen_kernel, seen_bpf, seen_all;
+            run(io, [&]() -> asio::awaitable<void> {
+                for (auto* l : {&by_kernel, &by_bpf, &everything}) {
+                    const auto started = co_await start(*l);
+                    REQUIRE_MESSAGE(!started, started.message());
+                }
+                REQUIRE(by_kernel.path() == proc::filter_path::kernel_mask);
+                REQUIRE(by_bpf.path() == proc::filter_path::bpf);
+                // All three past whatever came before the masks were in force.
+                const std::set<pid_t> before = make_events();
+                std::map<message_key, seen_event> ignored;
+                for (auto* l : {&by_kernel, &by_bpf, &everything}) co_await collect(*l, {}, before, ignored);
+                const auto filtered_kernel = by_kernel.stats().filtered;
+                const auto filtered_bpf = by_bpf.stats().filtered;
+                // The events compared, then a second batch that marks their end
+                // (every event of the first batch was queued before it).
+                const std::set<pid_t> ours = make_events();
+                const std::set<pid_t> end = make_events();
+                co_await collect(by_kernel, ours, end, seen_kernel);
+                co_await collect(by_bpf, ours, end, seen_bpf);
+                co_await collect(everything, ours, end, seen_all);
+                // Nothing arrived that a listener had to drop itself (on every
+                // event of the machine, not only ours).
+                CHECK(by_kernel.stats().filtered == filtered_kernel);
+                CHECK(by_bpf.stats().filtered == filtered_bpf);
+                for (auto* l : {&by_kernel, &by_bpf, &everything}) CHECK(l->stats().overruns == 0);
+            });
+            CHECK(!seen_kernel.empty());
+            for (const auto& [k, e] : seen_kernel)
+                CHECK_MESSAGE(seen_bpf.count(k) == 1, "kernel mask delivered, BPF did not: ", e.text);
+            for (const auto& [k, e] : seen_bpf)
+                CHECK_MESSAGE(seen_kernel.count(k) == 1, "BPF delivered, kernel mask did not: ", e.text);
+            // The model against the kernel, event by event.
+            for (const auto& [k, e] : seen_all) {
+                const bool delivered = seen_kernel.count(k) == 1;
+                const bool model = proc::kernel_mask_passes(mask, std::get<0>(k), e.exit_code);
+                CHECK_MESSAGE(model == delivered, "kernel_mask_passes() ", model, ", the kernel delivered ", delivered,
+                              ": ", e.text);
+            }
+        }
     }
 }

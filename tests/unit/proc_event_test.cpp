@@ -10,6 +10,10 @@
 #include <cstddef>
 #include <cstring>
 #include <optional>
+#include <span>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
 #include <string>
 #include <typeinfo>
 #include <variant>
@@ -34,6 +38,23 @@ static_assert(offsetof(::proc_event, event_data.comm.comm) == proc::event_header
 // PROC_EVENT_ALL as the 6.6+ header defines it: the OR of every type bit.
 static_assert(proc::event_type_all_bits == (0x1u | 0x2u | 0x4u | 0x40u | 0x80u | 0x100u | 0x200u |
                                             0x20000000u | 0x40000000u | 0x80000000u));
+
+// The table's sizes are the UAPI union members' sizes (nonzero_exit has no
+// member: it shares exit's).
+static_assert(proc::find_event_type(0)->data_size == sizeof(::proc_event{}.event_data.ack));
+static_assert(proc::find_event_type(0x1)->data_size == sizeof(::proc_event{}.event_data.fork));
+static_assert(proc::find_event_type(0x2)->data_size == sizeof(::proc_event{}.event_data.exec));
+static_assert(proc::find_event_type(0x4)->data_size == sizeof(::proc_event{}.event_data.id));
+static_assert(proc::find_event_type(0x40)->data_size == sizeof(::proc_event{}.event_data.id));
+static_assert(proc::find_event_type(0x80)->data_size == sizeof(::proc_event{}.event_data.sid));
+static_assert(proc::find_event_type(0x100)->data_size == sizeof(::proc_event{}.event_data.ptrace));
+static_assert(proc::find_event_type(0x200)->data_size == sizeof(::proc_event{}.event_data.comm));
+static_assert(proc::find_event_type(0x40000000)->data_size == sizeof(::proc_event{}.event_data.coredump));
+static_assert(proc::find_event_type(0x80000000)->data_size == sizeof(::proc_event{}.event_data.exit));
+static_assert(proc::find_event_type(0x20000000)->data_size == sizeof(::proc_event{}.event_data.exit));
+static_assert(proc::find_event_type(0x400) == nullptr);
+static_assert(proc::min_payload_size(0x400) == proc::event_header_size);
+static_assert(proc::event_types.size() == std::variant_size_v<proc::event_data> - 1);
 
 namespace {
 
@@ -276,11 +297,15 @@ TEST_CASE("proc::to_string and event_type_from_string round-trip") {
     CHECK(proc::to_string(proc::event_type::fork) == "fork");
     CHECK(proc::to_string(proc::event_type::nonzero_exit) == "nonzero_exit");
     CHECK(proc::to_string(static_cast<proc::event_type>(0x12345)) == "unknown");
-    for (const auto& n : proc::detail::filter_names) {
+    int filterable = 0;
+    for (const auto& n : proc::event_types) {
         CAPTURE(n.name);
         CHECK(proc::to_string(n.type) == n.name);
+        if (!n.filterable()) continue;
+        ++filterable;
         CHECK(proc::event_type_from_string(n.name) == n.type);
     }
+    CHECK(filterable == 10);
     CHECK_FALSE(proc::event_type_from_string("ack").has_value());
     CHECK_FALSE(proc::event_type_from_string("Fork").has_value());
     CHECK_FALSE(proc::event_type_from_string("").has_value());
@@ -326,7 +351,8 @@ TEST_CASE("proc::event_mask: names and the kernel's normalisation") {
     CHECK(proc::to_string(proc::event_type::exit | proc::event_type::fork) == "fork,exit");
     CHECK(proc::to_string(proc::event_mask::from_bits(0x401)) == "fork,0x400");
     // Round trip of every single type.
-    for (const auto& n : proc::detail::filter_names) {
+    for (const auto& n : proc::event_types) {
+        if (!n.filterable()) continue;
         cnasio::error_code ec;
         CHECK(proc::parse_event_mask(proc::to_string(proc::event_mask{n.type}), ec) ==
               proc::event_mask{n.type});
@@ -417,5 +443,85 @@ TEST_CASE("proc::event_view: parse() refuses exactly the payloads decode() refus
             CHECK(static_cast<bool>(v) == ok); // a failed parse leaves the view empty
             if (ok && what != 0x400) CHECK(v.get<proc::unknown_event>() == std::nullopt);
         }
+    }
+}
+
+namespace {
+
+// What for_each_field reports, as "name=value" strings.
+struct field_log {
+    std::vector<std::string> entries;
+    template <class V>
+    void operator()(std::string_view name, const V& value) {
+        std::string text;
+        if constexpr (std::is_same_v<V, std::string_view>) {
+            text = std::string(value);
+        } else if constexpr (std::is_same_v<V, std::span<const std::byte>>) {
+            for (auto b : value) text += std::to_string(static_cast<unsigned>(b)) + ".";
+        } else {
+            static_assert(std::is_integral_v<V>);
+            text = std::to_string(value);
+        }
+        entries.push_back(std::string(name) + "=" + text);
+    }
+};
+
+} // namespace
+
+TEST_CASE("proc::for_each_field: every field of the decoded type, in wire order, with the kernel's names") {
+    SUBCASE("fork") {
+        auto ev = header(proc_event::PROC_EVENT_FORK);
+        ev.event_data.fork = {1, 2, 3, 4};
+        field_log log;
+        proc::for_each_field(decode_ok(ev), log);
+        CHECK(log.entries ==
+              std::vector<std::string>{"parent_pid=1", "parent_tgid=2", "child_pid=3", "child_tgid=4"});
+    }
+    SUBCASE("exit: signed exit_signal") {
+        auto ev = header(proc_event::PROC_EVENT_EXIT);
+        ev.event_data.exit = {60, 61, 1792, static_cast<__u32>(-1), 62, 63};
+        field_log log;
+        proc::for_each_field(decode_ok(ev), log);
+        CHECK(log.entries == std::vector<std::string>{"process_pid=60", "process_tgid=61", "exit_code=1792",
+                                                      "exit_signal=-1", "parent_pid=62", "parent_tgid=63"});
+    }
+    SUBCASE("comm: the name as text") {
+        auto ev = header(proc_event::PROC_EVENT_COMM);
+        ev.event_data.comm.process_pid = 40;
+        ev.event_data.comm.process_tgid = 41;
+        std::strcpy(ev.event_data.comm.comm, "bash");
+        field_log log;
+        proc::for_each_field(decode_ok(ev), log);
+        CHECK(log.entries == std::vector<std::string>{"process_pid=40", "process_tgid=41", "comm=bash"});
+    }
+    SUBCASE("ack and uid") {
+        field_log log;
+        proc::for_each_field(proc::ack_event{22}, log);
+        proc::for_each_field(proc::uid_event{10, 11, 1000, 0}, log);
+        CHECK(log.entries == std::vector<std::string>{"err=22", "process_pid=10", "process_tgid=11", "ruid=1000",
+                                                      "euid=0"});
+    }
+    SUBCASE("unknown: what and the bytes kept") {
+        proc::unknown_event u;
+        u.what = 0x400;
+        u.size = 2;
+        u.data[0] = std::byte{7};
+        u.data[1] = std::byte{9};
+        field_log log;
+        proc::for_each_field(proc::event_data{u}, log);
+        CHECK(log.entries == std::vector<std::string>{"what=1024", "data=7.9."});
+    }
+    SUBCASE("every type: one entry per wire field, all of its bytes") {
+        for (const auto& t : proc::event_types) {
+            CAPTURE(t.name);
+            bool visited = proc::visit_event_type(t.what(), [&]<class T>(std::type_identity<T>) {
+                CHECK(T::type == t.type);
+                std::size_t n = 0;
+                proc::for_each_field(T{}, [&](std::string_view, const auto&) { ++n; });
+                CHECK(n == std::tuple_size_v<decltype(T::fields())>);
+            });
+            CHECK(visited);
+        }
+        CHECK_FALSE(proc::visit_event_type(0x400, [](auto) { FAIL("called for an unknown type"); }));
     }
 }

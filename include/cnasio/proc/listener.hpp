@@ -10,30 +10,21 @@
 //         ...
 //     }
 //
-// Starting (the order matters, see KERNEL-FACTS and filter.hpp):
-//  1. join group CN_IDX_PROC first: a LISTEN sent before joining is accepted
-//     but nothing arrives, not even its ack;
-//  2. LISTEN through the request layer, matched on ack + 1 only (the proc
-//     connector overwrites seq with its per-CPU counter). The ack's `err` is
-//     the kernel's answer (EPERM without CAP_NET_ADMIN on kernels before 6.x);
-//     no ack at all means the kernel has no proc connector, or this process is
-//     in a user or pid namespace where the connector ignores it.
-//  Filtering (only when a filter other than "all" is asked for):
-//   - 6.6+ kernels: the 8-byte proc_input LISTEN with mask ALL is sent first,
-//     because only a socket whose mask is exactly ALL sees its own ack; once
-//     acked, the same LISTEN with the real mask follows (no ack can come back:
-//     the mask now hides acks). A second LISTEN on one socket counts once in
-//     the kernel's listener count on these kernels.
-//   - No ack to the 8-byte form within `probe_timeout`: the kernel predates
-//     6.6 (it drops 8-byte requests without counting them). Then a classic
-//     BPF socket filter (filter.hpp) is attached and the 4-byte LISTEN sent.
-//   Either way filtered-out events never reach user space, except in the short
-//   window between the two 8-byte LISTENs: events of other types that arrive
-//   then are dropped here (counted in stats().filtered).
-// Stopping: close() (and the destructor) send IGNORE - the kernel does not
-// decrement its listener count when a socket closes - detach the BPF filter
-// and leave the group. IGNORE is only sent after an acknowledged LISTEN: before
-// 6.6 every IGNORE decrements the count, also one that answers no LISTEN.
+// Starting and stopping follow proc::start_fsm (start_fsm.hpp: the sequence
+// and why): join group CN_IDX_PROC, then LISTEN - with a filter, first the
+// 8-byte proc_input LISTEN with mask ALL (only such a socket sees its own
+// ack), then the real mask one-way (6.6+); no ack to that probe within
+// `probe_timeout` means a kernel before 6.6: a classic BPF socket filter
+// (filter.hpp) and the 4-byte LISTEN. Either way filtered-out events never
+// reach user space, except in the short window between the two 8-byte
+// LISTENs: events of other types that arrive then are dropped here (counted in
+// stats().filtered). This file is the glue that does the machine's actions
+// with the client.
+// Stopping: close() (and the destructor) send IGNORE through the client's
+// send path - the kernel does not decrement its listener count when a socket
+// closes - detach the BPF filter and leave the group. IGNORE is only sent after
+// an acknowledged LISTEN: before 6.6 every IGNORE decrements the count, also one
+// that answers no LISTEN.
 //
 // Loss accounting (loss.hpp): every proc message the socket gets, acks
 // included (ours: the LISTEN's reply; others': delivered or skipped), feeds
@@ -67,6 +58,7 @@
 #include <cnasio/proc/event.hpp>
 #include <cnasio/proc/filter.hpp>
 #include <cnasio/proc/loss.hpp>
+#include <cnasio/proc/start_fsm.hpp>
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/async_result.hpp>
@@ -83,22 +75,6 @@
 #include <vector>
 
 namespace cnasio::proc {
-
-/// How the event-type filter is applied.
-enum class filter_path {
-    none,        ///< no filter: every event type (and exact loss counts)
-    kernel_mask, ///< the 6.6+ proc_input mask (cn_filter() in the kernel)
-    bpf,         ///< a classic BPF socket filter (kernels before 6.6, or forced)
-};
-
-inline const char* to_string(filter_path p) noexcept {
-    switch (p) {
-    case filter_path::none: return "none";
-    case filter_path::kernel_mask: return "kernel_mask";
-    case filter_path::bpf: return "bpf";
-    }
-    return "?";
-}
 
 struct listener_options {
     /// Event types wanted; all() (the default) means no filter.
@@ -136,21 +112,19 @@ namespace detail {
 
 struct listener_state {
     listener_state(client& c, const listener_options& o)
-        : c(&c), options(o), wanted(o.filter.kernel_effective()),
-          loss(wanted.is_all() ? loss_mode::exact : loss_mode::filtered) {}
+        : c(&c), options(o), fsm(start_config{o.filter, o.force_bpf, o.probe_timeout, o.listen_timeout}),
+          wanted(fsm.wanted()), loss(wanted.is_all() ? loss_mode::exact : loss_mode::filtered) {}
 
     client* c;
     listener_options options;
+    start_fsm fsm;
     event_mask wanted;
     subscription sub;
     connector::message msg;
     loss_counter loss;
     listener_stats st;
-    filter_path path = filter_path::none;
-    std::array<std::byte, 8> request_payload{};
     std::optional<event> listen_ack;
     std::optional<event> held; // came with a queue drop: delivered after the overrun report
-    bool started = false, starting = false, listening = false, bpf_attached = false, closed = false;
 
     enum class verdict { deliver, skip, overrun };
 
@@ -198,6 +172,40 @@ struct listener_state {
         st.skipped = loss.skipped();
     }
 
+    // The machine's synchronous actions; each returns the outcome to feed back.
+    start_event join() {
+        subscription_options so;
+        so.queue_limit = options.queue_limit;
+        so.policy = options.policy;
+        error_code ec;
+        sub = c->subscribe(connector_idx, so, ec);
+        return ec ? start_event::failure(ec) : start_event::joined();
+    }
+
+    start_event attach_bpf() {
+        error_code ec;
+        attach_filter(c->socket().native_handle(), wanted, ec);
+        return ec ? start_event::failure(ec) : start_event::attached();
+    }
+
+    // The one teardown: IGNORE through the client's send path, the BPF filter
+    // off, the group left. Best effort: nobody is left to tell of a failure.
+    void teardown(const start_action& a) noexcept {
+        if (a.ignore && c->is_open()) {
+            const auto payload = op_payload(mcast_op::ignore);
+            error_code ignored;
+            try {
+                c->send(connector::proc_id, payload, request_options{}, ignored);
+            } catch (...) {
+            }
+        }
+        if (a.detach_bpf && c->is_open()) {
+            error_code ignored;
+            detach_filter(c->socket().native_handle(), ignored);
+        }
+        if (a.leave) sub = subscription{};
+    }
+
     // A LISTEN request through the client, matched on ack + 1.
     template <class Handler>
     void request(std::span<const std::byte> payload, std::chrono::milliseconds timeout, Handler&& h) {
@@ -207,146 +215,86 @@ struct listener_state {
         c->async_request(connector::proc_id, payload, std::move(ro), std::forward<Handler>(h));
     }
 
-    // The reply to a LISTEN: its err as an error_code; counted like any proc message.
-    error_code take_ack(const connector::message& reply) {
-        error_code ec;
+    // A LISTEN request's outcome as the machine's event; an ack is counted
+    // like any proc message and kept (listen_ack()).
+    start_event request_outcome(error_code ec, const connector::message& reply) {
+        if (ec == error::timeout) return start_event::timeout();
+        if (ec) return start_event::failure(ec);
         event ev = decode(std::span<const std::byte>(reply.payload.data(), reply.payload.size()),
                           message_numbers{reply.seq(), reply.ack()}, ec);
-        if (ec || !ev.is_ack()) return make_error_code(error::proc_events_unsupported);
+        if (ec || !ev.is_ack()) return start_event::failure(make_error_code(error::proc_events_unsupported));
         (void)loss.feed(ev);
         const auto err = std::get<ack_event>(ev.data).err;
         listen_ack = std::move(ev);
-        return err == 0 ? error_code{} : errno_code(static_cast<int>(err));
-    }
-
-    void ignore_now() noexcept {
-        if (!listening || !c->is_open()) return;
-        listening = false;
-        connector::header h;
-        h.id = connector::proc_id;
-        h.nlmsg_pid = c->port_id();
-        const auto payload = op_payload(mcast_op::ignore);
-        error_code ignored;
-        c->socket().send(h, payload, ignored); // best effort: nobody is left to tell
+        return start_event::ack(err);
     }
 
     void close() noexcept {
-        if (closed) return;
-        closed = true;
-        ignore_now();
-        if (bpf_attached && c->is_open()) {
-            error_code ignored;
-            detach_filter(c->socket().native_handle(), ignored);
+        const start_action a = fsm.on(start_event::close());
+        if (a.what == start_action::kind::teardown) {
+            teardown(a);
+            (void)fsm.on(start_event::torn_down()); // a start in flight completes when its operation does
         }
-        bpf_attached = false;
         sub = subscription{};
     }
 };
 
+// Runs start_fsm: does each action, feeds back its outcome.
 struct start_op {
     std::shared_ptr<listener_state> s;
-    enum class step { begin, fail, probe, mask_sent, listen } at = step::begin;
-    error_code failure{};
+    bool posted = false;
+    error_code result{};
 
     template <class Self>
     void operator()(Self& self) {
-        auto& st = *s;
-        if (st.closed) return post_failure(self, error::client_closed);
-        if (st.started || st.starting) return post_failure(self, boost::asio::error::in_progress);
-        st.starting = true;
-        subscription_options so;
-        so.queue_limit = st.options.queue_limit;
-        so.policy = st.options.policy;
-        error_code ec;
-        st.sub = st.c->subscribe(connector_idx, so, ec); // before LISTEN, always
-        if (ec) return post_failure(self, ec);
-        if (st.wanted.is_all()) return listen4(self);
-        if (st.options.force_bpf) return attach_bpf_and_listen(self);
-        at = step::probe;
-        st.request_payload = input_payload(mcast_op::listen, event_mask::all());
-        st.request(st.request_payload, st.options.probe_timeout, std::move(self));
+        run(self, s->fsm.on(start_event::started()), true);
     }
 
-    // After a request: the probe's or the 4-byte LISTEN's ack.
+    // A LISTEN request completed.
     template <class Self>
     void operator()(Self& self, error_code ec, connector::message reply) {
-        auto& st = *s;
-        if (at == step::probe) {
-            if (ec == error::timeout) return attach_bpf_and_listen(self); // before 6.6
-            if (!ec) ec = st.take_ack(reply);
-            if (ec) return done(self, ec);
-            st.listening = true; // counted by the kernel: IGNORE owed from here on
-            at = step::mask_sent;
-            st.request_payload = input_payload(mcast_op::listen, st.wanted);
-            request_options ro;
-            st.c->async_send(connector::proc_id, st.request_payload, ro, std::move(self));
-            return;
-        }
-        // step::listen
-        if (ec == error::timeout) ec = error::proc_events_unsupported;
-        if (!ec) ec = st.take_ack(reply);
-        if (!ec) st.listening = true;
-        done(self, ec);
+        run(self, s->fsm.on(s->request_outcome(ec, reply)), false);
     }
 
-    // After the masked LISTEN was sent, or a posted failure.
+    // The one-way LISTEN was sent, or the posted completion.
     template <class Self>
     void operator()(Self& self, error_code ec) {
-        if (at == step::fail) return done(self, failure);
-        if (!ec) s->path = filter_path::kernel_mask;
-        done(self, ec);
+        if (posted) return self.complete(result);
+        run(self, s->fsm.on(ec ? start_event::failure(ec) : start_event::sent()), false);
     }
 
 private:
     template <class Self>
-    void listen4(Self& self) {
-        at = step::listen;
+    void run(Self& self, start_action a, bool initiating) {
+        using K = start_action::kind;
         auto& st = *s;
-        const auto p = op_payload(mcast_op::listen);
-        std::copy(p.begin(), p.end(), st.request_payload.begin());
-        st.request(std::span<const std::byte>(st.request_payload.data(), p.size()), st.options.listen_timeout,
-                   std::move(self));
-    }
-
-    template <class Self>
-    void attach_bpf_and_listen(Self& self) {
-        auto& st = *s;
-        error_code ec;
-        attach_filter(st.c->socket().native_handle(), st.wanted, ec);
-        if (ec) return done(self, ec);
-        st.bpf_attached = true;
-        st.path = filter_path::bpf;
-        listen4(self);
-    }
-
-    template <class Self>
-    void post_failure(Self& self, error_code ec) {
-        at = step::fail;
-        failure = ec;
-        auto ex = s->c->get_executor();
-        boost::asio::post(ex, boost::asio::append(std::move(self), error_code{}));
-    }
-
-    template <class Self>
-    void done(Self& self, error_code ec) {
-        auto& st = *s;
-        if (at != step::fail || failure != boost::asio::error::in_progress) {
-            st.starting = false;
-            if (ec) {
-                // Undo what this attempt set up; the listener can be closed or destroyed.
-                st.ignore_now();
-                if (st.bpf_attached && st.c->is_open()) {
-                    error_code ignored;
-                    detach_filter(st.c->socket().native_handle(), ignored);
-                }
-                st.bpf_attached = false;
-                st.path = filter_path::none;
-                st.sub = subscription{};
-            } else {
-                st.started = true;
+        for (;;) {
+            switch (a.what) {
+            case K::join: a = st.fsm.on(st.join()); break;
+            case K::attach_bpf: a = st.fsm.on(st.attach_bpf()); break;
+            case K::teardown:
+                st.teardown(a);
+                a = st.fsm.on(start_event::torn_down());
+                break;
+            case K::request: st.request(a.payload, a.timeout, std::move(self)); return;
+            case K::send: st.c->async_send(connector::proc_id, a.payload, request_options{}, std::move(self)); return;
+            case K::done: return finish(self, a.ec, initiating);
+            case K::none:
+                // Not reached: every outcome of this operation's actions leads
+                // to another action or to done. Never leave the caller waiting.
+                return finish(self, detail::operation_aborted(), initiating);
             }
         }
-        self.complete(ec);
+    }
+
+    template <class Self>
+    void finish(Self& self, error_code ec, bool initiating) {
+        if (!initiating) return self.complete(ec);
+        // Complete outside the initiating function.
+        posted = true;
+        result = ec;
+        auto ex = s->c->get_executor();
+        boost::asio::post(ex, boost::asio::append(std::move(self), error_code{}));
     }
 };
 
@@ -359,7 +307,7 @@ struct receive_op {
     void operator()(Self& self) {
         auto& st = *s;
         started = true;
-        if (st.closed || !st.started || st.held) {
+        if (st.fsm.closed() || !st.fsm.running() || st.held) {
             // Complete outside the initiating function.
             auto ex = st.c->get_executor();
             boost::asio::post(ex, boost::asio::append(std::move(self), error_code{}));
@@ -371,8 +319,8 @@ struct receive_op {
     template <class Self>
     void operator()(Self& self, error_code ec) {
         auto& st = *s;
-        if (st.closed) return self.complete(make_error_code(error::client_closed));
-        if (!st.started) return self.complete(boost::asio::error::not_connected);
+        if (st.fsm.closed()) return self.complete(make_error_code(error::client_closed));
+        if (!st.fsm.running()) return self.complete(boost::asio::error::not_connected);
         if (st.held) { // the event behind the previous overrun report
             ++st.st.events;
             *out = std::move(*st.held);
@@ -427,7 +375,9 @@ public:
     ///   (open the client with client_options::netns);
     /// - error::proc_events_unsupported: no ack (no CONFIG_PROC_EVENTS, or a
     ///   user/pid namespace where the connector ignores requests);
-    /// - operation_aborted (client closed), in_progress (started already).
+    /// - operation_aborted: the client was closed, or close() was called
+    ///   during the start; error::client_closed: the listener was closed
+    ///   before; in_progress: started already (or starting).
     template <class CompletionToken>
     auto async_start(CompletionToken&& token) {
         return boost::asio::async_compose<CompletionToken, void(error_code)>(detail::start_op{s_}, token,
@@ -456,10 +406,11 @@ public:
         if (s_) s_->close();
     }
 
-    filter_path path() const noexcept { return s_->path; }
+    filter_path path() const noexcept { return s_->fsm.path(); }
     /// The filter in force, as the kernel reads it (all(): none).
     event_mask filter() const noexcept { return s_->wanted; }
-    bool listening() const noexcept { return s_->listening; }
+    /// An acknowledged LISTEN that close() has not answered with IGNORE yet.
+    bool listening() const noexcept { return s_->fsm.listening(); }
     /// Counters (lost and skipped as the loss counter has them now).
     listener_stats stats() const noexcept {
         s_->refresh_stats();
