@@ -1,7 +1,7 @@
 // The proc listener's start and stop sequence as a sans-IO state machine:
 // events in, actions out, no socket and no Asio. proc::listener runs it.
 //
-// Start (why each step: KERNEL-FACTS and filter.hpp):
+// Start (why each step: filter.hpp and docs/kernel-compat.md):
 //   join group CN_IDX_PROC (a LISTEN sent before joining gets nothing back);
 //   no filter:   LISTEN (4-byte op) as a request                -> ack -> running, path none
 //   filter:      LISTEN (8-byte proc_input, mask ALL) as a request ("the probe"):
