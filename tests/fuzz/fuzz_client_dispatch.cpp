@@ -237,11 +237,8 @@ struct harness {
 
     // -- requests --
 
-    request_model* pick_request(std::size_t pick, bool pending_only) {
-        std::vector<request_model*> v;
-        for (auto& r : requests)
-            if (!pending_only || r.state == req_state::pending) v.push_back(&r);
-        return v.empty() ? nullptr : v[pick % v.size()];
+    request_model* pick_request(std::size_t pick) {
+        return requests.empty() ? nullptr : &requests[pick % requests.size()];
     }
 
     void end_request(request_model& r, req_state how, error_code ec, const message_view* reply = nullptr) {
@@ -291,7 +288,7 @@ struct harness {
     }
 
     void send_failed(fuzz::input& in) {
-        request_model* r = pick_request(in.take<std::uint8_t>(), false);
+        request_model* r = pick_request(in.take<std::uint8_t>());
         if (!r) return;
         const error_code ec = errno_code(EAGAIN);
         if (r->state == req_state::pending) end_request(*r, req_state::expired, ec);
@@ -299,7 +296,7 @@ struct harness {
     }
 
     void cancel_request(fuzz::input& in) {
-        request_model* r = pick_request(in.take<std::uint8_t>(), false); // an ended one: a stale ticket
+        request_model* r = pick_request(in.take<std::uint8_t>()); // an ended one: a stale ticket
         if (!r) return;
         if (r->state == req_state::pending) end_request(*r, req_state::expired, detail::aborted_error());
         core->cancel_request(r->ticket);
@@ -331,10 +328,12 @@ struct harness {
 
     // The index of an active subscriber, or -1.
     int pick_index(std::size_t pick) {
-        std::vector<int> v;
-        for (std::size_t i = 0; i < subscribers.size(); ++i)
-            if (subscribers[i].active) v.push_back(static_cast<int>(i));
-        return v.empty() ? -1 : v[pick % v.size()];
+        std::size_t n = 0;
+        for (const auto& s : subscribers) n += s.active;
+        if (n == 0) return -1;
+        pick %= n;
+        for (std::size_t i = 0;; ++i)
+            if (subscribers[i].active && pick-- == 0) return static_cast<int>(i);
     }
     subscriber_model* pick_subscriber(std::size_t pick) {
         const int i = pick_index(pick);
