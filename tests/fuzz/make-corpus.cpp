@@ -5,7 +5,7 @@
 // Every datagram is written byte by byte here, not with cnasio's
 // build_datagram, so that the seeds do not inherit a bug of the code they
 // test. Each file starts with the prefix its target reads first (see the
-// target's comment): the MSG_TRUNC flag, the mode byte, or the op script.
+// target's comment): the MSG_TRUNC flag, the mode byte, the settings, or the op script.
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
