@@ -1,34 +1,48 @@
-// Fuzz target: the client's receive dispatch, with requests pending and
-// subscribers waiting.
+// Fuzz target: the client's protocol logic, detail::client_core, driven
+// through its public interface only: no socket, no io_context, no Asio. Op
+// ids are plain integers; time is a steady_clock time_point the script moves
+// forward.
 //
-// The input is a script of operations on the client's state object (the one
-// `cnasio::client` keeps behind its socket): register a request (any match
-// mode, reply or into-handler), cancel one, let timeouts fire, add, remove or
-// cancel subscribers, start receives, signal an overrun, and hand it received
-// datagrams - raw bytes, or messages built to answer a pending request - with a
-// fuzzed sender port id and group mask. `client_state::dispatch` is the entry
-// the receive loop calls for every datagram it reads, so nothing is skipped but
-// the recvmsg() itself.
+// The input: a prefix of settings (seed, default timeout, whether the byte
+// budgets can bind), then a script of operations (op byte % 16, see
+// LLVMFuzzerTestOneInput): start a request (any match mode, reply in the
+// completion or into a message, a payload size that may be too large), fail
+// its send, cancel one (also an ended one: a stale ticket), a read error,
+// advance the clock and run the timer, subscribe (any group, id filter, queue
+// and byte limits, policy), unsubscribe, start, cancel (by current or stale
+// number) or try a receive (one message, into a message, or a batch), an
+// overrun, a datagram - raw bytes, or messages built to answer a request -
+// from a fuzzed sender port id through a fuzzed group, admit a port, a
+// completion from the glue, and close().
 //
-// A small model of the documented behaviour runs alongside, and after every
-// operation (and after the posted completions have run) it is checked that:
-// - nothing from a port id other than 0 and the admitted one reaches a request
-//   or a subscriber, whatever its headers claim; each of its messages counts
-//   as rejected;
+// A model of the documented behaviour runs alongside, and after every
+// operation every completion is popped and it is checked that:
+// - nothing from a port id other than 0 and the admitted ones reaches a
+//   request or a subscriber, whatever its headers claim; each of its messages
+//   counts as rejected;
 // - every message counts in exactly one of replies, unsolicited, late,
 //   duplicate, rejected, malformed, and each count is the model's;
 // - a request completes once, with the reply the model picked (seq/ack+1,
-//   ack only, or the custom predicate; duplicates and late replies dropped);
+//   ack only, or the custom predicate; duplicates and late replies dropped),
+//   or with its timeout / send error / read error / operation_aborted;
 // - each subscriber gets the messages of its group and id, in order, its queue
-//   bounded by its limit, drops counted by its policy, overruns signalled once;
-// - close() ends everything with operation_aborted, and afterwards nothing
-//   holds the state (no handler, no cycle: LeakSanitizer checks the rest).
-#include <cnasio/client.hpp>
+//   bounded by its limit, drops counted by its policy, overruns signalled once.
+//   When the byte limits can bind (a per-subscription byte_limit or the
+//   client's subscription_bytes small enough), which messages a full queue
+//   drops depends on the storage the queue's slots hold, so the model checks
+//   less there: what a subscriber gets is a subsequence of what it was
+//   offered, delivered = received + dropped + queued, a waiting receive gets
+//   the first message offered, the per-queue and client byte bounds hold;
+// - wants_read(), next_deadline(), pending_requests() agree with the model;
+// - close() ends everything with operation_aborted (detail::aborted_error()),
+//   later requests, subscriptions and receives fail with client_closed;
+// - every op id started completes exactly once, at the event the model says.
+#include <cnasio/detail/client_core.hpp>
 
 #include "fuzz_check.hpp"
 
-#include <boost/asio/io_context.hpp>
-
+#include <algorithm>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <memory>
@@ -38,6 +52,10 @@
 using namespace cnasio;
 using connector::message;
 using connector::message_view;
+using detail::client_core;
+using detail::op_id;
+using detail::subscription_ref;
+using clock_type = client_core::clock;
 
 namespace {
 
@@ -50,63 +68,84 @@ bool same(const message& a, const message_view& b) {
            x.nlmsg_flags == y.nlmsg_flags && x.nlmsg_seq == y.nlmsg_seq && x.nlmsg_pid == y.nlmsg_pid &&
            fuzz::same_bytes(a.payload, b.payload);
 }
+bool same(const message& a, const message& b) { return same(a, b.view()); }
 
-struct completion {
-    error_code ec;
-    std::optional<message> m; // set when a message is expected / was handed over
-};
-
-bool same(const completion& a, const completion& b) {
-    if (a.ec != b.ec || a.m.has_value() != b.m.has_value()) return false;
-    return !a.m || same(*a.m, b.m->view());
+bool custom_accepts(std::uint8_t key, const message_view& m) {
+    return !m.payload.empty() && static_cast<std::uint8_t>(m.payload[0]) == key;
 }
+
+// ---- operations and what they must complete with ----
+
+enum class target_kind { value, into, batch };
+
+struct op_record {
+    bool expected = false; // the model says it has completed
+    bool done = false;     // the core handed out its completion
+    error_code ec;
+    // A request's reply, or the messages of a receive the model knows exactly.
+    std::vector<message> messages;
+    // A receive whose messages the model cannot name (byte limits bind): this
+    // many, each the next in the subscriber's offered sequence.
+    int from_sub = -1;
+    std::size_t count = 0;
+    target_kind kind = target_kind::value;
+    std::unique_ptr<message> into;                   // target_kind::into
+    std::unique_ptr<std::vector<message>> batch;     // target_kind::batch
+};
 
 // ---- requests ----
 
 enum class req_state { pending, replied, expired };
 
 struct request_model {
+    op_id op = 0;
+    client_core::ticket ticket{};
     std::uint32_t seq = 0, ack = 0;
     match mode = match::seq_and_ack;
-    std::uint8_t key = 0;       // match::custom: replies whose payload starts with this byte
-    bool expires_now = false;   // deadline already passed: the next timer run ends it
-    bool into = false;          // completes through the into-handler form
+    std::uint8_t key = 0; // match::custom: replies whose payload starts with this byte
+    clock_type::time_point deadline{};
     req_state state = req_state::pending;
-    detail::client_state::table::ticket ticket;
-    std::unique_ptr<message> into_storage = std::make_unique<message>();
-    std::optional<completion> expected;
-    std::vector<completion> got;
 };
-
-bool custom_accepts(std::uint8_t key, const message_view& m) {
-    return !m.payload.empty() && static_cast<std::uint8_t>(m.payload[0]) == key;
-}
 
 // ---- subscribers ----
 
 struct subscriber_model {
-    std::shared_ptr<detail::subscriber> sub;
+    subscription_ref ref{};
     unsigned group = 0;
     connector::id only{};
     std::size_t limit = 1;
+    std::size_t byte_limit = 0;
     overflow_policy policy = overflow_policy::drop_oldest;
+    bool exact = true;      // no byte limit can bind: the model knows the queue exactly
     bool active = true;
     bool waiting = false;
+    op_id waiter = 0;
+    std::size_t batch_max = 0; // of the waiting receive, 0: not a batch
+    std::uint64_t receive_number = 0;
     bool overrun_pending = false;
-    std::deque<message> queue;
-    subscription_stats stats;
-    std::deque<completion> expected;
-    std::vector<completion> got;
+    std::deque<message> queue;   // exact: the queue; else the messages offered and not yet known gone
+    std::uint64_t handed = 0;    // messages handed out (not exact: delivered = handed + dropped + queued)
+    subscription_stats stats;    // delivered, and (exact) dropped, overruns
 
     bool accepts(const message_view& m) const { return (only.idx == 0 && only.val == 0) || m.id() == only; }
 };
 
 struct harness {
-    boost::asio::io_context io;
-    std::shared_ptr<detail::client_state> st;
+    std::unique_ptr<client_core> core;
+    clock_type::time_point now = clock_type::time_point(std::chrono::hours(1));
+    std::chrono::milliseconds default_timeout{1000};
+    std::size_t budget = 0;            // core_options::subscription_bytes
+    bool tight = false;                // byte limits may bind
+    std::vector<std::uint32_t> admitted{admitted_port};
+    std::vector<op_record> ops;        // by op id
+    std::size_t expected_open = 0;     // ops the model says completed, not yet popped
     std::deque<request_model> requests;
     std::deque<subscriber_model> subscribers;
-    client_stats stats; // what the model expects
+    client_stats stats;                // what the model expects
+    bool closed = false;
+    std::size_t max_payload_seen = 0;  // no payload storage in a queue is larger
+    std::uint32_t last_seq = 0;
+    std::uint32_t port_id = 0;         // ours, written into nlmsg_pid
     // Ended requests by expected ack (ack + 1): the last one to end wins.
     struct memory {
         std::uint32_t seq;
@@ -115,32 +154,388 @@ struct harness {
     };
     std::map<std::uint32_t, memory> recent;
 
-    harness() {
-        client_options o;
-        o.admitted_ports = {admitted_port};
-        st = std::make_shared<detail::client_state>(io.get_executor(), std::move(o));
+    explicit harness(fuzz::input& in) {
+        const auto seed = in.take<std::uint64_t>();
+        default_timeout = std::chrono::milliseconds(1 + in.take<std::uint8_t>() * 8);
+        const auto settings = in.take<std::uint8_t>();
+        tight = (settings & 1u) != 0;
+        port_id = settings >> 1u;
+        budget = tight ? std::size_t{in.take<std::uint16_t>()} % 4096 : std::size_t{64} << 20;
+        ops.reserve(256);
+        core = std::make_unique<client_core>(
+            detail::core_options{.default_timeout = default_timeout, .admitted_ports = admitted, .subscription_bytes = budget},
+            seed, port_id);
     }
 
-    void run_completions() {
-        io.restart();
-        io.poll();
+    // -- completions --
+
+    op_id new_op(target_kind kind = target_kind::value) {
+        op_record& r = ops.emplace_back();
+        r.kind = kind;
+        if (kind == target_kind::into) r.into = std::make_unique<message>();
+        if (kind == target_kind::batch) r.batch = std::make_unique<std::vector<message>>();
+        return static_cast<op_id>(ops.size() - 1);
     }
 
-    // -- model operations --
-
-    request_model* pending_request(std::size_t pick) {
-        std::vector<request_model*> live;
-        for (auto& r : requests)
-            if (r.state == req_state::pending) live.push_back(&r);
-        return live.empty() ? nullptr : live[pick % live.size()];
+    op_record& expect(op_id op, error_code ec) {
+        op_record& r = ops.at(op);
+        FUZZ_CHECK(!r.expected); // the model never ends an operation twice
+        r.expected = true;
+        r.ec = ec;
+        ++expected_open;
+        return r;
     }
 
-    void end_request(request_model& r, req_state how, completion c) {
+    // Takes the next message of subscriber s's offered sequence that equals m.
+    void take_offered(subscriber_model& s, const message& m) {
+        FUZZ_CHECK(!s.exact);
+        bool found = false; // else: a message it was not offered, or out of order
+        while (!found && !s.queue.empty()) {
+            found = same(s.queue.front(), m);
+            s.queue.pop_front();
+        }
+        FUZZ_CHECK(found);
+    }
+
+    void pop_completions() {
+        detail::completion c;
+        while (core->pop_completion(c)) {
+            FUZZ_CHECK(c.op < ops.size());
+            op_record& r = ops[c.op];
+            FUZZ_CHECK(!r.done);      // exactly once
+            FUZZ_CHECK(r.expected);   // not before the model says
+            r.done = true;
+            --expected_open;
+            FUZZ_CHECK(c.ec == r.ec);
+            const std::vector<message>* got_batch = r.batch.get();
+            if (r.from_sub >= 0) {
+                subscriber_model& s = subscribers[static_cast<std::size_t>(r.from_sub)];
+                if (r.kind == target_kind::batch) {
+                    FUZZ_CHECK(c.count == r.count && got_batch->size() >= c.count);
+                    for (std::size_t i = 0; i < c.count; ++i) take_offered(s, (*got_batch)[i]);
+                } else {
+                    FUZZ_CHECK(r.count == 1);
+                    take_offered(s, r.kind == target_kind::into ? *r.into : c.message);
+                }
+                continue;
+            }
+            if (r.kind == target_kind::batch && !r.ec) {
+                FUZZ_CHECK(c.count == r.messages.size() && got_batch->size() >= c.count);
+                for (std::size_t i = 0; i < c.count; ++i) FUZZ_CHECK(same((*got_batch)[i], r.messages[i]));
+            } else if (!r.messages.empty()) {
+                FUZZ_CHECK(r.messages.size() == 1);
+                FUZZ_CHECK(same(r.kind == target_kind::into ? *r.into : c.message, r.messages[0]));
+                if (r.kind == target_kind::into) FUZZ_CHECK(c.message.payload.empty() && c.message.header.seq == 0);
+            } else {
+                FUZZ_CHECK(c.message.payload.empty() && c.count == 0);
+            }
+        }
+        // Nothing the model ended is missing; with the checks above, every
+        // operation has completed exactly when the model says.
+        FUZZ_CHECK(expected_open == 0);
+    }
+
+    // -- requests --
+
+    request_model* pick_request(std::size_t pick) {
+        return requests.empty() ? nullptr : &requests[pick % requests.size()];
+    }
+
+    void end_request(request_model& r, req_state how, error_code ec, const message_view* reply = nullptr) {
         FUZZ_CHECK(r.state == req_state::pending);
         r.state = how;
-        r.expected = std::move(c);
+        op_record& o = expect(r.op, ec);
+        if (reply) o.messages.emplace_back(*reply);
         if (r.mode != match::custom) recent.insert_or_assign(r.ack + 1u, memory{r.seq, r.mode, how});
     }
+
+    void start_request(fuzz::input& in) {
+        if (requests.size() >= 64) return; // keeps the memory of ended requests far below its limit
+        const auto how = in.take<std::uint8_t>();
+        const auto key = in.take<std::uint8_t>();
+        const auto timeout_pick = in.take<std::uint8_t>();
+        request_options ro;
+        ro.match = how % 3 == 0 ? match::seq_and_ack : how % 3 == 1 ? match::ack_only : match::custom;
+        ro.timeout = std::chrono::milliseconds(timeout_pick % 4 == 0 ? 0 : timeout_pick * 4);
+        ro.port_id = (how & 0x80u) ? admitted_port : 0;
+        ro.flags = key;
+        if (ro.match == match::custom) ro.matcher = [key](const message_view& m) { return custom_accepts(key, m); };
+        const bool into = (how & 0x10u) != 0;
+        const std::size_t payload = (how & 0x60u) == 0x60u ? connector::max_payload + (key & 1u) : key;
+        const op_id op = new_op(into ? target_kind::into : target_kind::value);
+        const connector::id id{how % 5u, 1};
+        const auto r = core->start_request(op, id, payload, ro, now, into ? ops[op].into.get() : nullptr);
+        if (closed || payload > connector::max_payload) {
+            FUZZ_CHECK(!r.send);
+            expect(op, closed ? make_error_code(error::client_closed) : make_error_code(error::payload_too_large));
+            return;
+        }
+        FUZZ_CHECK(r.send);
+        FUZZ_CHECK(r.port_id == ro.port_id && r.header.id == id && r.header.flags == ro.flags);
+        FUZZ_CHECK(r.header.nlmsg_pid == port_id);
+        FUZZ_CHECK(r.header.nlmsg_seq == r.header.seq && r.header.seq == last_seq + 1);
+        last_seq = r.header.seq;
+        for (auto& o : requests) // no two pending requests expect one ack
+            if (o.state == req_state::pending && o.mode != match::custom) FUZZ_CHECK(o.ack != r.header.ack);
+        request_model& m = requests.emplace_back();
+        m.op = op;
+        m.ticket = r.t;
+        m.seq = r.header.seq;
+        m.ack = r.header.ack;
+        m.mode = ro.match;
+        m.key = key;
+        m.deadline = now + (ro.timeout.count() > 0 ? ro.timeout : default_timeout);
+    }
+
+    void send_failed(fuzz::input& in) {
+        request_model* r = pick_request(in.take<std::uint8_t>());
+        if (!r) return;
+        const error_code ec = errno_code(EAGAIN);
+        if (r->state == req_state::pending) end_request(*r, req_state::expired, ec);
+        core->send_failed(r->ticket, ec);
+    }
+
+    void cancel_request(fuzz::input& in) {
+        request_model* r = pick_request(in.take<std::uint8_t>()); // an ended one: a stale ticket
+        if (!r) return;
+        if (r->state == req_state::pending) end_request(*r, req_state::expired, detail::aborted_error());
+        core->cancel_request(r->ticket);
+    }
+
+    void read_error() {
+        if (closed) return; // nothing is read after close()
+        const error_code ec = errno_code(EBADF);
+        for (auto& r : requests)
+            if (r.state == req_state::pending) end_request(r, req_state::expired, ec);
+        core->on_read_error(ec);
+    }
+
+    void timer(fuzz::input& in) {
+        const auto step = in.take<std::uint8_t>();
+        now += std::chrono::milliseconds((step & 0x7fu) * 16);
+        if (step & 0x80u) return; // time passes, no timer runs
+        std::vector<request_model*> due;
+        for (auto& r : requests)
+            if (r.state == req_state::pending && r.deadline <= now) due.push_back(&r);
+        for (auto* r : due) {
+            ++stats.timeouts;
+            end_request(*r, req_state::expired, make_error_code(error::timeout));
+        }
+        core->on_timer(now);
+    }
+
+    // -- subscribers --
+
+    // The index of an active subscriber, or -1.
+    int pick_index(std::size_t pick) {
+        std::size_t n = 0;
+        for (const auto& s : subscribers) n += s.active;
+        if (n == 0) return -1;
+        pick %= n;
+        for (std::size_t i = 0;; ++i)
+            if (subscribers[i].active && pick-- == 0) return static_cast<int>(i);
+    }
+    subscriber_model* pick_subscriber(std::size_t pick) {
+        const int i = pick_index(pick);
+        return i < 0 ? nullptr : &subscribers[static_cast<std::size_t>(i)];
+    }
+
+    std::size_t members(unsigned group) const {
+        std::size_t n = 0;
+        for (auto& s : subscribers) n += s.active && s.group == group;
+        return n;
+    }
+
+    void subscribe(fuzz::input& in) {
+        if (subscribers.size() >= 16) return;
+        const auto group_pick = in.take<std::uint8_t>();
+        const unsigned group = (group_pick & 0x80u) ? group_pick & 0x7fu : group_pick % 4u; // few: they collide
+        const auto id_pick = in.take<std::uint8_t>();
+        subscription_options o;
+        o.only_id = id_pick % 3 == 0 ? connector::id{} : connector::id{id_pick % 3u, 1};
+        o.queue_limit = in.take<std::uint8_t>() % 6; // 0 means 1
+        const auto flags = in.take<std::uint8_t>();
+        o.policy = (flags & 1u) ? overflow_policy::drop_newest : overflow_policy::drop_oldest;
+        const bool tight_bytes = (flags & 2u) != 0;
+        if (tight_bytes) o.byte_limit = std::size_t{in.take<std::uint8_t>()} * 8;
+        const auto r = core->subscribe(group, o);
+        if (closed || group > detail::fanout<int>::max_group) {
+            FUZZ_CHECK(r.ec == (closed ? make_error_code(error::client_closed) : make_error_code(error::invalid_group)));
+            FUZZ_CHECK(!r.join);
+            return;
+        }
+        FUZZ_CHECK(!r.ec);
+        FUZZ_CHECK(r.join == (group != 0 && members(group) == 0));
+        if (r.join && (flags & 4u)) { // the glue could not join the group
+            core->subscribe_failed(r.sub);
+            FUZZ_CHECK(core->subscription_statistics(r.sub).delivered == 0 && !core->is_waiting(r.sub));
+            return;
+        }
+        subscriber_model& s = subscribers.emplace_back();
+        s.ref = r.sub;
+        s.group = group;
+        s.only = o.only_id;
+        s.limit = o.queue_limit == 0 ? 1 : o.queue_limit;
+        s.byte_limit = o.byte_limit;
+        s.policy = o.policy;
+        s.exact = !tight && !tight_bytes;
+    }
+
+    void model_abort_wait(subscriber_model& s) {
+        if (!s.waiting) return;
+        s.waiting = false;
+        ++s.receive_number;
+        expect(s.waiter, detail::aborted_error());
+    }
+
+    void unsubscribe(fuzz::input& in) {
+        const auto pick = in.take<std::uint8_t>();
+        subscriber_model* s = nullptr;
+        if (pick & 0x80u) { // a removed one: a stale reference
+            for (auto& o : subscribers)
+                if (!o.active) s = &o;
+            if (s) FUZZ_CHECK(!core->unsubscribe(s->ref));
+            return;
+        }
+        s = pick_subscriber(pick);
+        if (!s) return;
+        model_abort_wait(*s);
+        s->active = false;
+        const bool leave = core->unsubscribe(s->ref);
+        FUZZ_CHECK(leave == (!closed && s->group != 0 && members(s->group) == 0));
+    }
+
+    // Hands s's queued messages to a receive that takes up to `max` of them.
+    void model_take(subscriber_model& s, op_record& o, std::size_t max, std::size_t core_queued, int index) {
+        if (s.exact) {
+            FUZZ_CHECK(core_queued == s.queue.size());
+            while (o.messages.size() < max && !s.queue.empty()) {
+                o.messages.push_back(std::move(s.queue.front()));
+                s.queue.pop_front();
+            }
+            s.handed += o.messages.size();
+        } else {
+            o.from_sub = index;
+            o.count = std::min(max, core_queued);
+            s.handed += o.count;
+        }
+    }
+
+    // A receive of s is waiting; it completes if something is there.
+    void model_serve(subscriber_model& s, std::size_t core_queued, int index) {
+        if (!s.waiting) return;
+        if (s.overrun_pending) {
+            s.overrun_pending = false;
+            s.waiting = false;
+            ++s.receive_number;
+            expect(s.waiter, make_error_code(error::overrun));
+            return;
+        }
+        if (core_queued == 0) return;
+        s.waiting = false;
+        ++s.receive_number;
+        model_take(s, expect(s.waiter, {}), s.batch_max == 0 ? 1 : s.batch_max, core_queued, index);
+    }
+
+    void receive(fuzz::input& in) {
+        const int index = pick_index(in.take<std::uint8_t>());
+        subscriber_model* sp = index < 0 ? nullptr : &subscribers[static_cast<std::size_t>(index)];
+        const auto how = in.take<std::uint8_t>();
+        const auto kind = how % 3 == 0 ? target_kind::value : how % 3 == 1 ? target_kind::into : target_kind::batch;
+        const op_id op = new_op(kind);
+        if (!sp) { // a removed subscription, or none ever
+            for (auto& o : subscribers)
+                if (!o.active) sp = &o;
+            detail::receive_target t;
+            core->start_receive(sp ? sp->ref : subscription_ref{99, 0}, op, t);
+            expect(op, make_error_code(error::client_closed));
+            return;
+        }
+        subscriber_model& s = *sp;
+        detail::receive_target t;
+        const std::size_t batch_max = (how >> 2) % 5; // 0 means 1
+        if (kind == target_kind::into) t.into = ops[op].into.get();
+        if (kind == target_kind::batch) {
+            t.batch = ops[op].batch.get();
+            t.batch_max = batch_max;
+        }
+        const std::size_t queued = core->queued(s.ref);
+        core->start_receive(s.ref, op, t);
+        if (closed) {
+            expect(op, make_error_code(error::client_closed));
+        } else if (s.waiting) {
+            expect(op, detail::in_progress_error());
+        } else {
+            s.waiting = true;
+            s.waiter = op;
+            s.batch_max = kind == target_kind::batch ? (batch_max == 0 ? 1 : batch_max) : 0;
+            model_serve(s, queued, index);
+        }
+        FUZZ_CHECK(core->receive_waits(s.ref, s.waiter) == s.waiting);
+    }
+
+    void cancel_receive(fuzz::input& in) {
+        subscriber_model* s = pick_subscriber(in.take<std::uint8_t>());
+        const auto how = in.take<std::uint8_t>();
+        if (!s) return;
+        const std::uint64_t number = s->receive_number;
+        FUZZ_CHECK(core->receive_number(s->ref) == number);
+        switch (how % 3) {
+        case 0: // by the number of the receive in progress
+            model_abort_wait(*s);
+            core->cancel_receive(s->ref, number);
+            break;
+        case 1: // a stale number: nothing
+            core->cancel_receive(s->ref, number - 1);
+            break;
+        default:
+            model_abort_wait(*s);
+            core->cancel_receive(s->ref);
+            break;
+        }
+    }
+
+    void try_receive(fuzz::input& in) {
+        subscriber_model* s = pick_subscriber(in.take<std::uint8_t>());
+        if (!s) return;
+        const std::size_t queued = core->queued(s->ref);
+        message out;
+        error_code ec;
+        const bool got = core->try_receive(s->ref, out, ec);
+        if (s->waiting) {
+            FUZZ_CHECK(!got);
+            return;
+        }
+        if (s->overrun_pending) {
+            s->overrun_pending = false;
+            FUZZ_CHECK(got && ec == error::overrun);
+            return;
+        }
+        FUZZ_CHECK(!ec && got == (queued > 0));
+        if (!got) return;
+        ++s->handed;
+        if (s->exact) {
+            FUZZ_CHECK(!s->queue.empty() && same(out, s->queue.front()));
+            s->queue.pop_front();
+        } else {
+            take_offered(*s, out);
+        }
+    }
+
+    void overrun() {
+        if (closed) return; // nothing is read after close()
+        ++stats.overruns;
+        for (std::size_t i = 0; i < subscribers.size(); ++i) {
+            subscriber_model& s = subscribers[i];
+            if (!s.active) continue;
+            s.overrun_pending = true;
+            ++s.stats.overruns;
+            model_serve(s, core->queued(s.ref), static_cast<int>(i));
+        }
+        core->on_overrun();
+    }
+
+    // -- what was read --
 
     // The model's verdict for one good message from a trusted sender.
     void model_deliver(const message_view& m, unsigned group) {
@@ -148,7 +543,7 @@ struct harness {
             if (r.state != req_state::pending || r.mode == match::custom || r.ack + 1u != m.ack()) continue;
             if (r.mode == match::ack_only || r.seq == m.seq()) {
                 ++stats.replies;
-                end_request(r, req_state::replied, {{}, message(m)});
+                end_request(r, req_state::replied, {}, &m);
                 return;
             }
             break; // one pending request per expected ack
@@ -156,7 +551,7 @@ struct harness {
         for (auto& r : requests) {
             if (r.state == req_state::pending && r.mode == match::custom && custom_accepts(r.key, m)) {
                 ++stats.replies;
-                end_request(r, req_state::replied, {{}, message(m)});
+                end_request(r, req_state::replied, {}, &m);
                 return;
             }
         }
@@ -172,10 +567,19 @@ struct harness {
         }
         ++stats.unsolicited;
         std::size_t n = 0;
-        for (auto& s : subscribers) {
+        for (std::size_t i = 0; i < subscribers.size(); ++i) {
+            subscriber_model& s = subscribers[i];
             if (!s.active || s.group != group || !s.accepts(m)) continue;
             ++n;
             ++s.stats.delivered;
+            max_payload_seen = std::max(max_payload_seen, m.payload.size());
+            if (!s.exact) {
+                // A waiting receive means an empty queue, and an empty queue takes any message.
+                if (s.waiting) s.queue.clear();
+                s.queue.emplace_back(m);
+                if (s.waiting) model_serve(s, 1, static_cast<int>(i));
+                continue;
+            }
             if (s.queue.size() == s.limit) {
                 ++s.stats.dropped;
                 if (s.policy == overflow_policy::drop_oldest) {
@@ -185,219 +589,31 @@ struct harness {
             } else {
                 s.queue.emplace_back(m);
             }
-            model_serve(s);
+            model_serve(s, s.queue.size(), static_cast<int>(i));
         }
         if (n == 0) ++stats.unclaimed;
     }
 
-    void model_serve(subscriber_model& s) {
-        if (!s.waiting) return;
-        if (s.overrun_pending) {
-            s.overrun_pending = false;
-            s.waiting = false;
-            s.expected.push_back({make_error_code(error::overrun), std::nullopt});
-            return;
-        }
-        if (s.queue.empty()) return;
-        s.waiting = false;
-        s.expected.push_back({{}, std::move(s.queue.front())});
-        s.queue.pop_front();
+    void admit(fuzz::input& in) {
+        const std::uint32_t port = 0x80000000u | in.take<std::uint8_t>();
+        admitted.push_back(port);
+        core->admit(port);
     }
 
-    void model_abort_wait(subscriber_model& s) {
-        if (!s.waiting) return;
-        s.waiting = false;
-        s.expected.push_back({boost::asio::error::operation_aborted, std::nullopt});
+    bool trusted(std::uint32_t port) const {
+        return port == 0 || std::find(admitted.begin(), admitted.end(), port) != admitted.end();
     }
 
-    // -- the checks --
-
-    void check() {
-        run_completions();
-        const client_stats& a = st->stats;
-        FUZZ_CHECK(a.datagrams == stats.datagrams);
-        FUZZ_CHECK(a.replies == stats.replies);
-        FUZZ_CHECK(a.unsolicited == stats.unsolicited);
-        FUZZ_CHECK(a.unclaimed == stats.unclaimed);
-        FUZZ_CHECK(a.late_replies == stats.late_replies);
-        FUZZ_CHECK(a.duplicate_replies == stats.duplicate_replies);
-        FUZZ_CHECK(a.rejected == stats.rejected);
-        FUZZ_CHECK(a.malformed == stats.malformed);
-        FUZZ_CHECK(a.overruns == stats.overruns);
-        FUZZ_CHECK(a.timeouts == stats.timeouts);
-        FUZZ_CHECK(a.unclaimed <= a.unsolicited);
-
-        std::size_t live = 0;
-        for (auto& r : requests) {
-            if (r.state == req_state::pending) {
-                ++live;
-                FUZZ_CHECK(r.got.empty());
-                FUZZ_CHECK(st->requests.find(r.ticket) != nullptr);
-                continue;
-            }
-            FUZZ_CHECK(st->requests.find(r.ticket) == nullptr);
-            FUZZ_CHECK(r.got.size() == 1); // exactly once
-            FUZZ_CHECK(r.expected && same(r.got[0], *r.expected));
-        }
-        FUZZ_CHECK(st->requests.size() == live);
-
-        for (auto& s : subscribers) {
-            FUZZ_CHECK(s.got.size() == s.expected.size());
-            for (std::size_t i = 0; i < s.got.size(); ++i) FUZZ_CHECK(same(s.got[i], s.expected[i]));
-            s.got.clear();
-            s.expected.clear();
-            const subscription_stats& q = s.sub->queue.stats();
-            FUZZ_CHECK(q.delivered == s.stats.delivered && q.dropped == s.stats.dropped &&
-                       q.overruns == s.stats.overruns);
-            FUZZ_CHECK(s.sub->queue.size() == s.queue.size() && s.sub->queue.size() <= s.limit);
-            FUZZ_CHECK(s.sub->waiting() == s.waiting);
-            FUZZ_CHECK(s.sub->queue.overrun_pending() == s.overrun_pending);
-        }
-        for (unsigned g = 0; g <= detail::fanout<detail::subscriber>::max_group; ++g) {
-            std::size_t n = 0;
-            for (auto& s : subscribers) n += s.active && s.group == g;
-            FUZZ_CHECK(st->subscribers.subscribers(g) == n);
-        }
-    }
-
-    // -- operations --
-
-    void add_request(fuzz::input& in) {
-        if (requests.size() >= 64) return; // keeps the memory of ended requests far below its limit
-        request_model& r = requests.emplace_back();
-        const auto how = in.take<std::uint8_t>();
-        r.mode = how % 3 == 0 ? match::seq_and_ack : how % 3 == 1 ? match::ack_only : match::custom;
-        r.into = (how & 0x10u) != 0;
-        r.expires_now = (how & 0x20u) != 0;
-        r.key = in.take<std::uint8_t>();
-        // Small acks: the fuzzer finds collisions with ended requests' acks.
-        std::uint32_t ack = in.take<std::uint8_t>();
-        if ((how & 0x40u) != 0) ack = 0xffffff00u + ack; // near the wrap of ack + 1
-        bool model_free;
-        for (;;) {
-            model_free = true;
-            for (auto& o : requests)
-                if (&o != &r && o.state == req_state::pending && o.mode != match::custom && o.ack == ack)
-                    model_free = false;
-            FUZZ_CHECK(st->requests.ack_free(ack) == model_free);
-            if (model_free) break;
-            ++ack;
-        }
-        r.ack = ack;
-        r.seq = st->requests.next_seq();
-
-        // What start_request() does once the message is sent.
-        reply_matcher matcher;
-        if (r.mode == match::custom) matcher = [key = r.key](const message_view& m) { return custom_accepts(key, m); };
-        const auto deadline = r.expires_now ? detail::client_state::clock::now() - std::chrono::seconds(1)
-                                            : detail::client_state::clock::now() + std::chrono::hours(1);
-        // Built in place: Boost 1.81's any_completion_handler move assignment
-        // recurses without end (it wraps `other` as a new handler), so a
-        // handler must never be assigned, only constructed.
-        request_model* self = &r;
-        auto make_pending = [&]() -> detail::client_state::pending {
-            if (r.into)
-                return {detail::client_state::into_handler([self](error_code ec) {
-                            self->got.push_back({ec, ec ? std::nullopt : std::optional(*self->into_storage)});
-                        }),
-                        r.into_storage.get()};
-            return {detail::client_state::reply_handler([self](error_code ec, message m) {
-                        self->got.push_back({ec, ec ? std::nullopt : std::optional(std::move(m))});
-                    }),
-                    nullptr};
-        };
-        r.ticket = st->requests.add(r.mode, r.seq, r.ack, std::move(matcher), deadline, make_pending());
-    }
-
-    void cancel_request(fuzz::input& in) {
-        request_model* r = pending_request(in.take<std::uint8_t>());
-        if (!r) return;
-        // What a cancellation slot's handler does (client_state::cancel_request).
-        end_request(*r, req_state::expired, {boost::asio::error::operation_aborted, std::nullopt});
-        st->finish(r->ticket, boost::asio::error::operation_aborted, nullptr,
-                   detail::client_state::table::outcome::expired);
-    }
-
-    void run_timer() {
-        for (auto& r : requests)
-            if (r.state == req_state::pending && r.expires_now) {
-                ++stats.timeouts;
-                end_request(r, req_state::expired, {make_error_code(error::timeout), std::nullopt});
-            }
-        st->on_timer();
-    }
-
-    void add_subscriber(fuzz::input& in) {
-        if (subscribers.size() >= 16) return;
-        subscriber_model& s = subscribers.emplace_back();
-        s.group = in.take<std::uint8_t>() % 4; // few groups: they collide with the datagrams' groups
-        const auto id_pick = in.take<std::uint8_t>();
-        s.only = id_pick % 3 == 0 ? connector::id{} : connector::id{id_pick % 3u, 1};
-        subscription_options o;
-        o.queue_limit = in.take<std::uint8_t>() % 6; // 0 means 1
-        o.policy = in.take_bool() ? overflow_policy::drop_newest : overflow_policy::drop_oldest;
-        o.only_id = s.only;
-        s.limit = o.queue_limit == 0 ? 1 : o.queue_limit;
-        s.policy = o.policy;
-        s.sub = std::make_shared<detail::subscriber>(s.group, o);
-        st->subscribers.add(s.group, s.sub.get());
-    }
-
-    subscriber_model* active_subscriber(std::size_t pick) {
-        std::vector<subscriber_model*> live;
-        for (auto& s : subscribers)
-            if (s.active) live.push_back(&s);
-        return live.empty() ? nullptr : live[pick % live.size()];
-    }
-
-    void remove_subscriber(fuzz::input& in) {
-        subscriber_model* s = active_subscriber(in.take<std::uint8_t>());
-        if (!s) return;
-        // What subscription::reset() does.
-        model_abort_wait(*s);
-        s->active = false;
-        s->sub->complete(*st, boost::asio::error::operation_aborted);
-        st->subscribers.remove(s->group, s->sub.get());
-    }
-
-    void receive(fuzz::input& in) {
-        subscriber_model* s = active_subscriber(in.take<std::uint8_t>());
-        if (!s) return;
-        if (in.take_bool()) { // cancel the receive in progress
-            model_abort_wait(*s);
-            s->sub->complete(*st, boost::asio::error::operation_aborted);
-            return;
-        }
-        if (s->waiting) return; // one at a time (subscription::start refuses a second)
-        s->waiting = true;
-        model_serve(*s);
-        subscriber_model* self = s;
-        s->sub->waiter.emplace<detail::subscriber::value_handler>([self](error_code ec, message m) {
-            self->got.push_back({ec, ec ? std::nullopt : std::optional(std::move(m))});
-        });
-        s->sub->serve(*st);
-    }
-
-    void overrun() {
-        ++stats.overruns;
-        for (auto& s : subscribers) {
-            if (!s.active) continue;
-            s.overrun_pending = true;
-            ++s.stats.overruns;
-            model_serve(s);
-        }
-        st->on_overrun();
-    }
-
-    // One datagram: raw bytes, or messages made to hit the pending requests.
+    // One datagram: raw bytes, or messages made to hit the requests.
     void datagram(fuzz::input& in, bool structured) {
+        if (closed) return; // nothing is read after close()
         const auto port_pick = in.take<std::uint8_t>();
-        std::uint32_t port = port_pick % 4 == 0 ? 0u
-                             : port_pick % 4 == 1 ? admitted_port
-                             : port_pick % 4 == 2 ? 0x80000000u | port_pick // a forger's port id
-                                                  : in.take<std::uint32_t>();
-        const auto group_pick = in.take<std::uint8_t>() % 6;
-        const std::uint32_t groups = group_pick == 0 ? 0u : group_pick < 4 ? (1u << (group_pick - 1)) : in.take<std::uint32_t>();
+        const std::uint32_t port = port_pick % 4 == 0   ? 0u
+                                   : port_pick % 4 == 1 ? admitted_port
+                                   : port_pick % 4 == 2 ? 0x80000000u | port_pick // a forger's port id
+                                                        : in.take<std::uint32_t>();
+        const auto group_pick = in.take<std::uint8_t>();
+        const unsigned group = (group_pick & 0x80u) ? group_pick & 0x7fu : group_pick % 4u;
         const bool truncated = (in.take<std::uint8_t>() & 0x7u) == 0;
 
         std::vector<std::byte> bytes;
@@ -409,7 +625,8 @@ struct harness {
             for (std::size_t i = 0; i < count; ++i) {
                 connector::header h;
                 const auto how = in.take<std::uint8_t>();
-                const request_model* r = requests.empty() ? nullptr : &requests[in.take<std::uint8_t>() % requests.size()];
+                const auto pick = in.take<std::uint8_t>();
+                const request_model* r = requests.empty() ? nullptr : &requests[pick % requests.size()];
                 h.id = {how % 3u, 1};
                 if (r && (how & 0x8u) == 0) {
                     h.seq = (how & 0x10u) == 0 ? r->seq : in.take<std::uint8_t>();
@@ -429,27 +646,104 @@ struct harness {
                 while (bytes.size() % 4 != 0) bytes.push_back(std::byte{0});
             }
         }
-        // Exact-size buffer: ASan sees a read past the datagram.
-        std::vector<std::byte> exact(bytes);
-        connector::received_datagram d;
-        d.sender = netlink::endpoint(port, groups);
-        d.bytes = exact;
-        d.truncated = truncated;
 
         // The model walks the same framing (fuzzed on its own in fuzz_framing).
         ++stats.datagrams;
-        const bool trusted = port == 0 || port == admitted_port;
+        const bool believed = trusted(port);
         message_view m;
         error_code ec;
-        for (auto r = d.reader(); r.next(m, ec);) {
-            if (!trusted)
+        for (connector::datagram_reader r(bytes, truncated); r.next(m, ec);) {
+            if (!believed)
                 ++stats.rejected;
             else if (ec)
                 ++stats.malformed;
             else
-                model_deliver(m, d.group());
+                model_deliver(m, group);
         }
-        st->dispatch(d);
+        // Exact size: ASan sees a read past the datagram.
+        core->on_datagram(port, group, bytes, truncated);
+    }
+
+    void glue_completion(fuzz::input& in) {
+        const op_id op = new_op();
+        const error_code ec = (in.take<std::uint8_t>() & 1u) ? errno_code(ENOBUFS) : error_code{};
+        expect(op, ec);
+        core->complete(op, ec);
+    }
+
+    void close() {
+        if (!closed)
+            for (auto& r : requests)
+                if (r.state == req_state::pending) end_request(r, req_state::expired, detail::aborted_error());
+        for (auto& s : subscribers)
+            if (s.active) model_abort_wait(s);
+        closed = true;
+        core->close();
+    }
+
+    // -- the checks, after each operation --
+
+    void check() {
+        pop_completions();
+        const client_stats& a = core->stats();
+        FUZZ_CHECK(a.datagrams == stats.datagrams);
+        FUZZ_CHECK(a.replies == stats.replies);
+        FUZZ_CHECK(a.unsolicited == stats.unsolicited);
+        FUZZ_CHECK(a.unclaimed == stats.unclaimed);
+        FUZZ_CHECK(a.late_replies == stats.late_replies);
+        FUZZ_CHECK(a.duplicate_replies == stats.duplicate_replies);
+        FUZZ_CHECK(a.rejected == stats.rejected);
+        FUZZ_CHECK(a.malformed == stats.malformed);
+        FUZZ_CHECK(a.overruns == stats.overruns);
+        FUZZ_CHECK(a.timeouts == stats.timeouts);
+        FUZZ_CHECK(a.unclaimed <= a.unsolicited);
+
+        std::size_t live = 0;
+        std::optional<clock_type::time_point> earliest;
+        for (auto& r : requests) {
+            const bool pending = r.state == req_state::pending;
+            FUZZ_CHECK(core->request_pending(r.ticket) == pending);
+            FUZZ_CHECK(ops[r.op].expected == !pending);
+            if (!pending) continue;
+            ++live;
+            if (!earliest || r.deadline < *earliest) earliest = r.deadline;
+        }
+        FUZZ_CHECK(core->pending_requests() == live);
+        FUZZ_CHECK(core->next_deadline() == (closed ? std::nullopt : earliest));
+
+        std::size_t active = 0, total_bytes = 0, nonempty = 0;
+        const std::size_t max_cost = detail::subscriber_queue::cost(max_payload_seen);
+        for (auto& s : subscribers) {
+            if (!s.active) continue;
+            ++active;
+            const subscription_stats& q = core->subscription_statistics(s.ref);
+            const std::size_t queued = core->queued(s.ref);
+            FUZZ_CHECK(q.delivered == s.stats.delivered && q.overruns == s.stats.overruns);
+            FUZZ_CHECK(queued <= s.limit);
+            FUZZ_CHECK(q.delivered == s.handed + q.dropped + queued);
+            if (s.exact) {
+                FUZZ_CHECK(q.dropped == s.stats.dropped);
+                FUZZ_CHECK(queued == s.queue.size());
+            } else {
+                FUZZ_CHECK(queued <= s.queue.size());
+                // A queue holds byte_limit, plus the slack of one message's storage; a
+                // message alone in its queue is always taken.
+                FUZZ_CHECK(q.queued_bytes <= std::max(s.byte_limit + max_payload_seen, max_cost));
+            }
+            FUZZ_CHECK(q.queued_bytes <= queued * max_cost);
+            FUZZ_CHECK(core->is_waiting(s.ref) == s.waiting);
+            FUZZ_CHECK(!s.waiting || queued == 0);
+            FUZZ_CHECK(core->receive_number(s.ref) == s.receive_number);
+            total_bytes += q.queued_bytes;
+            nonempty += queued > 0;
+        }
+        FUZZ_CHECK(core->queued_bytes() == total_bytes);
+        // The client's budget: a queue takes a message when it fits in what is
+        // left, and an empty queue takes one whatever is left.
+        FUZZ_CHECK(core->queued_bytes() <= budget + nonempty * max_cost);
+        FUZZ_CHECK(core->has_subscribers() == (active > 0));
+        FUZZ_CHECK(core->wants_read() == (!closed && (live > 0 || active > 0)));
+        FUZZ_CHECK(core->closed() == closed);
     }
 };
 
@@ -457,40 +751,37 @@ struct harness {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     fuzz::input in(data, size);
-    std::weak_ptr<detail::client_state> weak;
-    {
-        harness h;
-        weak = h.st;
-        for (std::size_t ops = 0; !in.empty() && ops < 200; ++ops) {
-            switch (in.take<std::uint8_t>() % 10) {
-            case 0: h.add_request(in); break;
-            case 1: h.cancel_request(in); break;
-            case 2: h.run_timer(); break;
-            case 3: h.add_subscriber(in); break;
-            case 4: h.remove_subscriber(in); break;
-            case 5: h.receive(in); break;
-            case 6: h.overrun(); break;
-            case 7: h.datagram(in, false); break;
-            default: h.datagram(in, true); break;
-            }
-            h.check();
+    harness h(in);
+    for (std::size_t n = 0; !in.empty() && n < 200; ++n) {
+        switch (in.take<std::uint8_t>() % 16) {
+        case 0: h.start_request(in); break;
+        case 1: h.cancel_request(in); break;
+        case 2: h.timer(in); break;
+        case 3: h.subscribe(in); break;
+        case 4: h.unsubscribe(in); break;
+        case 5: h.receive(in); break;
+        case 6: h.overrun(); break;
+        case 7: h.datagram(in, false); break;
+        case 8: h.datagram(in, true); break;
+        case 9: h.send_failed(in); break;
+        case 10: h.read_error(); break;
+        case 11: h.cancel_receive(in); break;
+        case 12: h.try_receive(in); break;
+        case 13: h.admit(in); break;
+        case 14: h.glue_completion(in); break;
+        default:
+            if (in.take<std::uint8_t>() % 4 == 0) h.close(); // not too often: it ends the interesting part
+            else h.datagram(in, true);
+            break;
         }
-        // close(): everything still pending ends with operation_aborted.
-        for (auto& r : h.requests)
-            if (r.state == req_state::pending)
-                h.end_request(r, req_state::expired, {boost::asio::error::operation_aborted, std::nullopt});
-        for (auto& s : h.subscribers)
-            if (s.active) h.model_abort_wait(s);
-        h.st->close();
         h.check();
-        FUZZ_CHECK(h.st->requests.empty());
-        for (auto& s : h.subscribers)
-            if (s.active) h.st->subscribers.remove(s.group, s.sub.get());
-        FUZZ_CHECK(h.st->subscribers.empty());
-        // Only the harness holds the state now: no handler or timer kept it.
-        h.run_completions();
-        FUZZ_CHECK(h.st.use_count() == 1);
     }
-    FUZZ_CHECK(weak.expired());
+    // close(): everything still pending ends with operation_aborted; later
+    // operations fail with client_closed.
+    h.close();
+    h.check();
+    FUZZ_CHECK(h.core->pending_requests() == 0 && !h.core->wants_read() && !h.core->next_deadline());
+    h.close(); // a second close changes nothing
+    h.check();
     return 0;
 }

@@ -5,7 +5,7 @@
 // Every datagram is written byte by byte here, not with cnasio's
 // build_datagram, so that the seeds do not inherit a bug of the code they
 // test. Each file starts with the prefix its target reads first (see the
-// target's comment): the MSG_TRUNC flag, the mode byte, or the op script.
+// target's comment): the MSG_TRUNC flag, the mode byte, the settings, or the op script.
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -247,14 +247,26 @@ int main(int argc, char** argv) {
         w("roundtrip", "oversized", one);
     }
 
-    // fuzz_client_dispatch: a script of ops (op byte % 10), see the target.
-    //   0 add request: how, key, ack   (how % 3: seq+ack, ack only, custom)
-    //   3 add subscriber: group, id pick, limit, policy
-    //   5 receive: pick, cancel?
-    //   6 overrun   2 timer   1 cancel: pick   4 remove subscriber: pick
-    //   7 raw datagram: port pick, group pick, truncated?, u16 length, bytes
-    //   8 built datagram: port pick, group pick, truncated?, count, per message: how, request pick, ...
+    // fuzz_client_dispatch: settings, then a script of ops (op byte % 16), see the target.
+    //   settings: u64 seed, timeout (1 + 8 * byte ms), flags (bit 0: byte limits may bind,
+    //   then a u16 budget; the rest: our port id)
+    //   0 request: how, key, timeout   (how % 3: seq+ack, ack only, custom; 0x10 into; 0x60 too large)
+    //   1 cancel: pick   2 clock: step (x16 ms; 0x80: no timer run)   9 send failed: pick
+    //   3 subscribe: group, id pick, limit, flags (1 drop_newest, 2 then a byte limit / 8, 4 join fails)
+    //   4 unsubscribe: pick   5 receive: pick, how (% 3: value, into, batch; >> 2: batch max)
+    //   6 overrun   10 read error   11 cancel receive: pick, how   12 try receive: pick
+    //   7 raw datagram: port pick, group, truncated?, u16 length, bytes
+    //   8 built datagram: port pick, group, truncated?, count, per message: how, request pick, ...
+    //   13 admit: port   14 a glue completion: ec   15 close (byte % 4 == 0), else 8
     {
+        auto settings = [](std::uint64_t seed, std::uint8_t timeout, bool tight, std::uint16_t budget = 0) {
+            bytes b;
+            put<std::uint64_t>(b, seed);
+            b.push_back(timeout);
+            b.push_back(tight ? 1 : 0);
+            if (tight) put<std::uint16_t>(b, budget);
+            return b;
+        };
         // port pick: 0 kernel, 1 admitted, 2 a forger, 3 the u32 that follows.
         auto raw = [](std::uint8_t port, std::uint8_t group, const bytes& d, std::uint32_t port_id = 0) {
             bytes b{7, port};
@@ -266,21 +278,32 @@ int main(int argc, char** argv) {
         };
         // Subscriber on group 1 for proc, a kernel event, a forged one, an overrun.
         w("client_dispatch", "proc-subscriber",
-          cat({bytes{3, 1, 1, 4, 0}, bytes{5, 0, 0}, raw(0, 1, fork_event), raw(2, 1, exit_event), bytes{6},
-               bytes{5, 0, 0}, raw(0, 1, three)}));
-        // A request answered by the kernel (seq 1, ack + 1), then a duplicate,
+          cat({settings(1, 100, false), bytes{3, 1, 1, 4, 0}, bytes{5, 0, 0}, raw(0, 1, fork_event),
+               raw(2, 1, exit_event), bytes{6}, bytes{5, 0, 1}, raw(0, 1, three), bytes{12, 0}, bytes{12, 0}}));
+        // A request answered by the kernel (seq, ack + 1), then a duplicate,
         // then a forger's copy claiming nlmsg_pid 0.
         w("client_dispatch", "request-reply",
-          cat({bytes{0, 0, 0, 1}, bytes{8, 0, 0, 1, 0, 0, 0, 4, 'p', 'o', 'n', 'g'},
+          cat({settings(2, 100, false), bytes{0, 0, 0, 0}, bytes{8, 0, 0, 1, 0, 0, 0, 4, 'p', 'o', 'n', 'g'},
                bytes{8, 0, 0, 1, 0, 0, 0, 0}, bytes{8, 2, 0, 1, 0, 0x40, 0, 0}}));
-        // Ack-only and custom requests, a timeout, a cancel and late replies.
+        // Ack-only, custom and into requests, the clock, a timeout, a cancel,
+        // late replies, a failed send and a read error.
         w("client_dispatch", "timeouts-and-late",
-          cat({bytes{0, 1, 0, 9}, bytes{0, 0x23, 'k', 3}, bytes{0, 0x31, 0, 5}, bytes{2}, bytes{1, 0},
-               bytes{8, 1, 0, 1, 1, 0, 0, 0, 0x10, 2, 5, 0}}));
-        // Unicast to group-0 subscribers with an id filter, a full queue.
+          cat({settings(3, 100, false), bytes{0, 1, 0, 9}, bytes{0, 2, 'k', 5}, bytes{0, 0x10, 0, 3},
+               bytes{0, 0, 0, 0}, bytes{2, 2}, bytes{1, 0}, bytes{8, 1, 0, 1, 1, 0, 0, 0, 0x10, 2, 5, 0},
+               bytes{8, 0, 0, 1, 0, 0x08, 0, 1, 2, 2, 'k', 'k'}, bytes{9, 1}, bytes{10}, bytes{2, 0x7f}}));
+        // Unicast to group-0 subscribers with an id filter, full queues, a batch receive.
         w("client_dispatch", "group0-queue",
-          cat({bytes{3, 0, 2, 1, 1}, bytes{3, 0, 0, 2, 0}, raw(1, 0, reply_to_1), raw(1, 0, three),
-               raw(3, 0, three, 12345), bytes{5, 0, 0}, bytes{4, 0}}));
+          cat({settings(4, 100, false), bytes{3, 0, 2, 1, 1}, bytes{3, 0, 0, 2, 0}, raw(1, 0, reply_to_1),
+               raw(1, 0, three), raw(3, 0, three, 12345), bytes{5, 1, 14}, bytes{11, 0, 0}, bytes{5, 0, 0},
+               bytes{11, 0, 1}, bytes{4, 0}, bytes{4, 0x80}}));
+        // A small client budget and byte limits shared by two subscribers.
+        w("client_dispatch", "byte-budget",
+          cat({settings(5, 100, true, 300), bytes{3, 1, 0, 5, 2, 20}, bytes{3, 1, 0, 5, 3, 40}, raw(0, 1, three),
+               raw(0, 1, three), raw(0, 1, user_47), bytes{5, 0, 14}, bytes{12, 1}, raw(0, 1, three), bytes{5, 1, 0}}));
+        // close() with work pending, then everything fails with client_closed.
+        w("client_dispatch", "close-then-ops",
+          cat({settings(6, 100, false), bytes{0, 0, 0, 0}, bytes{3, 2, 0, 3, 0}, bytes{5, 0, 0}, bytes{14, 1},
+               bytes{15, 0}, bytes{0, 0, 0, 0}, bytes{3, 2, 0, 3, 0}, bytes{5, 0, 0}, bytes{12, 0}, bytes{4, 0}}));
     }
 
     // fuzz_correlator: memory limit, then ops (byte % 6), see the target:
