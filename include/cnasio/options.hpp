@@ -48,8 +48,10 @@ enum class overflow_policy {
 /// How one subscription queues. A queue is full when it holds `queue_limit`
 /// messages or `byte_limit` bytes (payload storage plus a message's own
 /// size), or when every subscription of the client together holds
-/// client_options::subscription_bytes; then `policy` applies. A single message
-/// larger than `byte_limit` is still queued when the queue is empty.
+/// client_options::subscription_bytes; then `policy` applies. An empty queue
+/// always takes a message, whatever the limits, so that every subscriber makes
+/// progress: the client's queues together hold at most subscription_bytes plus
+/// one message per subscriber (and the 16 KiB of storage each keeps for reuse).
 struct subscription_options {
     /// Messages queued before the overflow policy applies.
     std::size_t queue_limit = 4096;
