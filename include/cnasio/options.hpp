@@ -42,8 +42,8 @@ struct request_options {
     /// nobody registered the id; and if the request times out, read it again
     /// and end with error::not_registered instead of error::timeout when the
     /// id is gone by then. A registry that cannot be read fails the start with
-    /// its error; at expiry it leaves error::timeout. Off by default: requests
-    /// without it never read the file.
+    /// its error; at expiry it leaves error::timeout. async_send checks at
+    /// start likewise. Off by default: requests without it never read the file.
     bool check_registered = false;
 };
 

@@ -152,6 +152,14 @@ public:
                     Handler&& handler) {
         const op_id op = add_op<status_handler>(std::forward<Handler>(handler));
         error_code ec;
+        if (ro.check_registered && ro.port_id == 0 && !core_.closed()) { // as for a request
+            const auto ids = connector::read_registry(options_.netns, ec);
+            if (!ec && !connector::contains(ids, id)) ec = error::not_registered;
+            if (ec) {
+                core_.complete(op, ec);
+                return settle();
+            }
+        }
         send_now(id, payload, ro, ec);
         core_.complete(op, ec);
         settle();
