@@ -77,6 +77,8 @@ TEST_SUITE("registry") {
         refused("Name            ID\n\ncn_proc         1:1\n", 2);     // empty line
         refused("Name            ID\ncn_proc         1:1\nother           1:1\n", 3); // id twice
         refused("Name            ID\ncn_proc         1:1\ngarbage\n", 3);
+        // A NUL inside a name (found by fuzz_registry): the kernel's %s stops at the first one.
+        refused(std::string_view("Name            ID\ncn_\0\0\0\0\0\0\0'     1:1\n", 39), 2);
     }
 
     TEST_CASE("the diff lists what went away, then what appeared") {

@@ -80,7 +80,8 @@ inline bool parse_u32(std::string_view s, std::uint32_t& out) noexcept {
 /// different header line; a line not ending in '\n' (text cut short); a
 /// line that "%-15s %u:%u" would not print byte for byte (missing padding,
 /// leading zeros, signs, blanks at the end, a number above 2^32 - 1); an
-/// empty or over-long name; the same id twice (the kernel refuses that).
+/// empty or over-long name, or one holding a NUL byte; the same id twice
+/// (the kernel refuses that).
 /// A name may hold blanks inside it: the id is the last field.
 inline std::vector<registered_id> parse_registry(std::string_view text, error_code& ec,
                                                  std::size_t* bad_line = nullptr) {
@@ -113,7 +114,9 @@ inline std::vector<registered_id> parse_registry(std::string_view text, error_co
             return fail();
         std::string_view name = line.substr(0, blank);
         while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
-        if (name.empty() || name.size() > max_registered_name) return fail();
+        // The kernel prints a C string: a NUL byte cannot be part of a name.
+        if (name.empty() || name.size() > max_registered_name || name.find('\0') != std::string_view::npos)
+            return fail();
         r.name.assign(name);
         // Strict: the kernel would have printed exactly this line.
         std::string expect = r.name;
