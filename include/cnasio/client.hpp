@@ -34,6 +34,7 @@
 
 #include <cnasio/client_options.hpp>
 #include <cnasio/connector/message.hpp>
+#include <cnasio/connector/registry.hpp>
 #include <cnasio/connector/socket.hpp>
 #include <cnasio/detail/client_state.hpp>
 #include <cnasio/error.hpp>
@@ -44,11 +45,13 @@
 #include <boost/asio/associator.hpp>
 #include <boost/asio/async_result.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <utility>
+#include <vector>
 
 namespace cnasio {
 
@@ -126,7 +129,10 @@ public:
     /// tokens, but only at launch for `deferred`, so keep it alive until then.
     /// Errors: error::timeout, operation_aborted (cancelled or closed),
     /// error::client_closed, error::payload_too_large,
-    /// error::connector_unreachable, a socket errno.
+    /// error::connector_unreachable, a socket errno; with
+    /// request_options::check_registered also error::not_registered (at
+    /// start, or at expiry when the id is gone by then) and the registry's
+    /// read errors (at start).
     template <class CompletionToken>
     auto async_request(connector::id id, std::span<const std::byte> payload, request_options options,
                        CompletionToken&& token) {
@@ -195,12 +201,70 @@ public:
         return async_subscribe(group, subscription_options{}, std::forward<CompletionToken>(token));
     }
 
+    // ---- the registry of connector ids (connector/registry.hpp) ----
+    //
+    // The kernel does not announce ids coming and going, so the client polls
+    // /proc/net/connector, read in client_options::netns, every
+    // client_options::registry_interval (default 100 ms) while at least one
+    // wait or watch is outstanding: ONE timer per client however many wait,
+    // none when nobody waits (io_context::run() returns). A change is seen
+    // within one interval, plus a read; one that is undone within an interval
+    // may go unseen. All three honour terminal, partial and total
+    // cancellation (operation_aborted), and close() ends them with
+    // operation_aborted. A registry that cannot be read (error::
+    // registry_unavailable from a network namespace other than the initial
+    // one, registry_malformed, an errno) ends them with that error.
+
+    /// The ids registered now, read in client_options::netns (see connector::read_registry).
+    std::vector<connector::registered_id> registered_ids(error_code& ec) const {
+        return connector::read_registry(state_->options().netns, ec);
+    }
+
+    /// Completes once connector id `id` is registered (at once if it is now),
+    /// or with error::timeout after `timeout` (0: no limit).
+    /// Completion signature: void(error_code).
+    template <class CompletionToken>
+    auto async_wait_registered(connector::id id, std::chrono::milliseconds timeout, CompletionToken&& token) {
+        return async_wait_id(id, false, timeout, std::forward<CompletionToken>(token));
+    }
+
+    /// Completes once nobody has `id` registered (at once if so now), or with
+    /// error::timeout after `timeout` (0: no limit). Completion: void(error_code).
+    template <class CompletionToken>
+    auto async_wait_unregistered(connector::id id, std::chrono::milliseconds timeout, CompletionToken&& token) {
+        return async_wait_id(id, true, timeout, std::forward<CompletionToken>(token));
+    }
+
+    /// Completes when the registered ids differ from those the client's
+    /// previous watch saw (the first watch of a client takes the list at its
+    /// start as what it saw), writing what went away and what appeared into
+    /// `changes` (overwritten; keep it alive until the completion). Call again
+    /// from the handler to keep watching: changes in between are reported by
+    /// the next call. Completion signature: void(error_code).
+    template <class CompletionToken>
+    auto async_watch_ids(std::vector<connector::id_change>& changes, CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(error_code)>(
+            [st = state_](auto handler, std::vector<connector::id_change>* out) {
+                st->start_watch_ids(out, std::move(handler));
+            },
+            token, &changes);
+    }
+
     /// Subscribes at once (joining a group does not wait on anything).
     subscription subscribe(unsigned group, subscription_options options, error_code& ec) {
         return subscribe(state_, group, options, ec);
     }
 
 private:
+    template <class CompletionToken>
+    auto async_wait_id(connector::id id, bool gone, std::chrono::milliseconds timeout, CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(error_code)>(
+            [st = state_](auto handler, connector::id id, bool gone, std::chrono::milliseconds timeout) {
+                st->start_wait_id(id, gone, timeout, std::move(handler));
+            },
+            token, id, gone, timeout);
+    }
+
     void open(const executor_type& ex, client_options options, error_code& ec) {
         state_ = std::make_shared<detail::client_state>(ex, std::move(options));
         state_->open(ec);

@@ -35,6 +35,11 @@ struct client_options {
     /// Datagrams read per scheduler turn before the loop lets other handlers
     /// run; also the most completions handed out in one turn.
     std::size_t drain_batch = 256;
+    /// How often /proc/net/connector is read while someone waits for an id to
+    /// come or go (client::async_wait_registered, async_watch_ids): a change is
+    /// seen at most this long (plus a read) after it happened. Each read costs
+    /// a few microseconds of CPU (docs/reference.md). Clamped to at least 1 ms.
+    std::chrono::milliseconds registry_interval{100};
 };
 
 } // namespace cnasio

@@ -8,6 +8,7 @@
 #include <cnasio/connector/message.hpp>
 #include <cnasio/connector/framing.hpp>
 #include <cnasio/connector/socket.hpp>
+#include <cnasio/connector/registry.hpp>
 #include <cnasio/options.hpp>
 #include <cnasio/client_options.hpp>
 #include <cnasio/subscription.hpp>

@@ -41,6 +41,11 @@ enum class error {
     invalid_group,                   ///< group number outside 1..32 for a connector socket
     proc_events_unsupported,         ///< the kernel has no proc connector (no ack, CONFIG_PROC_EVENTS missing)
     client_closed,                   ///< the client was closed before the operation started
+
+    // the registry of connector ids (connector/registry.hpp)
+    not_registered,                  ///< no kernel callback is registered for the id (/proc/net/connector)
+    registry_malformed,              ///< /proc/net/connector holds a line the kernel's format does not give
+    registry_unavailable,            ///< /proc/net/connector does not exist in this network namespace
 };
 
 namespace detail {
@@ -79,6 +84,13 @@ public:
         case error::proc_events_unsupported:
             return "the kernel did not answer the proc connector: it needs CONFIG_PROC_EVENTS";
         case error::client_closed: return "the client is closed";
+        case error::not_registered:
+            return "no kernel callback is registered for this connector id (not in /proc/net/connector): "
+                   "its module is not loaded, or the id is wrong";
+        case error::registry_malformed: return "/proc/net/connector holds a line in an unexpected format";
+        case error::registry_unavailable:
+            return "/proc/net/connector does not exist here: it is listed in the initial network namespace "
+                   "only; read it from there (client_options::netns, cnctl --netns /proc/1/ns/net)";
         }
         return "unknown cnasio error";
     }

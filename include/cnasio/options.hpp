@@ -37,6 +37,14 @@ struct request_options {
     /// ...) once the send succeeded, before the completion handler runs; left
     /// alone when the send fails. Must stay valid until the completion.
     connector::header* sent = nullptr;
+    /// For requests to the kernel (port_id 0): read /proc/net/connector when
+    /// the request starts and fail at once with error::not_registered if
+    /// nobody registered the id; and if the request times out, read it again
+    /// and end with error::not_registered instead of error::timeout when the
+    /// id is gone by then. A registry that cannot be read fails the start with
+    /// its error; at expiry it leaves error::timeout. async_send checks at
+    /// start likewise. Off by default: requests without it never read the file.
+    bool check_registered = false;
 };
 
 /// What a full subscription queue does with one more message.

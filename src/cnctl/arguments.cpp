@@ -22,7 +22,7 @@ namespace {
 namespace cn = cnasio::connector;
 namespace proc = cnasio::proc;
 
-constexpr std::string_view command_names = "proc, listen, request, send";
+constexpr std::string_view command_names = "proc, listen, request, send, ids, wait-id";
 
 // ---- values -------------------------------------------------------------------
 
@@ -273,6 +273,10 @@ void add_message(CLI::App& app, message_args& a, message_text& t) {
     app.add_option("--to", a.to, "send to this user-space port id instead of the kernel")
         ->type_name("PORT")
         ->transform(port_id);
+    app.add_flag_callback("--no-registry-check", [&a] { a.check_registered = false; },
+                          "send even if /proc/net/connector lists nobody for IDX:VAL (by default cnctl then fails "
+                          "at once: the kernel would drop the message silently)")
+        ->disable_flag_override();
 }
 
 void finish_message(message_args& a, const message_text& t, bool admit_destination) {
@@ -393,8 +397,9 @@ command_line parse_command_line(int argc, char** argv) {
     std::uint64_t timeout_ms = 1000;
     auto* request_cmd = add_command(app, "request", "send a message and print the correlated reply");
     request_cmd->footer("Sends one message to connector id IDX:VAL and prints the reply (same seq, ack + 1) beside\n"
-                        "the request's seq and ack. These are marked \"derived\": they are computed from the reply\n"
-                        "under the match rule (seq unknown with --ack-only), as the client does not report them.\n\n" +
+                        "the seq and ack the request was sent with. To the kernel, an id that /proc/net/connector\n"
+                        "does not list fails at once (exit 1, \"not registered\"), and so does a timeout when the id\n"
+                        "was unregistered meanwhile; a timeout with the id still registered exits 3.\n\n" +
                         exit_statuses);
     add_message(*request_cmd, r, rt);
     request_cmd->add_option("--timeout", timeout_ms, "give up after MS milliseconds (default 1000): exit status 3")
@@ -409,9 +414,41 @@ command_line parse_command_line(int argc, char** argv) {
     send_args s;
     message_text st;
     auto* send_cmd = add_command(app, "send", "send a message, expect no reply");
-    send_cmd->footer("Sends one message to connector id IDX:VAL and expects no reply.\n\n" + exit_statuses);
+    send_cmd->footer("Sends one message to connector id IDX:VAL and expects no reply. To the kernel, an id that\n"
+                     "/proc/net/connector does not list fails (exit 1, \"not registered\").\n\n" +
+                     exit_statuses);
     add_message(*send_cmd, s, st);
     add_netns(*send_cmd, s);
+
+    ids_args ia;
+    auto* ids_cmd = add_command(app, "ids", "list the connector ids the kernel has registered");
+    ids_cmd->footer("Prints /proc/net/connector, parsed: one line per registered callback (name=NAME id=IDX:VAL),\n"
+                    "or JSON Lines with --json. The file exists in the initial network namespace only.\n\n" +
+                    exit_statuses);
+    add_json(*ids_cmd, ia, "JSON Lines: {\"name\", \"idx\", \"val\"}");
+    add_netns(*ids_cmd, ia);
+
+    wait_id_args w;
+    std::string wait_id_text;
+    std::uint64_t wait_timeout_ms = 0, interval_ms = 100;
+    auto* wait_cmd = add_command(app, "wait-id", "wait until a connector id is registered (or gone)");
+    wait_cmd->footer("Waits until /proc/net/connector lists IDX:VAL (with --gone: no longer lists it), e.g. until\n"
+                     "a module has loaded, then prints how long it waited. The kernel does not announce ids: the\n"
+                     "file is read every --interval MS, so an event is seen within that long.\n\n" +
+                     exit_statuses);
+    wait_cmd->add_option("id", wait_id_text, "connector id: IDX:VAL, each decimal or 0x-prefixed hex")
+        ->type_name("IDX:VAL")
+        ->required()
+        ->check(connector_id);
+    add_switch(*wait_cmd, "--gone", w.gone, "wait until the id is no longer registered");
+    wait_cmd->add_option("--timeout", wait_timeout_ms, "give up after MS milliseconds: exit status 3 (default: no limit)")
+        ->type_name("MS")
+        ->transform(milliseconds);
+    wait_cmd->add_option("--interval", interval_ms, "read /proc/net/connector every MS milliseconds (default 100)")
+        ->type_name("MS")
+        ->transform(milliseconds);
+    add_json(*wait_cmd, w, "print the outcome as JSON");
+    add_netns(*wait_cmd, w);
 
     try {
         app.parse(argc, argv);
@@ -443,6 +480,13 @@ command_line parse_command_line(int argc, char** argv) {
     if (send_cmd->parsed()) {
         finish_message(s, st, false);
         return s;
+    }
+    if (ids_cmd->parsed()) return ia;
+    if (wait_cmd->parsed()) {
+        w.id = std::get<cn::id>(parse_id(wait_id_text));
+        w.timeout = std::chrono::milliseconds(wait_timeout_ms);
+        w.interval = std::chrono::milliseconds(interval_ms);
+        return w;
     }
     throw usage_error{"missing command (" + std::string(command_names) + "; see cnctl --help)"};
 }

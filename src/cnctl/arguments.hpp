@@ -44,6 +44,9 @@ struct message_args : common_options {
     cnasio::connector::id id;
     std::vector<std::byte> payload; ///< at most connector::max_payload bytes
     std::uint32_t to = 0;           ///< destination port id; 0 is the kernel
+    /// To the kernel: fail at once if nobody registered the id (/proc/net/connector);
+    /// --no-registry-check turns it off. Never for --to PORT.
+    bool check_registered = true;
 };
 
 struct request_args : message_args {
@@ -53,12 +56,24 @@ struct request_args : message_args {
 
 struct send_args : message_args {};
 
+/// `ids`: the registered connector ids.
+struct ids_args : common_options {};
+
+/// `wait-id`: until an id is registered (or, gone, unregistered).
+struct wait_id_args : common_options {
+    cnasio::connector::id id;
+    bool gone = false;
+    std::chrono::milliseconds timeout{0};  ///< 0: no limit
+    std::chrono::milliseconds interval{100}; ///< client_options::registry_interval
+};
+
 /// Text to print on stdout and exit 0 (--help of any command, --version).
 struct print_and_exit {
     std::string text;
 };
 
-using command_line = std::variant<print_and_exit, proc_args, listen_args, request_args, send_args>;
+using command_line =
+    std::variant<print_and_exit, proc_args, listen_args, request_args, send_args, ids_args, wait_id_args>;
 
 /// Reads argv. Throws usage_error on bad input (unknown command or option,
 /// missing or malformed value, values that exclude each other).

@@ -31,6 +31,16 @@ using cnasio::error_code;
 
 // ---- errors -----------------------------------------------------------------------
 
+std::string id_text(cn::id id) { return std::to_string(id.idx) + ":" + std::to_string(id.val); }
+
+// A message to an id nobody registered: what the kernel would have done with it.
+std::string not_registered(cn::id id, const std::string& doing) {
+    return doing + ": " + id_text(id) +
+           " is not registered (not listed in /proc/net/connector): the kernel drops messages to it silently; "
+           "is its module loaded? (cnctl ids lists the registered ids; cnctl wait-id " + id_text(id) +
+           " waits for it)";
+}
+
 std::string describe(error_code ec, const std::string& doing) {
     if (ec == boost::system::errc::operation_not_permitted || ec == boost::system::errc::permission_denied)
         return doing + ": not permitted (" + ec.message() +
@@ -46,6 +56,11 @@ std::string describe(error_code ec, const std::string& doing) {
                "or pid namespace, where the proc connector ignores requests";
     if (ec == cnasio::error::connector_unsupported)
         return doing + ": the kernel has no netlink connector (EPROTONOSUPPORT): it needs CONFIG_CONNECTOR";
+    if (ec == cnasio::error::registry_unavailable)
+        return doing +
+               ": /proc/net/connector does not exist in this network namespace: the kernel lists its connector ids "
+               "in the initial network namespace only; read it there with --netns /proc/1/ns/net (or the namespace "
+               "file of a process outside the container, e.g. /proc/PID/ns/net)";
     return doing + ": " + ec.message();
 }
 
@@ -204,7 +219,6 @@ asio::awaitable<int> listen_command(listen_args a) {
     co_return out.finish(rc);
 }
 
-std::string id_text(cn::id id) { return std::to_string(id.idx) + ":" + std::to_string(id.val); }
 
 asio::awaitable<int> request_command(request_args a) {
     auto ex = co_await asio::this_coro::executor;
@@ -216,6 +230,9 @@ asio::awaitable<int> request_command(request_args a) {
     ro.match = a.ack_only ? cnasio::match::ack_only : cnasio::match::seq_and_ack;
     ro.timeout = a.timeout;
     ro.port_id = a.to;
+    ro.check_registered = a.check_registered && a.to == 0;
+    cn::header sent_header{};
+    ro.sent = &sent_header;
 
     asio::signal_set signals(ex, SIGINT, SIGTERM);
     bool stopping = false;
@@ -223,19 +240,19 @@ asio::awaitable<int> request_command(request_args a) {
     auto [ec, reply] = co_await c->async_request(a.id, a.payload, ro, asio::as_tuple(asio::use_awaitable));
     signals.cancel();
     if (stopping) co_return exit_ok;
+    if (ec == cnasio::error::not_registered)
+        co_return fail(not_registered(a.id, "request to " + id_text(a.id)) +
+                       (sent_header.seq != 0 ? " (it went away before the timeout)" : ""));
     if (ec == cnasio::error::timeout) {
         std::fprintf(stderr, "cnctl: no reply from %s within %lld ms\n", id_text(a.id).c_str(),
                      static_cast<long long>(a.timeout.count()));
         co_return exit_timeout;
     }
     if (ec) co_return fail(describe(ec, "request to " + id_text(a.id)));
-    // The client does not report the seq and ack it sent; its match rule gives
-    // them back from the reply: seq_and_ack completes only with a reply of the
-    // request's seq and ack + 1, ack_only leaves the request's seq unknown.
+    // The headers the request was sent with (request_options::sent).
     request_numbers sent;
-    if (!a.ack_only) sent.seq = reply.seq();
-    sent.ack = reply.ack() - 1u; // modulo 2^32, as the connector counts
-    sent.derived = true;
+    sent.seq = sent_header.seq;
+    sent.ack = sent_header.ack;
     output out;
     out.write(format_request_reply(sent, reply, a.json));
     co_return out.finish(exit_ok);
@@ -249,11 +266,58 @@ asio::awaitable<int> send_command(send_args a) {
     if (!c) co_return rc;
     cnasio::request_options ro;
     ro.port_id = a.to;
+    ro.check_registered = a.check_registered && a.to == 0;
     auto [ec] = co_await c->async_send(a.id, a.payload, ro, asio::as_tuple(asio::use_awaitable));
+    if (ec == cnasio::error::not_registered) co_return fail(not_registered(a.id, "send to " + id_text(a.id)));
     if (ec == boost::system::errc::connection_refused)
         co_return fail("send to " + id_text(a.id) + ": no socket has port id " + std::to_string(a.to));
     if (ec) co_return fail(describe(ec, "send to " + id_text(a.id)));
     co_return exit_ok;
+}
+
+asio::awaitable<int> ids_command(ids_args a) {
+    auto ex = co_await asio::this_coro::executor;
+    auto& io = static_cast<asio::io_context&>(ex.context());
+    int rc = exit_ok;
+    auto c = open_client(io, a, rc);
+    if (!c) co_return rc;
+    error_code ec;
+    const auto ids = c->registered_ids(ec);
+    if (ec) co_return fail(describe(ec, "reading the registered connector ids"));
+    output out;
+    for (const auto& r : ids)
+        if (!out.write(format_registered(r, a.json))) break;
+    co_return out.finish(exit_ok);
+}
+
+asio::awaitable<int> wait_id_command(wait_id_args a) {
+    auto ex = co_await asio::this_coro::executor;
+    cnasio::client_options co;
+    co.netns = a.netns;
+    co.registry_interval = a.interval;
+    error_code ec;
+    cnasio::client c(ex, std::move(co), ec);
+    if (ec) co_return fail(describe(ec, "opening the connector socket"));
+    asio::signal_set signals(ex, SIGINT, SIGTERM);
+    bool stopping = false;
+    on_signals(signals, stopping, [&c] { c.close(); });
+    const auto t0 = std::chrono::steady_clock::now();
+    auto [wec] = a.gone ? co_await c.async_wait_unregistered(a.id, a.timeout, asio::as_tuple(asio::use_awaitable))
+                        : co_await c.async_wait_registered(a.id, a.timeout, asio::as_tuple(asio::use_awaitable));
+    const auto waited =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    signals.cancel();
+    if (stopping) co_return exit_ok;
+    const char* what = a.gone ? "unregistered" : "registered";
+    if (wec == cnasio::error::timeout) {
+        std::fprintf(stderr, "cnctl: %s not %s within %lld ms\n", id_text(a.id).c_str(), what,
+                     static_cast<long long>(a.timeout.count()));
+        co_return exit_timeout;
+    }
+    if (wec) co_return fail(describe(wec, std::string("waiting for ") + id_text(a.id)));
+    output out;
+    out.write(format_wait_result(a.id, a.gone, static_cast<std::uint64_t>(waited), a.json));
+    co_return out.finish(exit_ok);
 }
 
 int run(asio::awaitable<int> task) {
@@ -281,5 +345,7 @@ int run_proc(const proc_args& a) { return run(proc_command(a)); }
 int run_listen(const listen_args& a) { return run(listen_command(a)); }
 int run_request(const request_args& a) { return run(request_command(a)); }
 int run_send(const send_args& a) { return run(send_command(a)); }
+int run_ids(const ids_args& a) { return run(ids_command(a)); }
+int run_wait_id(const wait_id_args& a) { return run(wait_id_command(a)); }
 
 } // namespace cnctl

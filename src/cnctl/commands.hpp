@@ -13,7 +13,11 @@ int run_proc(const proc_args& a);
 int run_listen(const listen_args& a);
 /// Sends one request and prints its reply; exit_timeout without one.
 int run_request(const request_args& a);
-/// Sends one message.
+/// Sends one message (to the kernel: fails if nobody registered the id).
 int run_send(const send_args& a);
+/// Prints the registered connector ids.
+int run_ids(const ids_args& a);
+/// Waits until an id is registered (or gone); exit_timeout if not in time.
+int run_wait_id(const wait_id_args& a);
 
 } // namespace cnctl

@@ -230,17 +230,37 @@ std::string format_request_reply(const request_numbers& request, const cn::messa
     fields f(as_json);
     if (as_json) {
         json::object& r = f.object("request");
-        if (request.seq)
-            r["seq"] = *request.seq;
-        else
-            r["seq"] = nullptr;
+        r["seq"] = request.seq;
         r["ack"] = request.ack;
-        r["derived"] = request.derived;
     } else {
-        f.raw(" request seq=" + (request.seq ? std::to_string(*request.seq) : std::string("?")) +
-              " ack=" + std::to_string(request.ack) + (request.derived ? " (derived)" : "") + " -> reply");
+        f.raw(" request seq=" + std::to_string(request.seq) + " ack=" + std::to_string(request.ack) + " -> reply");
     }
     add_message_fields(f, reply);
+    return f.line();
+}
+
+std::string format_registered(const cn::registered_id& r, bool as_json) {
+    fields f(as_json);
+    f.str("name", r.name);
+    if (as_json) {
+        f.unum("idx", r.id.idx);
+        f.unum("val", r.id.val);
+    } else {
+        f.raw(" id=" + std::to_string(r.id.idx) + ":" + std::to_string(r.id.val));
+    }
+    return f.line();
+}
+
+std::string format_wait_result(cn::id id, bool gone, std::uint64_t after_ms, bool as_json) {
+    const char* event = gone ? "unregistered" : "registered";
+    if (!as_json)
+        return std::to_string(id.idx) + ":" + std::to_string(id.val) + " " + event + " after " +
+               std::to_string(after_ms) + " ms\n";
+    fields f(true);
+    f.unum("idx", id.idx);
+    f.unum("val", id.val);
+    f.str("event", event);
+    f.unum("after_ms", after_ms);
     return f.line();
 }
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cnasio/connector/message.hpp>
+#include <cnasio/connector/registry.hpp>
 #include <cnasio/proc/event.hpp>
 
 #include <cstdint>
@@ -26,18 +27,22 @@ std::string format_event(const cnasio::proc::event& ev, bool json);
 /// and as text.
 std::string format_message(const cnasio::connector::message& m, bool json);
 
-/// The seq and ack a request was sent with, as far as they are known.
+/// The seq and ack a request was sent with (request_options::sent).
 struct request_numbers {
-    std::optional<std::uint32_t> seq; ///< nullopt: unknown
+    std::uint32_t seq = 0;
     std::uint32_t ack = 0;
-    /// Computed from the reply under the match rule (so they show the rule was
-    /// applied, not what was sent) rather than reported by the client.
-    bool derived = false;
 };
 
-/// A request beside its reply. Text: "request seq=S ack=A [(derived)] -> reply"
-/// and the reply's format_message fields; JSON: the reply's fields and
-/// "request": {"seq", "ack", "derived"}.
+/// A request beside its reply. Text: "request seq=S ack=A -> reply" and the
+/// reply's format_message fields; JSON: the reply's fields and
+/// "request": {"seq", "ack"}.
 std::string format_request_reply(const request_numbers& request, const cnasio::connector::message& reply, bool json);
+
+/// One registered connector id. Text: "name=NAME id=IDX:VAL"; JSON: name, idx, val.
+std::string format_registered(const cnasio::connector::registered_id& r, bool json);
+
+/// wait-id's outcome. Text: "IDX:VAL registered|unregistered after N ms";
+/// JSON: idx, val, "event": "registered"|"unregistered", "after_ms".
+std::string format_wait_result(cnasio::connector::id id, bool gone, std::uint64_t after_ms, bool json);
 
 } // namespace cnctl

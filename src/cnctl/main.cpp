@@ -6,8 +6,10 @@
 //   cnctl listen --group G [--count N] [--json] [--netns PATH] [--admit PORT]... [--rcvbuf BYTES]
 //                [--ready-line]
 //   cnctl request IDX:VAL [--data TEXT | --hex HEX] [--to PORT] [--timeout MS] [--ack-only] [--json]
-//                         [--netns PATH] [--admit PORT]...
-//   cnctl send IDX:VAL [--data TEXT | --hex HEX] [--to PORT] [--netns PATH]
+//                         [--no-registry-check] [--netns PATH] [--admit PORT]...
+//   cnctl send IDX:VAL [--data TEXT | --hex HEX] [--to PORT] [--no-registry-check] [--netns PATH]
+//   cnctl ids [--json] [--netns PATH]
+//   cnctl wait-id IDX:VAL [--gone] [--timeout MS] [--interval MS] [--json] [--netns PATH]
 //   cnctl --version | --help | COMMAND --help
 //
 // arguments.cpp declares the command line, commands.cpp runs the commands,
@@ -48,6 +50,8 @@ struct dispatch {
     int operator()(const cnctl::listen_args& a) const { return cnctl::run_listen(a); }
     int operator()(const cnctl::request_args& a) const { return cnctl::run_request(a); }
     int operator()(const cnctl::send_args& a) const { return cnctl::run_send(a); }
+    int operator()(const cnctl::ids_args& a) const { return cnctl::run_ids(a); }
+    int operator()(const cnctl::wait_id_args& a) const { return cnctl::run_wait_id(a); }
 };
 
 } // namespace

@@ -23,7 +23,10 @@ check "six JSON events" [ "$(grep -c '^{' /tmp/proc.json)" -eq 6 ]
 check "fork events among them" grep -q '"fork"' /tmp/proc.json
 wait
 
-# {26,1} is registered by nobody: the connector drops it silently.
+# {26,1} is registered by nobody: the connector drops it silently. cnctl
+# refuses it at once (exit 1) unless told not to check the registry.
 cnctl request 26:1 --data hello --timeout 300 >/dev/null 2>&1
+check "a request to an unregistered id exits with 1 (not registered)" [ $? -eq 1 ]
+cnctl request 26:1 --data hello --timeout 300 --no-registry-check >/dev/null 2>&1
 check "an unanswered request exits with 3 (timeout)" [ $? -eq 3 ]
 exit $fail

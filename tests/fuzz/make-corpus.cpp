@@ -330,6 +330,17 @@ int main(int argc, char** argv) {
     w("bpf_filter", "other-id-mask-fork", masked(0x1, three));
     w("bpf_filter", "short-mask-exit", masked(0x80000000u, first(fork_event, 39)));
 
+    // fuzz_registry: the text of /proc/net/connector, as the kernel prints it and not.
+    auto text = [](std::string_view s) { return bytes(s.begin(), s.end()); };
+    w("registry", "host-6.18", text("Name            ID\ncn_proc         1:1\n"));
+    w("registry", "with-module", text("Name            ID\ncn_proc         1:1\ncnasio_echo     14:1\n"));
+    w("registry", "empty-list", text("Name            ID\n"));
+    w("registry", "long-names", text("Name            ID\nexactly15_chars 0:0\n"
+                                     "a_name_of_exactly_31_characters 4294967295:4294967295\nmy driver       20:7\n"));
+    w("registry", "no-padding", text("Name            ID\ncn_proc 1:1\n"));
+    w("registry", "same-id-twice", text("Name            ID\ncn_proc         1:1\nother           1:1\n"));
+    w("registry", "cut", text("Name            ID\ncn_proc         1:"));
+
     std::printf("make-corpus: %d files in %s\n", w.count, argv[1]);
     return 0;
 }

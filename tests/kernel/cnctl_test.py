@@ -143,6 +143,14 @@ def usage_errors(cnctl):
         ["send", "1:1", "--timeout", "5"],  # request-only option
         ["send", "1:1", "--json"],
         ["send", "1:1", "--to", "0"],
+        ["ids", "extra"],
+        ["ids", "--timeout", "5"],
+        ["wait-id"],
+        ["wait-id", "1"],
+        ["wait-id", "1:1", "--timeout", "0"],
+        ["wait-id", "1:1", "--interval", "x"],
+        ["wait-id", "1:1", "--gone=yes"],
+        ["send", "1:1", "--no-registry-check=no"],
         ["--version", "extra"],
         ["--version", "proc"],
     ]
@@ -361,36 +369,50 @@ def request_and_send(cnctl):
             check(m["text"] == "re:ping" and (m["idx"], m["val"]) == (100, 2), f"reply: {m}")
             check((m["seq"], m["ack"]) == (seq, (ack + 1) & 0xffffffff), f"reply numbers {m} for {(seq, ack)}")
             # The request's numbers as the peer received them.
-            check(m["request"] == {"seq": seq, "ack": ack, "derived": True}, f"request numbers {m} for {(seq, ack)}")
+            check(m["request"] == {"seq": seq, "ack": ack}, f"request numbers {m} for {(seq, ack)}")
         except (ValueError, KeyError) as e:
             check(False, f"request JSON {r.stdout!r}: {e}")
         check("FORGED" not in r.stdout, "a forged reply was printed")
     # Text: the request beside the reply.
     r, (seq, ack) = request_via_peer()
-    want = f"request seq={seq} ack={ack} (derived) -> reply idx=100 val=2 seq={seq} ack={(ack + 1) & 0xffffffff} len=7 "
+    want = f"request seq={seq} ack={ack} -> reply idx=100 val=2 seq={seq} ack={(ack + 1) & 0xffffffff} len=7 "
     check(r.returncode == 0 and r.stdout.startswith(want) and r.stdout.endswith('text="re:ping"\n'),
           f"request text: {r.stdout!r}, expected it to start with {want!r}")
-    # --ack-only: a reply with another seq is taken; the request's seq is unknown.
+    # --ack-only: a reply with another seq is taken; the request's own seq is still shown (as sent).
     r, (seq, ack) = request_via_peer("--ack-only", "--json", reply_seq=0x12345)
     try:
         m = json.loads(r.stdout)
-        check(r.returncode == 0 and m["seq"] == 0x12345 and m["request"] == {"seq": None, "ack": ack, "derived": True},
+        check(r.returncode == 0 and m["seq"] == 0x12345 and m["request"] == {"seq": seq, "ack": ack},
               f"request --ack-only: {m} for {(seq, ack)}")
     except (ValueError, KeyError) as e:
         check(False, f"request --ack-only JSON {r.stdout!r}: {e}")
     r, (seq, ack) = request_via_peer("--ack-only", reply_seq=0x12345)
-    check(r.stdout.startswith(f"request seq=? ack={ack} (derived) -> reply idx=100 val=2 seq={0x12345} "),
+    check(r.stdout.startswith(f"request seq={seq} ack={ack} -> reply idx=100 val=2 seq={0x12345} "),
           f"request --ack-only text: {r.stdout!r}")
     # A reply that cannot be written: exit 1 and the reason.
     with open("/dev/full", "w") as full:
         r, _ = request_via_peer(stdout=full)
     check(r.returncode == 1 and "writing to standard output: No space left on device" in r.stderr,
           f"request > /dev/full: {r.returncode} {r.stderr!r}")
-    # Timeout: an unregistered id at the kernel (the message vanishes).
-    r = run(cnctl, "request", "200:1", "--timeout", "200")
+    # An unregistered id at the kernel: refused at once, named (the kernel would drop it silently).
+    t0 = time.monotonic()
+    r = run(cnctl, "request", "200:1", "--timeout", "2000")
+    check(r.returncode == 1 and "200:1 is not registered" in r.stderr and time.monotonic() - t0 < 1.5,
+          f"request to an unregistered id: {r.returncode} {r.stderr!r}")
+    # Timeout: the same without the check (the message vanishes).
+    r = run(cnctl, "request", "200:1", "--timeout", "200", "--no-registry-check")
     check(r.returncode == 3 and "no reply" in r.stderr, f"request timeout: {r.returncode} {r.stderr!r}")
-    # send: one-way, to the kernel and to a peer.
+    # ...and a registered id that stays silent (proc drops a 3-byte op): a plain timeout, exit 3.
+    r = run(cnctl, "request", "1:1", "--hex", "010000", "--timeout", "200")
+    check(r.returncode == 3 and "no reply from 1:1" in r.stderr, f"silent registered id: {r.returncode} {r.stderr!r}")
+    # send: one-way, to the kernel and to a peer; to an unregistered id it fails unless told not to check.
     r = run(cnctl, "send", "200:1", "--data", "x")
+    check(r.returncode == 1 and "200:1 is not registered" in r.stderr and "wait-id" in r.stderr,
+          f"send to an unregistered id: {r.returncode} {r.stderr!r}")
+    r = run(cnctl, "send", "200:1", "--data", "x", "--no-registry-check")
+    check(r.returncode == 0, f"send --no-registry-check: {r.returncode} {r.stderr!r}")
+    # (a 3-byte payload, which the proc connector drops: an IGNORE would lower the machine's listener count)
+    r = run(cnctl, "send", "1:1", "--hex", "010000")
     check(r.returncode == 0, f"send to the kernel: {r.returncode} {r.stderr!r}")
     r = run(cnctl, "send", "100:3", "--hex", "0a0b", "--to", str(port))
     check(r.returncode == 0, f"send to a peer: {r.returncode} {r.stderr!r}")
@@ -405,6 +427,43 @@ def request_and_send(cnctl):
     check(r.returncode == 1 and "port id" in r.stderr, f"send to a missing port: {r.returncode} {r.stderr!r}")
     peer.close()
     forger.close()
+
+
+def registry(cnctl):
+    # ids: proc's 1:1, as text and as JSON Lines.
+    r = run(cnctl, "ids")
+    check(r.returncode == 0 and "name=cn_proc id=1:1" in r.stdout.splitlines(), f"ids: {r.returncode} {r.stdout!r}")
+    r = run(cnctl, "ids", "--json")
+    try:
+        rows = [json.loads(line) for line in r.stdout.splitlines()]
+        check(r.returncode == 0 and {"name": "cn_proc", "idx": 1, "val": 1} in rows, f"ids --json: {rows}")
+    except ValueError as e:
+        check(False, f"ids --json {r.stdout!r}: {e}")
+    # wait-id: present at once; absent ones time out with exit 3; --gone for an absent id at once.
+    r = run(cnctl, "wait-id", "1:1", "--timeout", "1000")
+    check(r.returncode == 0 and r.stdout.startswith("1:1 registered after "), f"wait-id 1:1: {r.returncode} {r.stdout!r}")
+    t0 = time.monotonic()
+    r = run(cnctl, "wait-id", "200:1", "--timeout", "300", "--interval", "50")
+    took = time.monotonic() - t0
+    check(r.returncode == 3 and "200:1 not registered within 300 ms" in r.stderr and 0.3 <= took < 2,
+          f"wait-id for an id that never comes: {r.returncode} {r.stderr!r} after {took:.2f} s")
+    r = run(cnctl, "wait-id", "200:1", "--gone", "--json")
+    try:
+        m = json.loads(r.stdout)
+        check(r.returncode == 0 and m["event"] == "unregistered" and (m["idx"], m["val"]) == (200, 1),
+              f"wait-id --gone --json: {m}")
+    except (ValueError, KeyError) as e:
+        check(False, f"wait-id --json {r.stdout!r}: {e}")
+    r = run(cnctl, "wait-id", "1:1", "--gone", "--timeout", "200")
+    check(r.returncode == 3 and "not unregistered" in r.stderr, f"wait-id 1:1 --gone: {r.returncode} {r.stderr!r}")
+    # From a new network namespace the file is absent: the error says where it is, and --netns helps.
+    for args in (["ids"], ["wait-id", "1:1", "--timeout", "200"], ["send", "1:1", "--hex", "010000"]):
+        r = subprocess.run(["unshare", "-n", cnctl, *args], capture_output=True, text=True, timeout=10)
+        check(r.returncode == 1 and "/proc/net/connector does not exist in this network namespace" in r.stderr
+              and "--netns" in r.stderr, f"{args[0]} in a new netns: {r.returncode} {r.stderr!r}")
+    home = f"/proc/{os.getpid()}/ns/net"
+    r = subprocess.run(["unshare", "-n", cnctl, "ids", "--netns", home], capture_output=True, text=True, timeout=10)
+    check(r.returncode == 0 and "name=cn_proc id=1:1" in r.stdout, f"ids --netns {home}: {r.returncode} {r.stderr!r}")
 
 
 def runtime_errors(cnctl):
@@ -448,7 +507,7 @@ def main():
     n = usage_errors(cnctl)
     print(f"usage errors: {n} cases", flush=True)
     for f in (help_and_version, proc_json, proc_signal_and_loss, write_errors, forged_multicast, listen_group, request_and_send,
-              runtime_errors, namespaces):
+              registry, runtime_errors, namespaces):
         f(cnctl)
         print(f"{f.__name__}: done", flush=True)
     print(f"{checks} checks, {len(failures)} failed")

@@ -16,7 +16,7 @@
 //   cancel_receive(sub, number)        ->   a completion (operation_aborted)
 //   on_datagram(port, group, bytes)    ->   completions (replies, messages to waiting receivers)
 //   on_overrun() / on_read_error(ec)   ->   completions
-//   on_timer(now)                      ->   completions (error::timeout)
+//   on_timer(now[, registered])        ->   completions (error::timeout, or not_registered)
 //   close()                            ->   completions (operation_aborted)
 // State the glue keeps in step after each event:
 //   wants_read()      a readiness wait is outstanding exactly when this holds;
@@ -129,6 +129,8 @@ public:
     struct pending_request {
         op_id op;
         connector::message* into; // null: the reply travels in the completion
+        connector::id id{};              // where it went, for the check at expiry
+        bool check_registered = false;   // request_options::check_registered (to the kernel)
     };
     using table = correlator<pending_request>;
     using ticket = table::ticket;
@@ -163,7 +165,7 @@ public:
         r.port_id = ro.port_id;
         const auto timeout = ro.timeout.count() > 0 ? ro.timeout : options_.default_timeout;
         r.t = requests_.add(ro.match, r.header.seq, ack, std::move(ro.matcher), now + timeout,
-                            pending_request{op, into});
+                            pending_request{op, into, id, ro.check_registered && ro.port_id == 0});
         r.send = true;
         return r;
     }
@@ -338,7 +340,23 @@ public:
 
     /// Time passed: requests whose deadline is at or before `now` end with error::timeout.
     void on_timer(clock::time_point now) {
+        on_timer(now, [](connector::id) { return true; });
+    }
+
+    /// The same, for requests made with request_options::check_registered:
+    /// each such expired request asks `registered(id)` (bool(connector::id));
+    /// false ends it with error::not_registered instead of error::timeout
+    /// (not counted in stats().timeouts). `registered` is not called when no
+    /// expired request asked for the check, so the glue can read the registry
+    /// lazily, at most once per call.
+    template <class Registered>
+    void on_timer(clock::time_point now, Registered&& registered) {
         requests_.for_each_expired(now, [&](ticket t) {
+            const pending_request* p = requests_.find(t);
+            if (p->check_registered && !registered(p->id)) {
+                finish(t, error::not_registered, nullptr, table::outcome::expired);
+                return;
+            }
             ++stats_.timeouts;
             finish(t, error::timeout, nullptr, table::outcome::expired);
         });

@@ -24,6 +24,7 @@
 #include <cnasio/client_options.hpp>
 #include <cnasio/connector/framing.hpp>
 #include <cnasio/connector/message.hpp>
+#include <cnasio/connector/registry.hpp>
 #include <cnasio/connector/socket.hpp>
 #include <cnasio/detail/client_core.hpp>
 #include <cnasio/detail/seed.hpp>
@@ -48,6 +49,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <span>
 #include <utility>
 #include <variant>
@@ -85,7 +87,7 @@ public:
     // without a bind_executor (whose second executor costs a type-erased
     // work-tracking copy per operation).
     client_state(const executor_type& ex, client_options o)
-        : ex_(ex), sock_(ex), timer_(ex), send_retry_(ex), options_(std::move(o)),
+        : ex_(ex), sock_(ex), timer_(ex), send_retry_(ex), registry_timer_(ex), options_(std::move(o)),
           core_(core_options{options_.default_timeout, options_.admitted_ports, options_.subscription_bytes},
                 nonblocking_seed()) {}
 
@@ -116,6 +118,15 @@ public:
         const op_id op = add_op<Erased>(std::forward<Handler>(handler));
         const bool to_kernel = ro.port_id == 0;
         connector::header* const sent = ro.sent;
+        // check_registered: nobody registered the id, so the kernel would drop the request silently.
+        if (ro.check_registered && to_kernel && !core_.closed()) {
+            error_code ec;
+            const auto ids = connector::read_registry(options_.netns, ec);
+            if (ec || !connector::contains(ids, id)) {
+                core_.complete(op, ec ? ec : make_error_code(error::not_registered));
+                return settle();
+            }
+        }
         if (!core_.closed()) size_receive_buffer(options_.request_receive_buffer, false);
         const auto r = core_.start_request(op, id, payload.size(), std::move(ro), clock::now(), into);
         if (r.send) {
@@ -141,6 +152,14 @@ public:
                     Handler&& handler) {
         const op_id op = add_op<status_handler>(std::forward<Handler>(handler));
         error_code ec;
+        if (ro.check_registered && ro.port_id == 0 && !core_.closed()) { // as for a request
+            const auto ids = connector::read_registry(options_.netns, ec);
+            if (!ec && !connector::contains(ids, id)) ec = error::not_registered;
+            if (ec) {
+                core_.complete(op, ec);
+                return settle();
+            }
+        }
         send_now(id, payload, ro, ec);
         core_.complete(op, ec);
         settle();
@@ -209,6 +228,24 @@ public:
         settle();
     }
 
+    /// Waits until `id` is registered (`gone`: unregistered), reading the
+    /// registry now and then every registry_interval; error::timeout after
+    /// `timeout` (0: no limit). Completion: void(error_code).
+    template <class Handler>
+    void start_wait_id(connector::id id, bool gone, std::chrono::milliseconds timeout, Handler&& handler) {
+        const op_id op = add_op<status_handler>(std::forward<Handler>(handler));
+        const auto deadline = timeout.count() > 0 ? clock::now() + timeout : clock::time_point::max();
+        start_registry_op(op, [&](std::uint64_t n) { id_waiters_.add_wait(op, n, id, gone, deadline); });
+    }
+
+    /// Waits until the registered ids differ from what the last watch saw and
+    /// writes the changes to `*out`. Completion: void(error_code).
+    template <class Handler>
+    void start_watch_ids(std::vector<connector::id_change>* out, Handler&& handler) {
+        const op_id op = add_op<status_handler>(std::forward<Handler>(handler));
+        start_registry_op(op, [&](std::uint64_t n) { id_waiters_.add_watch(op, n, out); });
+    }
+
     /// Ends every operation (operation_aborted) and closes the socket.
     void close() {
         if (core_.closed() && !sock_.is_open()) return;
@@ -216,6 +253,9 @@ public:
         error_code ignored;
         timer_.cancel();
         send_retry_.cancel();
+        id_waiters_.end_all(aborted_error(), [&](op_id op, error_code ec) { core_.complete(op, ec); });
+        registry_timer_.cancel();
+        registry_at_ = clock::time_point::max();
         sock_.close(ignored);
         send_queue_.clear();
         timer_at_ = clock::time_point::max();
@@ -286,6 +326,19 @@ private:
             if (type == boost::asio::cancellation_type::none) return;
             if (auto s = state.lock()) {
                 s->core_.cancel_receive(ref, number);
+                s->settle();
+            }
+        }
+    };
+
+    struct registry_canceller {
+        registry_canceller(std::weak_ptr<client_state> s, std::uint64_t n) : state(std::move(s)), number(n) {}
+        std::weak_ptr<client_state> state;
+        std::uint64_t number;
+        void operator()(boost::asio::cancellation_type type) {
+            if (type == boost::asio::cancellation_type::none) return;
+            if (auto s = state.lock()) {
+                s->id_waiters_.cancel(number, aborted_error(), [&](op_id op, error_code ec) { s->core_.complete(op, ec); });
                 s->settle();
             }
         }
@@ -390,6 +443,10 @@ private:
             timer_at_ = clock::time_point::max();
             timer_.cancel();
         }
+        if (id_waiters_.empty() && registry_at_ != clock::time_point::max()) {
+            registry_at_ = clock::time_point::max(); // nobody waits for an id: run() may return
+            registry_timer_.cancel();
+        }
         if (core_.wants_read()) {
             if (!reading_ && !draining_) arm_read();
         } else if (reading_ && !busy) {
@@ -458,7 +515,56 @@ private:
         timer_.async_wait([self = shared_from_this()](error_code ec) {
             if (ec == boost::asio::error::operation_aborted) return; // re-armed, disarmed or closed
             self->timer_at_ = clock::time_point::max();
-            self->core_.on_timer(clock::now());
+            // Requests with check_registered learn whether their id is still registered: one read at
+            // most, and only when such a request expired.
+            std::optional<std::vector<connector::registered_id>> ids;
+            self->core_.on_timer(clock::now(), [&](connector::id id) {
+                if (!ids) {
+                    error_code rec;
+                    ids = connector::read_registry(self->options_.netns, rec);
+                    if (rec) return true; // unreadable: say timeout, as without the check
+                }
+                return connector::contains(*ids, id);
+            });
+            self->finish_turn();
+        });
+    }
+
+    // ---- the registry watcher: one per client, polling while someone waits ----
+
+    // Starts a wait or watch (`add(number)` registers it), checks the registry at once, and keeps the
+    // poll timer armed.
+    template <class Add>
+    void start_registry_op(op_id op, Add&& add) {
+        if (core_.closed()) {
+            core_.complete(op, error::client_closed);
+            return settle();
+        }
+        const std::uint64_t number = ++registry_numbers_;
+        add(number);
+        poll_registry();
+        if (id_waiters_.waiting(number)) watch_cancellation(op, registry_canceller{weak_from_this(), number});
+        settle();
+    }
+
+    // Reads the registry, hands the result to the waiters, and arms the timer for the next read or the
+    // earliest deadline, whichever comes first.
+    void poll_registry() {
+        error_code ec;
+        const auto ids = connector::read_registry(options_.netns, ec);
+        const auto now = clock::now();
+        id_waiters_.on_registry(now, ids, ec, [&](op_id op, error_code oec) { core_.complete(op, oec); });
+        if (id_waiters_.empty()) return; // settle() disarms
+        auto when = now + std::max(options_.registry_interval, std::chrono::milliseconds(1));
+        if (auto d = id_waiters_.next_deadline(); d && *d < when) when = *d;
+        if (when >= registry_at_ && registry_at_ > now) return; // armed for sooner
+        registry_at_ = when;
+        registry_timer_.expires_at(when);
+        registry_timer_.async_wait([self = shared_from_this()](error_code tec) {
+            if (tec == boost::asio::error::operation_aborted) return; // re-armed, disarmed or closed
+            self->registry_at_ = clock::time_point::max();
+            if (self->core_.closed()) return;
+            self->poll_registry();
             self->finish_turn();
         });
     }
@@ -555,6 +661,10 @@ private:
     connector::socket sock_;
     boost::asio::steady_timer timer_;
     boost::asio::steady_timer send_retry_;
+    boost::asio::steady_timer registry_timer_; // the registry watcher's poll (see poll_registry)
+    id_waiters id_waiters_;
+    std::uint64_t registry_numbers_ = 0;
+    clock::time_point registry_at_ = clock::time_point::max();
     client_options options_;
     client_core core_;
     std::vector<op_slot> ops_;
