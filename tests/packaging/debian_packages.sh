@@ -5,7 +5,7 @@
 # (cnctl --version, man -w, bash completion, pkg-config and CMake consumers,
 # `dkms build` of cnasio_echo against an installed Debian kernel's headers),
 # and removes them again, also when a check fails. Needs root.
-set -euo pipefail
+set -euo pipefail  # so no `producer | grep -q`: grep's early exit would fail the producer (SIGPIPE)
 src=$(cd "$1" && pwd) work=$2
 here=$(cd "$(dirname "$0")" && pwd)
 packages=(libcnasio-dev cnasio-tools cnasio-echo-dkms)
@@ -19,7 +19,7 @@ for tool in dpkg-buildpackage dh lintian dkms apt-get; do
     command -v "$tool" > /dev/null || { echo "SKIP: $tool is not installed (scripts/install-deps.sh)"; exit 77; }
 done
 for p in "${packages[@]}"; do
-    if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'installed'; then
+    if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep 'installed' > /dev/null; then
         fail "$p is already installed: this test installs and removes it (apt-get purge ${packages[*]})"
     fi
 done
@@ -62,14 +62,14 @@ expect_in cnasio-tools /usr/bin/cnctl /usr/share/man/man1/cnctl.1.gz /usr/share/
 expect_in cnasio-echo-dkms "/usr/src/cnasio-echo-$version/dkms.conf" "/usr/src/cnasio-echo-$version/cnasio_echo.c" \
     "/usr/src/cnasio-echo-$version/cnasio_echo_proto.h" "/usr/src/cnasio-echo-$version/Kbuild" \
     "/usr/src/cnasio-echo-$version/Makefile"
-contents libcnasio-dev | grep -q '^/usr/share/doc/libcnasio-dev/README.md' || fail "libcnasio-dev lacks README.md"
+contents libcnasio-dev | grep '^/usr/share/doc/libcnasio-dev/README.md' > /dev/null || fail "libcnasio-dev lacks README.md"
 [ "$(dpkg-deb -f "$work"/libcnasio-dev_*.deb Architecture)" = all ] || fail "libcnasio-dev is not Architecture: all"
 
 # Install, and remove whatever happens from here on.
 cleanup() {
     apt-get purge -y -qq "${packages[@]}" > "$work/purge.log" 2>&1 || { cat "$work/purge.log"; echo "FAIL: purge"; }
     for p in "${packages[@]}"; do
-        if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'installed'; then echo "FAIL: $p still installed"; fi
+        if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep 'installed' > /dev/null; then echo "FAIL: $p still installed"; fi
     done
     if [ -e "/usr/src/cnasio-echo-$version" ] || [ -e /var/lib/dkms/cnasio-echo ]; then
         echo "FAIL: DKMS leftovers after purge: $(ls -d /usr/src/cnasio-echo-* /var/lib/dkms/cnasio-echo 2>/dev/null | xargs)"
@@ -97,8 +97,10 @@ mkdir -p "$work/pc"
 # shellcheck disable=SC2046 # the flags are meant to split
 (cd "$work/pc" && c++ $(pkg-config --cflags cnasio) "$here/cmake-consumer/main.cpp" $(pkg-config --libs cnasio) -o frames) ||
     fail "pkg-config build"
-(cd "$work/pc" && c++ $(pkg-config --cflags cnasio) -M "$here/cmake-consumer/main.cpp") |
-    grep -q ' /usr/include/cnasio/connector/framing.hpp' || fail "the pkg-config build did not use /usr/include/cnasio"
+(cd "$work/pc" && c++ $(pkg-config --cflags cnasio) -M "$here/cmake-consumer/main.cpp" > frames.d) ||
+    fail "pkg-config: c++ -M"
+grep -q ' /usr/include/cnasio/connector/framing.hpp' "$work/pc/frames.d" ||
+    fail "the pkg-config build did not use /usr/include/cnasio"
 pc_out=$("$work/pc/frames") || fail "pkg-config program failed"
 cmake_out=$(bash "$here/cmake_consumer.sh" "$src" "$work/cmake" /usr) || { echo "$cmake_out"; fail "CMake consumer"; }
 [ "$(head -n 3 <<< "$cmake_out")" = "$pc_out" ] || fail "pkg-config and CMake programs differ: $pc_out"
@@ -107,7 +109,7 @@ lap "consumers: pkg-config and CMake (/usr/share/cmake/cnasio)"
 # DKMS: the package registered the module; build it for each installed Debian
 # 6.1 kernel with headers (the running kernel here has none; loading it, and
 # so `dkms install`, is for a machine that runs that kernel).
-dkms status cnasio-echo | grep -q "cnasio-echo/$version" || fail "dkms status does not list cnasio-echo/$version"
+dkms status cnasio-echo | grep "cnasio-echo/$version" > /dev/null || fail "dkms status does not list cnasio-echo/$version"
 built=0
 for build_dir in /lib/modules/6.1.*/build; do
     [ -e "$build_dir/Makefile" ] || continue
@@ -117,7 +119,7 @@ for build_dir in /lib/modules/6.1.*/build; do
     [ -n "$ko" ] || fail "dkms build for $kver left no cnasio_echo.ko"
     vermagic=$(modinfo -F vermagic "$ko")
     [[ "$vermagic" == "$kver "* ]] || fail "$ko has vermagic '$vermagic', not $kver"
-    modinfo -F parm "$ko" | grep -q '^idx:' || fail "$ko has no idx parameter"
+    modinfo -F parm "$ko" | grep '^idx:' > /dev/null || fail "$ko has no idx parameter"
     lap "dkms build for $kver: $(basename "$ko"), vermagic $vermagic"
     built=$((built + 1))
 done
