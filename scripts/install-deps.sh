@@ -3,7 +3,10 @@
 # Debian 12 machine, from Debian's own archive:
 #   build:     g++ meson ninja-build pkgconf libboost1.81-dev doctest-dev linux-libc-dev
 #   cnctl:     libcli11-dev (header-only command-line parser; Boost.JSON comes with libboost1.81-dev)
-#   packaging: git (the wrap test clones the tree), python3 (doc snippet test)
+#   packaging: git (the wrap test clones the tree), python3 (doc snippet test),
+#              cmake (CMake consumer test), man-db (man page tests),
+#              debhelper dh-dkms dkms lintian bash-completion (Debian package test;
+#              without recommends, dkms pulls in no kernel headers)
 #   fuzzing:   clang libclang-rt-14-dev (libFuzzer and the sanitizer runtimes)
 #   bench:     valgrind (callgrind counts instructions where perf cannot)
 # then runs the VM and aarch64 suites' own install scripts when they exist.
@@ -12,7 +15,9 @@
 set -eu
 
 packages="g++ meson ninja-build pkgconf libboost1.81-dev doctest-dev linux-libc-dev
-          libcli11-dev git python3 clang libclang-rt-14-dev valgrind"
+          libcli11-dev git python3 cmake man-db
+          debhelper dh-dkms dkms lintian bash-completion
+          clang libclang-rt-14-dev valgrind"
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")

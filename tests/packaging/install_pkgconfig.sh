@@ -24,7 +24,7 @@ done
 (cd "$src/include" && find cnasio -name '*.hpp' | sort) > "$work/headers.src"
 (cd "$prefix/include" && find cnasio -name '*.hpp' | sort) > "$work/headers.installed"
 diff -u "$work/headers.src" "$work/headers.installed" || fail "installed headers differ from include/"
-if meson introspect "$work/build" --targets | grep -q '"name": "cnctl"'; then
+if meson introspect "$work/build" --targets | grep '"name": "cnctl"' > /dev/null; then
     test -x "$prefix/bin/cnctl" || fail "cnctl not installed in bin/"
     "$prefix/bin/cnctl" --version || fail "installed cnctl --version"
 fi
@@ -67,6 +67,6 @@ echo "$out"
 test "$out" = "installed cnasio works: 40-byte LISTEN datagram, payload larger than CONNECTOR_MAX_MSG_SIZE (16384 bytes)" ||
     fail "unexpected program output"
 # The headers came from the prefix, not from a copy elsewhere.
-( cd "$work" && c++ $cflags -M prog.cpp ) | grep -q "$prefix/include/cnasio/connector/framing.hpp" ||
+( cd "$work" && c++ $cflags -M prog.cpp ) | grep "$prefix/include/cnasio/connector/framing.hpp" > /dev/null ||
     fail "the program did not use the installed headers"
 echo "PASS: meson install + pkg-config build"
