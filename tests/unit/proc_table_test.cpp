@@ -155,7 +155,13 @@ TEST_CASE("process_table: threads are counted under their process, not as proces
     CHECK_FALSE(t.find(300)->exited);
     t.on_event(exit_ev(1'004 * ms, 300, 0));
     CHECK(t.find(300)->exited);
+    CHECK(t.find(300)->threads == 0);
     CHECK(t.live_count() == 0);
+    // The last thread's exit event after its leader's: no unknown pid.
+    const auto unknown = t.stats().unknown_pid_events;
+    t.on_event(exit_ev(1'005 * ms, 302, 0, 300));
+    CHECK(t.stats().unknown_pid_events == unknown);
+    CHECK(t.find(300)->threads == 0);
 }
 
 TEST_CASE("process_table: pid reuse - same pid, another start time: nothing carried over") {

@@ -194,6 +194,11 @@ public:
         }
         if (const auto* x = ev.get_if<exit_event>()) {
             if (x->process_pid != x->process_tgid) {
+                // A thread's exit event can come after its leader's (the
+                // kernel wakes pthread_join() before it sends the event): the
+                // ended process's entry stays as it is.
+                if (auto it = map_.find(x->process_tgid); it != map_.end() && it->second.exited)
+                    return done(u, table_update::kind::thread_exit, &it->second);
                 auto* p = live(x->process_tgid, ts);
                 if (!p) return ignored(u, x->process_tgid);
                 if (ts > p->threads_as_of_ns && p->threads > 0) --p->threads;
@@ -442,6 +447,7 @@ private:
     void end(process_info& p, std::uint64_t ts, std::optional<std::uint32_t> status) {
         p.exited = true;
         p.exit_ns = ts;
+        p.threads = 0; // the process has ended, whatever thread exit events are still to come
         if (status) p.wait_status.set(*status, source::event);
         if (p.fork_ns && ts >= *p.fork_ns)
             p.lifetime_ns.set(ts - *p.fork_ns, source::event);
