@@ -22,7 +22,7 @@ namespace {
 namespace cn = cnasio::connector;
 namespace proc = cnasio::proc;
 
-constexpr std::string_view command_names = "proc, listen, request, send";
+constexpr std::string_view command_names = "proc, listen, request, send, wait";
 
 // ---- values -------------------------------------------------------------------
 
@@ -413,6 +413,15 @@ command_line parse_command_line(int argc, char** argv) {
     add_message(*send_cmd, s, st);
     add_netns(*send_cmd, s);
 
+    wait_args w;
+    std::vector<std::string> wait_pids;
+    auto* wait_cmd = add_command(app, "wait", "wait until processes exit (any process, not only children)");
+    wait_cmd->footer("Waits until each PID has exited and prints its status. With one PID the exit status is the\n"
+                     "process's (128+N for signal N), like the shell's wait; 127 for a pid that does not exist.\n"
+                     "With several, the status of the last one listed.");
+    wait_cmd->add_option("pids", wait_pids, "process ids")->type_name("PID")->required();
+    add_netns(*wait_cmd, w);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
@@ -443,6 +452,16 @@ command_line parse_command_line(int argc, char** argv) {
     if (send_cmd->parsed()) {
         finish_message(s, st, false);
         return s;
+    }
+    if (wait_cmd->parsed()) {
+        for (const auto& text : wait_pids) {
+            std::int64_t v = 0;
+            auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+            if (ec != std::errc{} || ptr != text.data() + text.size() || v < 1 || v > 0x7fffffff)
+                throw usage_error{"wait: invalid process id '" + text + "' (a number from 1 to 2147483647)"};
+            w.pids.push_back(static_cast<proc::pid_type>(v));
+        }
+        return w;
     }
     throw usage_error{"missing command (" + std::string(command_names) + "; see cnctl --help)"};
 }

@@ -53,12 +53,17 @@ struct request_args : message_args {
 
 struct send_args : message_args {};
 
+/// `cnctl wait PID...` (wait.cpp).
+struct wait_args : common_options {
+    std::vector<cnasio::proc::pid_type> pids;
+};
+
 /// Text to print on stdout and exit 0 (--help of any command, --version).
 struct print_and_exit {
     std::string text;
 };
 
-using command_line = std::variant<print_and_exit, proc_args, listen_args, request_args, send_args>;
+using command_line = std::variant<print_and_exit, proc_args, listen_args, request_args, send_args, wait_args>;
 
 /// Reads argv. Throws usage_error on bad input (unknown command or option,
 /// missing or malformed value, values that exclude each other).

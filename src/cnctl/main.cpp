@@ -8,6 +8,7 @@
 //   cnctl request IDX:VAL [--data TEXT | --hex HEX] [--to PORT] [--timeout MS] [--ack-only] [--json]
 //                         [--netns PATH] [--admit PORT]...
 //   cnctl send IDX:VAL [--data TEXT | --hex HEX] [--to PORT] [--netns PATH]
+//   cnctl wait PID... [--netns PATH]                                    (wait.cpp)
 //   cnctl --version | --help | COMMAND --help
 //
 // arguments.cpp declares the command line, commands.cpp runs the commands,
@@ -16,6 +17,7 @@
 #include "arguments.hpp"
 #include "commands.hpp"
 #include "output.hpp"
+#include "wait.hpp"
 
 #include <cerrno>
 #include <csignal>
@@ -48,6 +50,7 @@ struct dispatch {
     int operator()(const cnctl::listen_args& a) const { return cnctl::run_listen(a); }
     int operator()(const cnctl::request_args& a) const { return cnctl::run_request(a); }
     int operator()(const cnctl::send_args& a) const { return cnctl::run_send(a); }
+    int operator()(const cnctl::wait_args& a) const { return cnctl::run_wait(a); }
 };
 
 } // namespace

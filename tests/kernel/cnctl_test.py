@@ -437,6 +437,43 @@ def namespaces(cnctl):
     check(r.returncode == 0 and len(r.stdout.splitlines()) == 3, f"proc --netns {home}: {r.returncode} {r.stderr!r}")
 
 
+def wait_command(cnctl):
+    # Any process, not only cnctl's children: exit status as the shell's wait.
+    p = subprocess.Popen(["sh", "-c", "sleep 0.5; exit 7"])
+    r = run(cnctl, "wait", str(p.pid))
+    p.wait()
+    check(r.returncode == 7 and r.stdout == f"{p.pid} exited 7\n", f"wait exit 7: {r.returncode} {r.stdout!r} {r.stderr!r}")
+    p = subprocess.Popen(["sleep", "5"])
+    threading.Timer(0.5, lambda: p.kill()).start()
+    r = run(cnctl, "wait", str(p.pid))
+    p.wait()
+    check(r.returncode == 128 + 9 and r.stdout == f"{p.pid} killed by signal 9\n",
+          f"wait SIGKILL: {r.returncode} {r.stdout!r} {r.stderr!r}")
+    # Several: each one's line, the status of the last one listed.
+    a = subprocess.Popen(["sh", "-c", "sleep 0.3; exit 1"])
+    b = subprocess.Popen(["sh", "-c", "sleep 0.6; exit 2"])
+    r = run(cnctl, "wait", str(b.pid), str(a.pid))
+    a.wait()
+    b.wait()
+    check(r.returncode == 1 and r.stdout == f"{a.pid} exited 1\n{b.pid} exited 2\n",
+          f"wait two: {r.returncode} {r.stdout!r} {r.stderr!r}")
+    # A pid that does not exist: 127 and a message.
+    r = run(cnctl, "wait", "2147483000")
+    check(r.returncode == 127 and r.stderr == "cnctl: wait: no such process: 2147483000\n",
+          f"wait nonexistent: {r.returncode} {r.stderr!r}")
+    # Bad input: exit 2, one line.
+    for bad in (["wait"], ["wait", "abc"], ["wait", "0"], ["wait", "-5"], ["wait", "99999999999"], ["wait", "12x"]):
+        r = run(cnctl, *bad)
+        check(r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("cnctl: "),
+              f"{bad}: {r.returncode} {r.stderr!r}")
+    # Output that cannot be written: a message and exit 1.
+    p = subprocess.Popen(["sh", "-c", "sleep 0.3; exit 0"])
+    with open("/dev/full", "w") as full:
+        r = run(cnctl, "wait", str(p.pid), stdout=full)
+    p.wait()
+    check(r.returncode == 1 and "writing to standard output" in r.stderr, f"wait > /dev/full: {r.returncode} {r.stderr!r}")
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -448,7 +485,7 @@ def main():
     n = usage_errors(cnctl)
     print(f"usage errors: {n} cases", flush=True)
     for f in (help_and_version, proc_json, proc_signal_and_loss, write_errors, forged_multicast, listen_group, request_and_send,
-              runtime_errors, namespaces):
+              runtime_errors, namespaces, wait_command):
         f(cnctl)
         print(f"{f.__name__}: done", flush=True)
     print(f"{checks} checks, {len(failures)} failed")
