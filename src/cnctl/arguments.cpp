@@ -364,6 +364,8 @@ command_line parse_command_line(int argc, char** argv) {
                "filter with a BPF socket filter even where the kernel takes a mask");
     add_rcvbuf(*proc_cmd, p);
     add_ready_line(*proc_cmd, p);
+    add_switch(*proc_cmd, "--raw", p.raw,
+               "the kernel's events as they are (key=value), without the process table's command lines");
     proc_cmd->footer("Prints the kernel's process events, one per line, until interrupted or N events.\n"
                      "Lost events (receive buffer overruns) are reported on stderr with their count; with a\n"
                      "filter the count is unknown (the kernel numbers the events it filters out too).\n"

@@ -32,6 +32,7 @@ struct proc_args : common_options {
     cnasio::proc::event_mask filter = cnasio::proc::event_mask::all();
     std::uint64_t count = 0; ///< 0: until interrupted
     bool force_bpf = false;
+    bool raw = false; ///< --raw: one line per kernel event, as before the process table (proc_view.cpp)
 };
 
 struct listen_args : common_options {

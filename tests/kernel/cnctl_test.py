@@ -197,7 +197,7 @@ def proc_json(cnctl):
         check(types == ["exit"] * 4, f"proc --filter exit {extra}: {types}")
     # Text output: exec lines name the process.
     with Spawner():
-        r = run(cnctl, "proc", "--filter", "exec", "--count", "2")
+        r = run(cnctl, "proc", "--raw", "--filter", "exec", "--count", "2")
     lines = r.stdout.splitlines()
     check(r.returncode == 0 and len(lines) == 2 and all(" exec " in l and "comm=" in l for l in lines),
           f"text exec lines: {r.stdout!r}")
@@ -474,6 +474,33 @@ def wait_command(cnctl):
     check(r.returncode == 1 and "writing to standard output" in r.stderr, f"wait > /dev/full: {r.returncode} {r.stderr!r}")
 
 
+def proc_view_hostile_argv(cnctl):
+    # The default output (forkstat-like) shows the command line; a process
+    # chooses its own argv, so it must not forge or hide lines.
+    import re
+    p = start_ready(cnctl, "proc", group=CN_IDX_PROC)
+    hostile = b"x\n09:00:00.000 exit 1 1 0 status=0 forged\x1b[2J\xff\xfe\r"
+    child = subprocess.Popen([b"/bin/sh", b"-c", b"sleep 0.5", hostile])
+    child.wait()
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=10)
+    raw = out.encode() if isinstance(out, str) else out
+    check(p.returncode == 0, f"proc default: exit {p.returncode} {err!r}")
+    check("\x1b" not in out and "\r" not in out, "no raw escape or CR in the output")
+    line_re = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} [a-z_]+ \d+ (\d+|\?) (\d+|\?)( |$)")
+    bad = [l for l in out.splitlines() if not line_re.match(l)]
+    check(not bad, f"every line has the format: {bad[:3]!r}")
+    mine = [l for l in out.splitlines() if f" exec {child.pid} " in l]
+    check(len(mine) == 1 and "\\x0a09:00:00.000 exit" in mine[0] and "\\x1b[2J\\xff\\xfe\\x0d" in mine[0]
+          and mine[0].startswith(tuple("0123456789")) and "/bin/sh -c sleep 0.5 x" in mine[0],
+          f"the hostile exec line, escaped: {mine!r}")
+    ex = [l for l in out.splitlines() if f" exit {child.pid} " in l]
+    check(len(ex) == 1 and " status=0 lifetime=" in ex[0], f"exit line with status and lifetime: {ex!r}")
+    forged = [l for l in out.splitlines() if l.startswith("09:00:00.000")]
+    check(not forged, f"no forged line: {forged!r}")
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -485,7 +512,7 @@ def main():
     n = usage_errors(cnctl)
     print(f"usage errors: {n} cases", flush=True)
     for f in (help_and_version, proc_json, proc_signal_and_loss, write_errors, forged_multicast, listen_group, request_and_send,
-              runtime_errors, namespaces, wait_command):
+              runtime_errors, namespaces, wait_command, proc_view_hostile_argv):
         f(cnctl)
         print(f"{f.__name__}: done", flush=True)
     print(f"{checks} checks, {len(failures)} failed")
