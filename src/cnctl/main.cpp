@@ -1,7 +1,7 @@
 // cnctl - the kernel connector from a shell: process events, raw group
 // messages, requests and one-way messages.
 //
-//   cnctl proc [--filter TYPES] [--count N] [--json] [--netns PATH] [--force-bpf] [--rcvbuf BYTES]
+//   cnctl proc [--filter TYPES] [--count N] [--raw] [--json] [--netns PATH] [--force-bpf] [--rcvbuf BYTES]
 //              [--ready-line]
 //   cnctl listen --group G [--count N] [--json] [--netns PATH] [--admit PORT]... [--rcvbuf BYTES]
 //                [--ready-line]
