@@ -22,7 +22,7 @@ namespace {
 namespace cn = cnasio::connector;
 namespace proc = cnasio::proc;
 
-constexpr std::string_view command_names = "proc, listen, request, send, ids, wait-id";
+constexpr std::string_view command_names = "proc, listen, request, send, ids, wait-id, wait";
 
 // ---- values -------------------------------------------------------------------
 
@@ -368,6 +368,8 @@ command_line parse_command_line(int argc, char** argv) {
                "filter with a BPF socket filter even where the kernel takes a mask");
     add_rcvbuf(*proc_cmd, p);
     add_ready_line(*proc_cmd, p);
+    add_switch(*proc_cmd, "--raw", p.raw,
+               "the kernel's events as they are (key=value), without the process table's command lines");
     proc_cmd->footer("Prints the kernel's process events, one per line, until interrupted or N events.\n"
                      "Lost events (receive buffer overruns) are reported on stderr with their count; with a\n"
                      "filter the count is unknown (the kernel numbers the events it filters out too).\n"
@@ -448,6 +450,14 @@ command_line parse_command_line(int argc, char** argv) {
         ->type_name("MS")
         ->transform(milliseconds);
     add_json(*wait_cmd, w, "print the outcome as JSON");
+
+    wait_args wp;
+    std::vector<std::string> wait_pids;
+    auto* wait_pid_cmd = add_command(app, "wait", "wait until processes exit (any process, not only children)");
+    wait_pid_cmd->footer("Waits until each PID has exited and prints its status. With one PID the exit status is the\n"
+                     "process's (128+N for signal N), like the shell's wait; 127 for a pid that does not exist.\n"
+                     "With several, the status of the last one listed.");
+    wait_pid_cmd->add_option("pids", wait_pids, "process ids")->type_name("PID")->required();
     add_netns(*wait_cmd, w);
 
     try {
@@ -487,6 +497,16 @@ command_line parse_command_line(int argc, char** argv) {
         w.timeout = std::chrono::milliseconds(wait_timeout_ms);
         w.interval = std::chrono::milliseconds(interval_ms);
         return w;
+    }
+    if (wait_pid_cmd->parsed()) {
+        for (const auto& text : wait_pids) {
+            std::int64_t v = 0;
+            auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+            if (ec != std::errc{} || ptr != text.data() + text.size() || v < 1 || v > 0x7fffffff)
+                throw usage_error{"wait: invalid process id '" + text + "' (a number from 1 to 2147483647)"};
+            wp.pids.push_back(static_cast<proc::pid_type>(v));
+        }
+        return wp;
     }
     throw usage_error{"missing command (" + std::string(command_names) + "; see cnctl --help)"};
 }

@@ -32,6 +32,7 @@ struct proc_args : common_options {
     cnasio::proc::event_mask filter = cnasio::proc::event_mask::all();
     std::uint64_t count = 0; ///< 0: until interrupted
     bool force_bpf = false;
+    bool raw = false; ///< --raw: one line per kernel event, as before the process table (proc_view.cpp)
 };
 
 struct listen_args : common_options {
@@ -67,13 +68,18 @@ struct wait_id_args : common_options {
     std::chrono::milliseconds interval{100}; ///< client_options::registry_interval
 };
 
+/// `cnctl wait PID...` (wait.cpp).
+struct wait_args : common_options {
+    std::vector<cnasio::proc::pid_type> pids;
+};
+
 /// Text to print on stdout and exit 0 (--help of any command, --version).
 struct print_and_exit {
     std::string text;
 };
 
-using command_line =
-    std::variant<print_and_exit, proc_args, listen_args, request_args, send_args, ids_args, wait_id_args>;
+using command_line = std::variant<print_and_exit, proc_args, listen_args, request_args, send_args, ids_args,
+                                  wait_id_args, wait_args>;
 
 /// Reads argv. Throws usage_error on bad input (unknown command or option,
 /// missing or malformed value, values that exclude each other).

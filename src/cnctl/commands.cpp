@@ -4,6 +4,7 @@
 
 #include "format.hpp"
 #include "output.hpp"
+#include "proc_view.hpp"
 
 #include <cnasio/client.hpp>
 #include <cnasio/proc/listener.hpp>
@@ -111,6 +112,7 @@ asio::awaitable<int> proc_command(proc_args a) {
     int rc = exit_ok;
     auto c = open_client(io, a, rc);
     if (!c) co_return rc;
+    if (!a.raw && !a.json && !a.force_bpf) co_return co_await proc_view(a, *c, describe);
 
     proc::listener_options lo;
     lo.filter = a.filter;

@@ -1,7 +1,7 @@
 // cnctl - the kernel connector from a shell: process events, raw group
 // messages, requests and one-way messages.
 //
-//   cnctl proc [--filter TYPES] [--count N] [--json] [--netns PATH] [--force-bpf] [--rcvbuf BYTES]
+//   cnctl proc [--filter TYPES] [--count N] [--raw] [--json] [--netns PATH] [--force-bpf] [--rcvbuf BYTES]
 //              [--ready-line]
 //   cnctl listen --group G [--count N] [--json] [--netns PATH] [--admit PORT]... [--rcvbuf BYTES]
 //                [--ready-line]
@@ -10,6 +10,7 @@
 //   cnctl send IDX:VAL [--data TEXT | --hex HEX] [--to PORT] [--no-registry-check] [--netns PATH]
 //   cnctl ids [--json] [--netns PATH]
 //   cnctl wait-id IDX:VAL [--gone] [--timeout MS] [--interval MS] [--json] [--netns PATH]
+//   cnctl wait PID... [--netns PATH]                                    (wait.cpp)
 //   cnctl --version | --help | COMMAND --help
 //
 // arguments.cpp declares the command line, commands.cpp runs the commands,
@@ -18,6 +19,7 @@
 #include "arguments.hpp"
 #include "commands.hpp"
 #include "output.hpp"
+#include "wait.hpp"
 
 #include <cerrno>
 #include <csignal>
@@ -52,6 +54,7 @@ struct dispatch {
     int operator()(const cnctl::send_args& a) const { return cnctl::run_send(a); }
     int operator()(const cnctl::ids_args& a) const { return cnctl::run_ids(a); }
     int operator()(const cnctl::wait_id_args& a) const { return cnctl::run_wait_id(a); }
+    int operator()(const cnctl::wait_args& a) const { return cnctl::run_wait(a); }
 };
 
 } // namespace

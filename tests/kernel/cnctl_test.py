@@ -205,7 +205,7 @@ def proc_json(cnctl):
         check(types == ["exit"] * 4, f"proc --filter exit {extra}: {types}")
     # Text output: exec lines name the process.
     with Spawner():
-        r = run(cnctl, "proc", "--filter", "exec", "--count", "2")
+        r = run(cnctl, "proc", "--raw", "--filter", "exec", "--count", "2")
     lines = r.stdout.splitlines()
     check(r.returncode == 0 and len(lines) == 2 and all(" exec " in l and "comm=" in l for l in lines),
           f"text exec lines: {r.stdout!r}")
@@ -496,6 +496,70 @@ def namespaces(cnctl):
     check(r.returncode == 0 and len(r.stdout.splitlines()) == 3, f"proc --netns {home}: {r.returncode} {r.stderr!r}")
 
 
+def wait_command(cnctl):
+    # Any process, not only cnctl's children: exit status as the shell's wait.
+    p = subprocess.Popen(["sh", "-c", "sleep 0.5; exit 7"])
+    r = run(cnctl, "wait", str(p.pid))
+    p.wait()
+    check(r.returncode == 7 and r.stdout == f"{p.pid} exited 7\n", f"wait exit 7: {r.returncode} {r.stdout!r} {r.stderr!r}")
+    p = subprocess.Popen(["sleep", "5"])
+    threading.Timer(0.5, lambda: p.kill()).start()
+    r = run(cnctl, "wait", str(p.pid))
+    p.wait()
+    check(r.returncode == 128 + 9 and r.stdout == f"{p.pid} killed by signal 9\n",
+          f"wait SIGKILL: {r.returncode} {r.stdout!r} {r.stderr!r}")
+    # Several: each one's line, the status of the last one listed.
+    a = subprocess.Popen(["sh", "-c", "sleep 0.3; exit 1"])
+    b = subprocess.Popen(["sh", "-c", "sleep 0.6; exit 2"])
+    r = run(cnctl, "wait", str(b.pid), str(a.pid))
+    a.wait()
+    b.wait()
+    check(r.returncode == 1 and r.stdout == f"{a.pid} exited 1\n{b.pid} exited 2\n",
+          f"wait two: {r.returncode} {r.stdout!r} {r.stderr!r}")
+    # A pid that does not exist: 127 and a message.
+    r = run(cnctl, "wait", "2147483000")
+    check(r.returncode == 127 and r.stderr == "cnctl: wait: no such process: 2147483000\n",
+          f"wait nonexistent: {r.returncode} {r.stderr!r}")
+    # Bad input: exit 2, one line.
+    for bad in (["wait"], ["wait", "abc"], ["wait", "0"], ["wait", "-5"], ["wait", "99999999999"], ["wait", "12x"]):
+        r = run(cnctl, *bad)
+        check(r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("cnctl: "),
+              f"{bad}: {r.returncode} {r.stderr!r}")
+    # Output that cannot be written: a message and exit 1.
+    p = subprocess.Popen(["sh", "-c", "sleep 0.3; exit 0"])
+    with open("/dev/full", "w") as full:
+        r = run(cnctl, "wait", str(p.pid), stdout=full)
+    p.wait()
+    check(r.returncode == 1 and "writing to standard output" in r.stderr, f"wait > /dev/full: {r.returncode} {r.stderr!r}")
+
+
+def proc_view_hostile_argv(cnctl):
+    # The default output (forkstat-like) shows the command line; a process
+    # chooses its own argv, so it must not forge or hide lines.
+    import re
+    p = start_ready(cnctl, "proc", group=CN_IDX_PROC)
+    hostile = b"x\n09:00:00.000 exit 1 1 0 status=0 forged\x1b[2J\xff\xfe\r"
+    child = subprocess.Popen([b"/bin/sh", b"-c", b"sleep 0.5", hostile])
+    child.wait()
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=10)
+    raw = out.encode() if isinstance(out, str) else out
+    check(p.returncode == 0, f"proc default: exit {p.returncode} {err!r}")
+    check("\x1b" not in out and "\r" not in out, "no raw escape or CR in the output")
+    line_re = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} [a-z_]+ \d+ (\d+|\?) (\d+|\?)( |$)")
+    bad = [l for l in out.splitlines() if not line_re.match(l)]
+    check(not bad, f"every line has the format: {bad[:3]!r}")
+    mine = [l for l in out.splitlines() if f" exec {child.pid} " in l]
+    check(len(mine) == 1 and "\\x0a09:00:00.000 exit" in mine[0] and "\\x1b[2J\\xff\\xfe\\x0d" in mine[0]
+          and mine[0].startswith(tuple("0123456789")) and "/bin/sh -c sleep 0.5 x" in mine[0],
+          f"the hostile exec line, escaped: {mine!r}")
+    ex = [l for l in out.splitlines() if f" exit {child.pid} " in l]
+    check(len(ex) == 1 and " status=0 lifetime=" in ex[0], f"exit line with status and lifetime: {ex!r}")
+    forged = [l for l in out.splitlines() if l.startswith("09:00:00.000")]
+    check(not forged, f"no forged line: {forged!r}")
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -507,7 +571,7 @@ def main():
     n = usage_errors(cnctl)
     print(f"usage errors: {n} cases", flush=True)
     for f in (help_and_version, proc_json, proc_signal_and_loss, write_errors, forged_multicast, listen_group, request_and_send,
-              registry, runtime_errors, namespaces):
+              registry, runtime_errors, namespaces, wait_command, proc_view_hostile_argv):
         f(cnctl)
         print(f"{f.__name__}: done", flush=True)
     print(f"{checks} checks, {len(failures)} failed")
