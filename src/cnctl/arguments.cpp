@@ -355,10 +355,13 @@ command_line parse_command_line(int argc, char** argv) {
     std::string filter;
     auto* proc_cmd = add_command(app, "proc", "live process events (fork, exec, exit, ...)");
 
+    std::string type_names; // the library's table of event types
+    for (const auto& t : proc::event_types)
+        if (t.filterable()) type_names += std::string(t.name) + ", ";
     proc_cmd->add_option("--filter", filter,
-                         "comma-separated event types to show: fork, exec, uid, gid, sid, ptrace, comm, coredump, "
-                         "exit, nonzero_exit, or all (the default). The kernel filters (6.6+ proc_input mask, else "
-                         "a BPF socket filter).")
+                         "comma-separated event types to show: " + type_names +
+                             "or all (the default). The kernel filters (6.6+ proc_input mask, else "
+                             "a BPF socket filter).")
         ->type_name("TYPES")
         ->check(event_types);
     add_count(*proc_cmd, p.count, "events");
