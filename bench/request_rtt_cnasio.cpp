@@ -114,12 +114,19 @@ private:
             run_until_idle();
     }
 
-    // The client keeps a timeout timer armed, so the io_context never runs out
-    // of work by itself: run it one handler at a time until the work is done.
+    // Runs the io_context one handler at a time until the work is done. The
+    // client lets it run out of work whenever nothing waits on it, which stops
+    // it: restart it then.
+    void step()
+    {
+        if (io_.run_one() == 0)
+            io_.restart();
+    }
+
     void run_until_idle()
     {
         while (running_ != 0)
-            io_.run_one();
+            step();
         if (failure_) {
             try {
                 std::rethrow_exception(std::exchange(failure_, nullptr));
@@ -132,7 +139,7 @@ private:
     void run_until(const bool& done)
     {
         while (!done)
-            io_.run_one();
+            step();
     }
 
     asio::io_context io_{1};
