@@ -17,3 +17,7 @@
 #include <cnasio/proc/loss.hpp>
 #include <cnasio/proc/filter.hpp>
 #include <cnasio/proc/listener.hpp>
+#include <cnasio/proc/process_table.hpp>
+#include <cnasio/proc/procfs.hpp>
+#include <cnasio/proc/container.hpp>
+#include <cnasio/proc/tracker.hpp>

@@ -497,8 +497,9 @@ TEST_SUITE("proc listener") {
             run_until(io, started);
             CHECK(started == asio::error::operation_aborted);
             // The ack came (the kernel queues it inside sendto()): the machine
-            // went through "acked after close", which sends IGNORE.
-            CHECK(l.listen_ack().has_value());
+            // went through "acked after close", which sends IGNORE. Before 6.6
+            // the filtered start's first request (the 8-byte probe) gets no ack.
+            if (!filtered || cnasio::test::kernel_at_least(6, 6)) CHECK(l.listen_ack().has_value());
             CHECK(!l.listening());
             CHECK(l.path() == proc::filter_path::none);
             proc::event ev;
