@@ -46,21 +46,6 @@ json::string latin1_to_utf8(std::string_view bytes, json::storage_ptr sp) {
     return out;
 }
 
-// Text form of foreign bytes: printable ASCII, others (and '\') as \xNN.
-std::string printable(std::string_view s) {
-    std::string out;
-    for (unsigned char c : s) {
-        if (c >= 0x20 && c < 0x7f && c != '\\') {
-            out += static_cast<char>(c);
-        } else {
-            out += "\\x";
-            out += hex_digits[c >> 4];
-            out += hex_digits[c & 0xf];
-        }
-    }
-    return out;
-}
-
 std::optional<std::string> comm_of(proc::pid_type pid) {
     std::ifstream f("/proc/" + std::to_string(pid) + "/comm");
     std::string name;
@@ -91,7 +76,7 @@ public:
         if (json_)
             object_[k] = latin1_to_utf8(v, object_.storage());
         else
-            text_ += " " + std::string(k) + "=" + printable(v);
+            text_ += " " + std::string(k) + "=" + escape_text(v);
     }
     // A name that may be unknown: "?" in text, null in JSON.
     void name(std::string_view k, const std::optional<std::string>& v) {
@@ -142,6 +127,22 @@ void add_message_fields(fields& f, const cn::message& m) {
 }
 
 } // namespace
+
+// Text form of foreign bytes: printable ASCII, others (and '\') as \xNN.
+std::string escape_text(std::string_view s) {
+    std::string out;
+    for (unsigned char c : s) {
+        if (c >= 0x20 && c < 0x7f && c != '\\') {
+            out += static_cast<char>(c);
+        } else {
+            out += "\\x";
+            out += hex_digits[c >> 4];
+            out += hex_digits[c & 0xf];
+        }
+    }
+    return out;
+}
+
 
 std::string format_event(const proc::event& ev, bool as_json) {
     const auto type = proc::to_string(ev.type());

@@ -21,6 +21,11 @@ namespace cnctl {
 /// One process event. Text: "SECONDS.MICROS TYPE key=value..."; JSON: type,
 /// cpu, seq, timestamp_ns, then the fields of the event's type. An exec event's
 /// process name is read from /proc, so it can be missing ("?" / null).
+/// Text form of bytes a process chose (argv, comm, payloads): printable ASCII
+/// as it is, every other byte and the backslash as \xNN, so that no escape sequence,
+/// newline or invalid UTF-8 reaches the terminal or forges a line.
+std::string escape_text(std::string_view s);
+
 std::string format_event(const cnasio::proc::event& ev, bool json);
 
 /// One connector message: idx, val, seq, ack, len, flags, the payload as hex

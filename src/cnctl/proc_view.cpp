@@ -1,6 +1,7 @@
 // forkstat-like `cnctl proc` lines from a proc::tracker (see proc_view.hpp).
 #include "proc_view.hpp"
 
+#include "format.hpp"
 #include "output.hpp"
 
 #include <cnasio/proc/tracker.hpp>
@@ -21,7 +22,6 @@ namespace {
 namespace asio = boost::asio;
 namespace proc = cnasio::proc;
 
-constexpr char hex[] = "0123456789abcdef";
 
 std::string cmdline_text(const proc::process_info* p) {
     if (!p) return "?";
@@ -48,19 +48,6 @@ std::string wall_clock(std::uint64_t ts_ns, std::int64_t realtime_minus_monotoni
 std::string num(std::int64_t v) { return std::to_string(v); }
 } // namespace
 
-std::string escape_text(std::string_view s) {
-    std::string out;
-    for (unsigned char c : s) {
-        if (c >= 0x20 && c < 0x7f && c != '\\') {
-            out += static_cast<char>(c);
-        } else {
-            out += "\\x";
-            out += hex[c >> 4];
-            out += hex[c & 0xf];
-        }
-    }
-    return out;
-}
 
 asio::awaitable<int> proc_view(const proc_args& a, cnasio::client& c,
                                std::function<std::string(cnasio::error_code, const std::string&)> describe) {

@@ -21,7 +21,4 @@ namespace cnctl {
 boost::asio::awaitable<int> proc_view(const proc_args& a, cnasio::client& c,
                                       std::function<std::string(cnasio::error_code, const std::string&)> describe);
 
-/// The escaping used for command lines (exposed for tests of the format).
-std::string escape_text(std::string_view s);
-
 } // namespace cnctl
