@@ -31,9 +31,11 @@ enum class part_verdict {
 };
 
 /// Decides, message by message and in the order they arrive, where a
-/// multi-part answer ends (request_options::parts). It may keep state: it is
-/// called once per matched message of its one request.
-using part_rule = std::function<part_verdict(const connector::message_view&)>;
+/// multi-part answer ends (request_options::parts). It is given the headers
+/// the request was sent with (its seq and ack are chosen when it starts) and
+/// the message. It may keep state: it is called once per matched message of
+/// its one request.
+using part_rule = std::function<part_verdict(const connector::header& request, const connector::message_view& m)>;
 
 /// How one request is sent and matched.
 struct request_options {

@@ -484,7 +484,7 @@ TEST_CASE("client_core: acks are spread and never collide with a pending request
 namespace {
 
 // A part rule for the tests: "end" is the last part, "foreign" is not a part.
-cnasio::part_verdict until_end(const cnasio::connector::message_view& m) {
+cnasio::part_verdict until_end(const header&, const cnasio::connector::message_view& m) {
     const std::string_view text(reinterpret_cast<const char*>(m.payload.data()), m.payload.size());
     if (text == "foreign") return cnasio::part_verdict::not_part;
     return text == "end" ? cnasio::part_verdict::last : cnasio::part_verdict::more;

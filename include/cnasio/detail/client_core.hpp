@@ -133,6 +133,7 @@ public:
         bool check_registered = false;   // request_options::check_registered (to the kernel)
         part_rule rule{};                // request_options::parts: a multi-part answer
         std::vector<connector::message>* parts = nullptr; // where the parts go (a multi-part answer)
+        connector::header sent{};        // what was sent, for the part rule
     };
     using table = correlator<pending_request>;
     using ticket = table::ticket;
@@ -174,7 +175,7 @@ public:
         if (parts) parts->clear();
         r.t = requests_.add(ro.match, r.header.seq, ack, std::move(ro.matcher), now + timeout,
                             pending_request{op, into, id, ro.check_registered && ro.port_id == 0,
-                                            std::move(ro.parts), parts},
+                                            std::move(ro.parts), parts, r.header},
                             id);
         r.send = true;
         return r;
@@ -481,7 +482,7 @@ private:
     // is a part and whether the last. False when it is not a part at all.
     bool take_part(ticket t, const connector::message_view& m) {
         pending_request* p = requests_.find(t);
-        const part_verdict v = p->rule ? p->rule(m) : part_verdict::last;
+        const part_verdict v = p->rule ? p->rule(p->sent, m) : part_verdict::last;
         if (v == part_verdict::not_part) return false;
         if (p->parts) p->parts->emplace_back().assign(m);
         if (v == part_verdict::last) finish(t, {}, p->parts ? nullptr : &m, table::outcome::replied);
