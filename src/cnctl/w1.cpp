@@ -36,13 +36,13 @@ std::string hex_of(std::span<const std::byte> bytes) {
     return h;
 }
 
-// Thousandths as a decimal: -10500 -> "-10.500".
-std::string decimal3(std::int32_t milli) {
-    const std::int64_t m = milli;
-    const std::int64_t a = m < 0 ? -m : m;
+// A reading in degrees Celsius, exactly: 1/16 °C steps need four decimals (0x0157 -> "21.4375").
+std::string celsius_text(const w1::ds18b20::reading& r) {
+    const std::int64_t t = std::int64_t{r.raw} * 625; // ten-thousandths
+    const std::int64_t a = t < 0 ? -t : t;
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%s%lld.%03lld", m < 0 ? "-" : "", static_cast<long long>(a / 1000),
-                  static_cast<long long>(a % 1000));
+    std::snprintf(buf, sizeof buf, "%s%lld.%04lld", t < 0 ? "-" : "", static_cast<long long>(a / 10000),
+                  static_cast<long long>(a % 10000));
     return buf;
 }
 
@@ -145,13 +145,13 @@ struct w1_command {
                     report(ec, "temp " + s.name());
                     continue;
                 }
+                // The number as text in JSON too: serialize() would write 2.14375E1.
                 if (a.json)
-                    out.write(line({{"slave", s.name()},
-                                    {"celsius", r.celsius()},
-                                    {"millicelsius", r.millicelsius()},
-                                    {"resolution", r.resolution}}));
+                    out.write("{\"slave\":\"" + s.name() + "\",\"celsius\":" + celsius_text(r) +
+                              ",\"millicelsius\":" + std::to_string(r.millicelsius()) +
+                              ",\"resolution\":" + std::to_string(r.resolution) + "}\n");
                 else
-                    out.write("slave=" + s.name() + " celsius=" + decimal3(r.millicelsius()) +
+                    out.write("slave=" + s.name() + " celsius=" + celsius_text(r) +
                               " resolution=" + std::to_string(r.resolution) + "\n");
             }
             break;
