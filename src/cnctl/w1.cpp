@@ -56,6 +56,7 @@ struct w1_command {
     // Reports a failed operation on stderr; the exit status becomes 3 for a
     // timeout (unless a worse error came), 1 otherwise.
     void report(error_code ec, const std::string& doing) {
+        if (!c.is_open()) return; // SIGINT/SIGTERM closed the client: not an error
         std::string why;
         if (ec == cnasio::error::timeout) {
             why = "no answer within " + std::to_string(a.timeout.count()) +
@@ -125,7 +126,7 @@ struct w1_command {
             if (sensors.empty()) {
                 for (const auto& [m, s] : co_await search(std::nullopt, false))
                     if (s.family() == w1::ds18b20::family) sensors.push_back(s);
-                if (sensors.empty() && rc == exit_ok) {
+                if (sensors.empty() && rc == exit_ok && c.is_open()) {
                     std::fprintf(stderr, "cnctl: w1 temp: no DS18B20 (family 28) found on any bus\n");
                     rc = exit_runtime;
                 }

@@ -678,6 +678,13 @@ def w1_commands(cnctl):
     r = run(cnctl, "w1", "masters", "--to", str(silent.getsockname()[0]), "--timeout", "300")
     check(r.returncode == 3 and "no answer within 300 ms" in r.stderr and time.monotonic() - t0 < 5,
           f"w1 masters from a silent peer: {r.returncode} {r.stderr!r}")
+    # SIGINT while waiting: exit 0 at once, nothing on stderr.
+    for cmd in (["masters"], ["temp"]):
+        p = start(cnctl, "w1", *cmd, "--to", str(silent.getsockname()[0]), "--timeout", "5000")
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=5)
+        check(p.returncode == 0 and out == "" and err == "", f"w1 {cmd[0]} interrupted: {p.returncode} {out!r} {err!r}")
 
 
 def main():
