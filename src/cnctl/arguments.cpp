@@ -531,9 +531,11 @@ command_line parse_command_line(int argc, char** argv) {
     std::uint64_t w1_timeout_ms = 2000;
     auto* w1_cmd = add_command(app, "w1", "1-Wire buses through the kernel's w1 core (DS18B20 thermometers)");
     w1_cmd->require_subcommand(1);
-    w1_cmd->footer("Talks to the kernel's w1 core over the connector (id 3:1; the wire module with CONFIG_W1_CON).\n"
+    // Short paragraphs: cnctl.1 renders each on one line (man-help compares them).
+    w1_cmd->footer("Talks to the kernel's w1 core over the connector (id 3:1; the wire module, CONFIG_W1_CON).\n"
+                   "The w1 core checks no capability: root is not needed.\n\n"
                    "A MASTER is a bus master id (cnctl w1 masters), a SLAVE a ROM id as sysfs names it\n"
-                   "(28-00000a1b2c3d), a TARGET either. The w1 core checks no capability: root is not needed.\n\n" +
+                   "(28-00000a1b2c3d), a TARGET either.\n\n" +
                    exit_statuses);
     struct w1_sub {
         const char* name;
