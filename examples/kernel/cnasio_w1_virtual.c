@@ -44,8 +44,7 @@ MODULE_PARM_DESC(devices, "emulated DS18B20s per master (0..8, default 3)");
 static int temp_mc[CNASIO_W1V_MAX_TOTAL] = {
 	[0 ... CNASIO_W1V_MAX_TOTAL - 1] = CNASIO_W1V_DEFAULT_TEMP_MC
 };
-static unsigned int temp_mc_count;
-module_param_array(temp_mc, int, &temp_mc_count, 0644);
+module_param_array(temp_mc, int, NULL, 0644);
 MODULE_PARM_DESC(temp_mc, "temperature of each device in millidegrees C (runtime, comma separated)");
 
 static unsigned int crc_error;
