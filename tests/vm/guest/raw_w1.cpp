@@ -4,7 +4,8 @@
 // emulated DS18B20s found by SEARCH with the ROM ids the module documents,
 // temperatures read back exactly as set (CONVERT T, READ SCRATCHPAD, CRC8),
 // an injected CRC error seen as a mismatch, a missing presence pulse seen,
-// ALARM SEARCH, resolution, W1_CN_BUNDLE and the error statuses.
+// ALARM SEARCH, resolution, a conversion that never ends, W1_CN_BUNDLE and
+// the error statuses.
 //
 // Independent of the library: the message structures are defined here from
 // Documentation/w1/w1-netlink.rst and drivers/w1/w1_netlink.h (no UAPI header
@@ -603,6 +604,27 @@ void alarm_search(w1_socket& s, std::uint32_t master)
     CHECK(ids == std::vector<rom_id>{expected_rom(1)});
 }
 
+void stuck_conversion(w1_socket& s)
+{
+    std::printf("conversion that never completes\n");
+    const auto id = expected_rom(2);
+    write_param("stuck", "4");  // device 2
+    write_param("temp_mc", "23125,-10250,50000");
+    convert(s, id);
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    convert(s, id);  // still busy long after 750 ms
+    auto sp = read_scratchpad(s, id);
+    std::printf("  stale: %s\n", hex(sp.bytes).c_str());
+    CHECK(sp.crc_ok());
+    CHECK(sp.raw() == 71 * 16 + 8);  // the previous conversion's 71.5 degC
+    write_param("stuck", "0");
+    // The second conversion (started 0 ms ago) completes once unstuck.
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    sp = read_scratchpad(s, id);
+    CHECK(sp.crc_ok());
+    CHECK(sp.raw() == 50 * 16);
+}
+
 void bundle(w1_socket& s)
 {
     std::printf("W1_CN_BUNDLE\n");
@@ -656,6 +678,7 @@ int main()
     no_presence(s, master, devices);
     absent_device(s, master, devices);
     alarm_search(s, master);
+    stuck_conversion(s);
     bundle(s);
     errors(s, master);
     return finish("raw_w1");
