@@ -163,6 +163,28 @@ public:
             token, id, payload, &reply, std::move(options));
     }
 
+    /// Sends `payload` and gathers an answer of several messages into `parts`
+    /// (cleared at the start; keep it alive until the completion): the
+    /// messages `options.match` gives the request go to `options.parts`, the
+    /// part rule, in the order they arrive; each part it accepts is appended,
+    /// and the request completes after the one it calls the last. The
+    /// timeout covers the whole answer; on a timeout or a cancellation the
+    /// parts that came stay in `parts`, and the rest count as late replies.
+    /// Without a part rule the first matching message is the only part.
+    /// Completion: void(error_code). Errors as async_request.
+    template <class CompletionToken>
+    auto async_request_parts(connector::id id, std::span<const std::byte> payload,
+                             std::vector<connector::message>& parts, request_options options,
+                             CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(error_code)>(
+            [st = state_](auto handler, connector::id id, std::span<const std::byte> payload,
+                          std::vector<connector::message>* parts, request_options options) {
+                st->start_request<detail::client_state::status_handler>(id, payload, std::move(options),
+                                                                         std::move(handler), nullptr, parts);
+            },
+            token, id, payload, &parts, std::move(options));
+    }
+
     /// Sends one message that expects no reply. Completion: void(error_code).
     template <class CompletionToken>
     auto async_send(connector::id id, std::span<const std::byte> payload, request_options options,

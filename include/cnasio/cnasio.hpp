@@ -21,3 +21,6 @@
 #include <cnasio/proc/procfs.hpp>
 #include <cnasio/proc/container.hpp>
 #include <cnasio/proc/tracker.hpp>
+#include <cnasio/w1/protocol.hpp>
+#include <cnasio/w1/ds18b20.hpp>
+#include <cnasio/w1/client.hpp>

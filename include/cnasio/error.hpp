@@ -46,6 +46,12 @@ enum class error {
     not_registered,                  ///< no kernel callback is registered for the id (/proc/net/connector)
     registry_malformed,              ///< /proc/net/connector holds a line the kernel's format does not give
     registry_unavailable,            ///< /proc/net/connector does not exist in this network namespace
+    // 1-Wire (w1/): a status reply's errno is a generic_category code like any other kernel errno
+    w1_reply_malformed,              ///< a w1 reply whose lengths or types do not add up
+    w1_no_presence,                  ///< a bus reset saw no presence pulse: no device on the bus
+    w1_crc_mismatch,                 ///< data read from a device failed its CRC8
+    w1_power_on_reset,               ///< a DS18B20 returned its power-on value 85 °C: no conversion ran
+    w1_wrong_family,                 ///< the device is not of the family the operation is for
 };
 
 namespace detail {
@@ -91,6 +97,12 @@ public:
         case error::registry_unavailable:
             return "/proc/net/connector does not exist here: it is listed in the initial network namespace "
                    "only; read it from there (client_options::netns, cnctl --netns /proc/1/ns/net)";
+        case error::w1_reply_malformed: return "malformed 1-Wire reply: its lengths or types do not add up";
+        case error::w1_no_presence: return "1-Wire bus reset: no presence pulse, no device answered";
+        case error::w1_crc_mismatch: return "1-Wire data failed its CRC8 check (noise on the bus, or a bad contact)";
+        case error::w1_power_on_reset:
+            return "the DS18B20 returned its power-on value 85 °C: the conversion did not run (check its power)";
+        case error::w1_wrong_family: return "the 1-Wire device is not of the family this operation is for";
         }
         return "unknown cnasio error";
     }

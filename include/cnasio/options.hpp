@@ -17,10 +17,25 @@ enum class match {
     seq_and_ack, ///< same seq and ack + 1, as connector.rst says (the default)
     ack_only,    ///< ack + 1 only: the proc connector does not echo seq
     custom,      ///< a caller-supplied predicate decides
+    seq_only,    ///< same seq and connector id, any ack: 1-Wire sets ack by rules of its own
 };
 
 /// A caller's reply predicate for match::custom.
 using reply_matcher = std::function<bool(const connector::message_view&)>;
+
+/// What one message the matching rule gave a request is to a multi-part answer.
+enum class part_verdict {
+    not_part, ///< not an answer after all: it goes on as unrelated (to subscribers)
+    more,     ///< a part; more follow
+    last,     ///< the last part: the request ends with it
+};
+
+/// Decides, message by message and in the order they arrive, where a
+/// multi-part answer ends (request_options::parts). It is given the headers
+/// the request was sent with (its seq and ack are chosen when it starts) and
+/// the message. It may keep state: it is called once per matched message of
+/// its one request.
+using part_rule = std::function<part_verdict(const connector::header& request, const connector::message_view& m)>;
 
 /// How one request is sent and matched.
 struct request_options {
@@ -29,6 +44,11 @@ struct request_options {
     std::chrono::milliseconds timeout{0};
     /// For match::custom.
     reply_matcher matcher{};
+    /// For an answer of several messages: each message the match rule gives
+    /// the request is offered to it, and the request ends at the part it calls
+    /// the last. Empty: the first matching message is the whole answer.
+    /// The timeout covers the whole answer, not each part.
+    part_rule parts{};
     /// Destination port id: 0 is the kernel.
     std::uint32_t port_id = 0;
     /// cn_msg.flags of the request.

@@ -22,7 +22,7 @@ namespace {
 namespace cn = cnasio::connector;
 namespace proc = cnasio::proc;
 
-constexpr std::string_view command_names = "proc, listen, request, send, ids, wait-id, wait";
+constexpr std::string_view command_names = "proc, listen, request, send, ids, wait-id, wait, w1";
 
 // ---- values -------------------------------------------------------------------
 
@@ -297,6 +297,66 @@ const CLI::App* with_leftovers(const CLI::App& app) {
     return &app;
 }
 
+// The positionals of `cnctl w1 ...`, checked by hand: the messages say which is wrong.
+void finish_w1(w1_args& a, const std::vector<std::string>& words) {
+    using action = w1_args::action;
+    const char* name = a.what == action::masters  ? "masters"
+                       : a.what == action::search ? "search"
+                       : a.what == action::temp   ? "temp"
+                       : a.what == action::read   ? "read"
+                       : a.what == action::write  ? "write"
+                                                  : "touch";
+    const std::string cmd = std::string("w1 ") + name;
+    auto master = [&](const std::string& s) {
+        const auto v = parse_number(s, UINT32_MAX);
+        if (!v) throw usage_error{cmd + ": '" + s + "' is not a bus master id (a 32-bit number; cnctl w1 masters)"};
+        return static_cast<std::uint32_t>(*v);
+    };
+    auto slave = [&](const std::string& s) {
+        const auto r = cnasio::w1::rom_id::parse(s);
+        if (!r) throw usage_error{cmd + ": '" + s + "' is not a slave ROM id like 28-00000a1b2c3d (family, '-', 12 hex digits)"};
+        return *r;
+    };
+    switch (a.what) {
+    case action::masters: return;
+    case action::search:
+        if (words.size() > 1) throw usage_error{cmd + ": one MASTER at most"};
+        if (!words.empty()) a.master = master(words[0]);
+        return;
+    case action::temp:
+        for (const auto& w : words) {
+            a.slaves.push_back(slave(w));
+            if (a.slaves.back().family() != 0x28)
+                throw usage_error{cmd + ": " + w + " is not a DS18B20 (family 28)"};
+        }
+        return;
+    case action::read:
+    case action::write:
+    case action::touch: {
+        if (words.size() != 2)
+            throw usage_error{cmd + " needs " + (a.what == action::read ? "TARGET COUNT" : "TARGET HEX")};
+        if (words[0].find('-') != std::string::npos)
+            a.slaves.push_back(slave(words[0]));
+        else
+            a.master = master(words[0]);
+        if (a.what == action::read) {
+            const auto n = parse_number(words[1], cnasio::w1::max_request_data);
+            if (!n || *n == 0)
+                throw usage_error{cmd + ": COUNT '" + words[1] + "' is not a byte count from 1 to " +
+                                  std::to_string(cnasio::w1::max_request_data)};
+            a.count = static_cast<std::size_t>(*n);
+            return;
+        }
+        auto bytes = parse_hex(words[1]);
+        if (auto* e = std::get_if<std::string>(&bytes)) throw usage_error{cmd + ": " + *e};
+        a.data = std::move(std::get<std::vector<std::byte>>(bytes));
+        if (a.data.empty() || a.data.size() > cnasio::w1::max_request_data)
+            throw usage_error{cmd + ": HEX must give 1 to " + std::to_string(cnasio::w1::max_request_data) + " bytes"};
+        return;
+    }
+    }
+}
+
 // One line for a CLI11 parse error.
 std::string describe(const CLI::ParseError& e, const CLI::App& app) {
     if (dynamic_cast<const CLI::ExtrasError*>(&e)) {
@@ -463,6 +523,49 @@ command_line parse_command_line(int argc, char** argv) {
     wait_pid_cmd->add_option("pids", wait_pids, "process ids")->type_name("PID")->required();
     add_netns(*wait_cmd, w);
 
+    // w1: its own subcommands, each with the same options.
+    w1_args w1a;
+    std::vector<std::string> w1_words;
+    std::uint64_t w1_timeout_ms = 2000;
+    auto* w1_cmd = add_command(app, "w1", "1-Wire buses through the kernel's w1 core (DS18B20 thermometers)");
+    w1_cmd->require_subcommand(1);
+    w1_cmd->footer("Talks to the kernel's w1 core over the connector (id 3:1; the wire module with CONFIG_W1_CON).\n"
+                   "A MASTER is a bus master id (cnctl w1 masters), a SLAVE a ROM id as sysfs names it\n"
+                   "(28-00000a1b2c3d), a TARGET either. The w1 core checks no capability: root is not needed.\n\n" +
+                   exit_statuses);
+    struct w1_sub {
+        const char* name;
+        const char* summary;
+        const char* words; // positionals, as the synopsis shows them
+        w1_args::action what;
+    };
+    const w1_sub w1_subs[] = {
+        {"masters", "list the bus masters", nullptr, w1_args::action::masters},
+        {"search", "search a bus (all buses) for slaves", "MASTER", w1_args::action::search},
+        {"temp", "read DS18B20 temperatures (all DS18B20s found)", "SLAVE", w1_args::action::temp},
+        {"read", "read COUNT bytes from a master's bus or a slave", "TARGET COUNT", w1_args::action::read},
+        {"write", "write bytes (hex) to a master's bus or a slave", "TARGET HEX", w1_args::action::write},
+        {"touch", "write bytes (hex) bit by bit and print what was read back", "TARGET HEX",
+         w1_args::action::touch},
+    };
+    std::vector<std::pair<CLI::App*, w1_args::action>> w1_parsed;
+    for (const auto& s : w1_subs) {
+        auto* sub = w1_cmd->add_subcommand(s.name, s.summary);
+        if (s.words) sub->add_option("args", w1_words, "")->type_name(s.words);
+        if (s.what == w1_args::action::search)
+            add_switch(*sub, "--alarm", w1a.alarm, "only slaves in an alarm condition (ALARM SEARCH)");
+        add_json(*sub, w1a, "JSON Lines instead of text");
+        sub->add_option("--timeout", w1_timeout_ms, "give up on a request after MS milliseconds (default 2000)")
+            ->type_name("MS")
+            ->transform(milliseconds);
+        sub->add_option("--to", w1a.to, "send to this user-space port id (a stand-in for the w1 core) instead of "
+                                        "the kernel")
+            ->type_name("PORT")
+            ->transform(port_id);
+        add_netns(*sub, w1a);
+        w1_parsed.emplace_back(sub, s.what);
+    }
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
@@ -500,6 +603,14 @@ command_line parse_command_line(int argc, char** argv) {
         w.timeout = std::chrono::milliseconds(wait_timeout_ms);
         w.interval = std::chrono::milliseconds(interval_ms);
         return w;
+    }
+    if (w1_cmd->parsed()) {
+        for (const auto& [sub, what] : w1_parsed)
+            if (sub->parsed()) w1a.what = what;
+        finish_w1(w1a, w1_words);
+        w1a.timeout = std::chrono::milliseconds(w1_timeout_ms);
+        if (w1a.to != 0) w1a.admitted.push_back(w1a.to);
+        return w1a;
     }
     if (wait_pid_cmd->parsed()) {
         for (const auto& text : wait_pids) {

@@ -4,10 +4,12 @@
 
 #include <cnasio/connector/message.hpp>
 #include <cnasio/proc/event.hpp>
+#include <cnasio/w1/protocol.hpp>
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -73,13 +75,26 @@ struct wait_args : common_options {
     std::vector<cnasio::proc::pid_type> pids;
 };
 
+/// `cnctl w1 ...`: the 1-Wire bus through the kernel's w1 core (w1.cpp).
+struct w1_args : common_options {
+    enum class action { masters, search, temp, read, write, touch };
+    action what = action::masters;
+    std::optional<std::uint32_t> master;      ///< search: one master (none: all); read/write/touch: the target
+    std::vector<cnasio::w1::rom_id> slaves;   ///< temp: these (none: every DS18B20 found); read/write/touch: the target
+    bool alarm = false;                       ///< search --alarm
+    std::size_t count = 0;                    ///< read: bytes
+    std::vector<std::byte> data;              ///< write, touch
+    std::chrono::milliseconds timeout{2000};  ///< per request
+    std::uint32_t to = 0;                     ///< a user-space stand-in for the w1 core (tests)
+};
+
 /// Text to print on stdout and exit 0 (--help of any command, --version).
 struct print_and_exit {
     std::string text;
 };
 
 using command_line = std::variant<print_and_exit, proc_args, listen_args, request_args, send_args, ids_args,
-                                  wait_id_args, wait_args>;
+                                  wait_id_args, wait_args, w1_args>;
 
 /// Reads argv. Throws usage_error on bad input (unknown command or option,
 /// missing or malformed value, values that exclude each other).

@@ -5,6 +5,7 @@
 #include "format.hpp"
 #include "output.hpp"
 #include "proc_view.hpp"
+#include "command_support.hpp"
 
 #include <cnasio/client.hpp>
 #include <cnasio/proc/listener.hpp>
@@ -349,5 +350,17 @@ int run_request(const request_args& a) { return run(request_command(a)); }
 int run_send(const send_args& a) { return run(send_command(a)); }
 int run_ids(const ids_args& a) { return run(ids_command(a)); }
 int run_wait_id(const wait_id_args& a) { return run(wait_id_command(a)); }
+
+} // namespace cnctl
+
+namespace cnctl {
+
+// For the commands in files of their own (command_support.hpp).
+int run_task(asio::awaitable<int> task) { return run(std::move(task)); }
+std::optional<cnasio::client> open_command_client(asio::io_context& io, const common_options& o, int& rc) {
+    return open_client(io, o, rc);
+}
+std::string describe_error(error_code ec, const std::string& doing) { return describe(ec, doing); }
+int fail_with(const std::string& message) { return fail(message); }
 
 } // namespace cnctl

@@ -19,6 +19,7 @@
 #include "arguments.hpp"
 #include "commands.hpp"
 #include "output.hpp"
+#include "w1.hpp"
 #include "wait.hpp"
 
 #include <cerrno>
@@ -55,6 +56,7 @@ struct dispatch {
     int operator()(const cnctl::ids_args& a) const { return cnctl::run_ids(a); }
     int operator()(const cnctl::wait_id_args& a) const { return cnctl::run_wait_id(a); }
     int operator()(const cnctl::wait_args& a) const { return cnctl::run_wait(a); }
+    int operator()(const cnctl::w1_args& a) const { return cnctl::run_w1(a); }
 };
 
 } // namespace

@@ -341,6 +341,29 @@ int main(int argc, char** argv) {
     w("registry", "same-id-twice", text("Name            ID\ncn_proc         1:1\nother           1:1\n"));
     w("registry", "cut", text("Name            ID\ncn_proc         1:"));
 
+    // fuzz_w1_reply: a byte of settings (commands), then parts: ack kind (0 data, 1 status), length, payload.
+    auto w1_msg = [](std::uint8_t type, std::uint8_t status, std::uint32_t master, std::uint8_t cmd, const bytes& data) {
+        bytes b{type, status};
+        put<std::uint16_t>(b, static_cast<std::uint16_t>(4 + data.size()));
+        put<std::uint32_t>(b, master);
+        put<std::uint32_t>(b, 0);
+        b.push_back(cmd);
+        b.push_back(0);
+        put<std::uint16_t>(b, static_cast<std::uint16_t>(data.size()));
+        return cat({b, data});
+    };
+    auto part = [](std::uint8_t kind, const bytes& payload) {
+        return cat({bytes{kind, static_cast<std::uint8_t>(payload.size())}, payload});
+    };
+    const bytes two_roms{0x28, 1, 0, 0, 0, 0, 0, 0x29, 0x28, 2, 0, 0, 0, 0, 0, 0x70};
+    w("w1_reply", "search", cat({bytes{1}, part(0, w1_msg(4, 0, 1, 2, two_roms)), part(1, w1_msg(4, 0, 1, 2, {}))}));
+    w("w1_reply", "read-two-commands",
+      cat({bytes{2}, part(1, w1_msg(5, 0, 0x28, 1, {})), part(0, w1_msg(5, 0, 0x28, 0, bytes(9, 0x55))),
+           part(1, w1_msg(5, 0, 0x28, 0, {}))}));
+    w("w1_reply", "enodev", cat({bytes{3}, part(1, w1_msg(5, 19, 0x28, 1, {}))}));
+    w("w1_reply", "scratchpad-25C", bytes{0x90, 0x01, 0x4b, 0x46, 0x7f, 0xff, 0x0c, 0x10, 0x33});
+    w("w1_reply", "rom-name", text("28-00000a1b2c3d"));
+
     std::printf("make-corpus: %d files in %s\n", w.count, argv[1]);
     return 0;
 }

@@ -25,7 +25,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
 out=${FUZZ_OUT:-$src/build-fuzz}
 jobs=${FUZZ_JOBS:-2}
-all_targets="framing roundtrip proc_event bpf_filter correlator client_dispatch registry"
+all_targets="framing roundtrip proc_event bpf_filter correlator client_dispatch registry w1_reply"
 targets=${*:-$all_targets}
 
 need_packages="clang libclang-rt-14-dev"

@@ -153,6 +153,20 @@ def usage_errors(cnctl):
         ["send", "1:1", "--no-registry-check=no"],
         ["--version", "extra"],
         ["--version", "proc"],
+        ["w1"],
+        ["w1", "bogus"],
+        ["w1", "masters", "extra"],
+        ["w1", "search", "x"],
+        ["w1", "search", "1", "2"],
+        ["w1", "temp", "28-0000"],
+        ["w1", "temp", "10-00000a1b2c3d"],
+        ["w1", "read", "1"],
+        ["w1", "read", "1", "0"],
+        ["w1", "read", "28-zz000a1b2c3d", "9"],
+        ["w1", "write", "1", "abc"],
+        ["w1", "touch", "1", ""],
+        ["w1", "temp", "--timeout", "0"],
+        ["w1", "masters", "--to", "0"],
     ]
     for args in cases:
         r = run(cnctl, *args)
@@ -166,6 +180,8 @@ def usage_errors(cnctl):
     check("1..26" in run(cnctl, "listen", "--group", "27").stderr, "names the group range")
     check("IDX:VAL" in run(cnctl, "request", "a:b").stderr, "names IDX:VAL")
     check("hex" in run(cnctl, "request", "1:1", "--hex", "zz").stderr, "names bad hex")
+    check("not a DS18B20" in run(cnctl, "w1", "temp", "10-00000a1b2c3d").stderr, "w1 temp names the family")
+    check("28-00000a1b2c3d" in run(cnctl, "w1", "temp", "28-0000").stderr, "w1 temp shows a ROM id's form")
     return len(cases)
 
 
@@ -560,6 +576,110 @@ def proc_view_hostile_argv(cnctl):
     check(not forged, f"no forged line: {forged!r}")
 
 
+def w1_crc8(data):
+    crc = 0
+    for b in data:
+        for _ in range(8):
+            mix = (crc ^ b) & 1
+            crc >>= 1
+            if mix:
+                crc ^= 0x8C
+            b >>= 1
+    return crc
+
+
+def w1_rom(serial):
+    body = bytes([0x28]) + serial.to_bytes(6, "little")
+    return body + bytes([w1_crc8(body)])
+
+
+def w1_stand_in(sock, sensors, stop):
+    """Answers cnctl's w1 requests as drivers/w1/w1_netlink.c does, for one
+    bus master (id 1) with DS18B20s: `sensors` maps ROM id -> (raw, corrupt).
+    Data replies carry ack = seq + 1, one status per command the request's ack."""
+    converted = set()
+    while not stop.is_set():
+        ready, _, _ = select.select([sock], [], [], 0.05)
+        if not ready:
+            continue
+        data, (sender, _) = sock.recvfrom(65536)
+        idx, val, seq, ack, ln, _ = struct.unpack_from("=IIIIHH", data, 16)
+        body = data[36:36 + ln]
+        mtype, _, mlen = struct.unpack_from("=BBH", body, 0)
+        mid = body[4:12]
+
+        def reply(reply_ack, status, cmd=None, payload=b""):
+            cmdb = b"" if cmd is None else struct.pack("=BBH", cmd, 0, len(payload)) + payload
+            msg = struct.pack("=BBH", mtype, status, len(cmdb)) + mid + cmdb
+            sock.sendto(connector_datagram(idx, val, seq, reply_ack, msg), (sender, 0))
+
+        if mtype == 6:  # LIST_MASTERS
+            msg = struct.pack("=BBH", 6, 0, 4) + bytes(8) + struct.pack("=I", 1)
+            sock.sendto(connector_datagram(idx, val, seq, seq + 1, msg), (sender, 0))
+            continue
+        if (mtype == 4 and mid[:4] != struct.pack("=I", 1)) or (mtype == 5 and mid not in sensors):
+            reply(ack, 19)  # ENODEV, no command
+            continue
+        at, end = 12, 12 + mlen
+        while at < end:
+            cmd, _, clen = struct.unpack_from("=BBH", body, at)
+            cdata = body[at + 4:at + 4 + clen]
+            at += 4 + clen
+            if cmd == 2:  # SEARCH
+                reply(seq + 1, 0, cmd, b"".join(sensors))
+            elif cmd == 1 and cdata == b"\x44":
+                converted.add(mid)
+            elif cmd == 0:  # READ: the scratchpad
+                raw, corrupt = sensors[mid]
+                raw = raw if mid in converted else 0x0550
+                pad = struct.pack("<h", raw) + bytes([0x4B, 0x46, 0x1F, 0xFF, 0x0C, 0x10])
+                pad += bytes([w1_crc8(pad)])
+                if corrupt:
+                    pad = bytes([pad[0] ^ 1]) + pad[1:]
+                reply(seq + 1, 0, cmd, pad[:clen])
+            reply(ack, 0, cmd)
+
+
+def w1_commands(cnctl):
+    good, bad = w1_rom(0x0A0001), w1_rom(0x0A0002)
+    sock = peer_socket()
+    port = str(sock.getsockname()[0])
+    stop = threading.Event()
+    t = threading.Thread(target=w1_stand_in, args=(sock, {good: (0x0190, False), bad: (0x0150, True)}, stop))
+    t.start()
+    try:
+        r = run(cnctl, "w1", "masters", "--to", port)
+        check(r.returncode == 0 and r.stdout == "master=1\n", f"w1 masters: {r.returncode} {r.stdout!r} {r.stderr!r}")
+        r = run(cnctl, "w1", "search", "--to", port, "--json")
+        lines = [json.loads(l) for l in r.stdout.splitlines()]
+        check(r.returncode == 0 and [l["slave"] for l in lines] == ["28-0000000a0001", "28-0000000a0002"]
+              and all(l["master"] == 1 and l["crc_ok"] for l in lines), f"w1 search --json: {r.stdout!r} {r.stderr!r}")
+        r = run(cnctl, "w1", "temp", "28-0000000a0001", "--to", port)
+        check(r.returncode == 0 and r.stdout == "slave=28-0000000a0001 celsius=25.0000 resolution=9\n",
+              f"w1 temp SLAVE: {r.returncode} {r.stdout!r} {r.stderr!r}")
+        # Every DS18B20 found: the good one prints, the corrupt one fails the command with a CRC error.
+        r = run(cnctl, "w1", "temp", "--to", port, "--json")
+        check(r.returncode == 1, f"w1 temp with a CRC error: exit {r.returncode}")
+        check([(json.loads(l)["millicelsius"], json.loads(l)["celsius"]) for l in r.stdout.splitlines()] == [(25000, 25.0)],
+              f"w1 temp --json {r.stdout!r}")
+        check("28-0000000a0002" in r.stderr and "CRC" in r.stderr, f"w1 temp names the CRC error: {r.stderr!r}")
+        r = run(cnctl, "w1", "temp", "28-0000000a0009", "--to", port)
+        check(r.returncode == 1 and "no such device" in r.stderr, f"w1 temp of a missing slave: {r.stderr!r}")
+        r = run(cnctl, "w1", "read", "28-0000000a0001", "9", "--to", port)
+        # The scratchpad after the conversions above: 25 °C, then its other bytes.
+        check(r.returncode == 0 and r.stdout.startswith("data=90014b461f") and len(r.stdout) == 5 + 18 + 1,
+              f"w1 read: {r.stdout!r} {r.stderr!r}")
+    finally:
+        stop.set()
+        t.join()
+    # Nobody answers at a port that exists: a timeout, exit 3, within about --timeout.
+    silent = peer_socket()
+    t0 = time.monotonic()
+    r = run(cnctl, "w1", "masters", "--to", str(silent.getsockname()[0]), "--timeout", "300")
+    check(r.returncode == 3 and "no answer within 300 ms" in r.stderr and time.monotonic() - t0 < 5,
+          f"w1 masters from a silent peer: {r.returncode} {r.stderr!r}")
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -571,7 +691,7 @@ def main():
     n = usage_errors(cnctl)
     print(f"usage errors: {n} cases", flush=True)
     for f in (help_and_version, proc_json, proc_signal_and_loss, write_errors, forged_multicast, listen_group, request_and_send,
-              registry, runtime_errors, namespaces, wait_command, proc_view_hostile_argv):
+              registry, runtime_errors, namespaces, wait_command, proc_view_hostile_argv, w1_commands):
         f(cnctl)
         print(f"{f.__name__}: done", flush=True)
     print(f"{checks} checks, {len(failures)} failed")

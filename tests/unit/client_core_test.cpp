@@ -478,3 +478,163 @@ TEST_CASE("client_core: acks are spread and never collide with a pending request
     client_core other{core_options{}, 43};
     CHECK(other.start_request(0, module_id, 0, {}, t0).header.ack != f.core.one_way_header(module_id, 0).ack);
 }
+
+// ---- multi-part answers (request_options::parts, match::seq_only) ----
+
+namespace {
+
+// A part rule for the tests: "end" is the last part, "foreign" is not a part.
+cnasio::part_verdict until_end(const header&, const cnasio::connector::message_view& m) {
+    const std::string_view text(reinterpret_cast<const char*>(m.payload.data()), m.payload.size());
+    if (text == "foreign") return cnasio::part_verdict::not_part;
+    return text == "end" ? cnasio::part_verdict::last : cnasio::part_verdict::more;
+}
+
+request_options parts_options() {
+    request_options o;
+    o.match = match::seq_only;
+    o.parts = until_end;
+    return o;
+}
+
+// A 1-Wire-style part: the request's seq and id, an ack of the peer's choosing.
+header part_of(const header& request, std::uint32_t ack) {
+    header h = request;
+    h.ack = ack;
+    return h;
+}
+
+std::vector<std::string> texts(const std::vector<message>& v) {
+    std::vector<std::string> out;
+    for (const auto& m : v) out.push_back(text_of(m));
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("client_core: a multi-part answer is gathered part by part and ends at the rule's last part") {
+    fixture f;
+    std::vector<message> parts{message{}}; // cleared at the start
+    const auto r = f.core.start_request(5, module_id, 0, parts_options(), t0, nullptr, &parts);
+    REQUIRE(r.send);
+    CHECK(parts.empty());
+    f.feed(part_of(r.header, r.header.seq + 1), "one");
+    f.feed(part_of(r.header, r.header.ack), "two");
+    CHECK_FALSE(f.core.has_completions());
+    CHECK(f.core.request_pending(r.t));
+    CHECK(texts(parts) == std::vector<std::string>{"one", "two"});
+    f.feed(part_of(r.header, 77), "end");
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].op == 5);
+    CHECK_FALSE(done[0].ec);
+    CHECK(texts(parts) == std::vector<std::string>{"one", "two", "end"});
+    CHECK(f.core.stats().replies == 3);
+    CHECK_FALSE(f.core.wants_read());
+    // After the last part: the same seq and id again is a duplicate.
+    f.feed(part_of(r.header, 1), "more");
+    CHECK(f.core.stats().duplicate_replies == 1);
+    CHECK(parts.size() == 3);
+}
+
+TEST_CASE("client_core: seq_only needs the request's connector id; the part rule can disown a message") {
+    fixture f;
+    std::vector<message> parts;
+    const auto r = f.core.start_request(1, module_id, 0, parts_options(), t0, nullptr, &parts);
+    header other = part_of(r.header, 0);
+    other.id = {1, 1}; // e.g. a proc event whose per-CPU counter equals our seq
+    f.feed(other, "end");
+    f.feed(part_of(r.header, 0), "foreign");
+    CHECK(f.core.stats().unsolicited == 2);
+    CHECK(f.core.stats().replies == 0);
+    CHECK(parts.empty());
+    CHECK(f.core.request_pending(r.t));
+    f.feed(part_of(r.header, 0), "end");
+    CHECK(f.take_all().size() == 1);
+    CHECK(texts(parts) == std::vector<std::string>{"end"});
+}
+
+TEST_CASE("client_core: two multi-part requests interleaved each gather their own parts") {
+    fixture f;
+    std::vector<message> pa, pb;
+    const auto a = f.core.start_request(1, module_id, 0, parts_options(), t0, nullptr, &pa);
+    const auto b = f.core.start_request(2, module_id, 0, parts_options(), t0, nullptr, &pb);
+    CHECK(a.header.seq != b.header.seq);
+    f.feed(part_of(b.header, 0), "b1");
+    f.feed(part_of(a.header, 0), "a1");
+    f.feed(part_of(b.header, 0), "b2");
+    f.feed(part_of(a.header, 0), "end");
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].op == 1);
+    f.feed(part_of(b.header, 0), "end");
+    done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].op == 2);
+    CHECK(texts(pa) == std::vector<std::string>{"a1", "end"});
+    CHECK(texts(pb) == std::vector<std::string>{"b1", "b2", "end"});
+}
+
+TEST_CASE("client_core: a timeout in the middle of a stream keeps the parts that came; the rest are late") {
+    fixture f;
+    std::vector<message> parts;
+    request_options o = parts_options();
+    o.timeout = 100ms;
+    const auto r = f.core.start_request(9, module_id, 0, std::move(o), t0, nullptr, &parts);
+    f.feed(part_of(r.header, 0), "one");
+    f.core.on_timer(t0 + 99ms);
+    CHECK_FALSE(f.core.has_completions()); // a part does not extend the deadline, nor end it early
+    f.core.on_timer(t0 + 100ms);
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].ec == error::timeout);
+    CHECK(texts(parts) == std::vector<std::string>{"one"});
+    f.feed(part_of(r.header, 0), "two");
+    f.feed(part_of(r.header, 0), "end");
+    CHECK(f.core.stats().late_replies == 2);
+    CHECK(parts.size() == 1);
+}
+
+TEST_CASE("client_core: a cancelled stream ends at once; a missing last part means a timeout") {
+    fixture f;
+    std::vector<message> parts;
+    const auto r = f.core.start_request(3, module_id, 0, parts_options(), t0, nullptr, &parts);
+    f.feed(part_of(r.header, 0), "one");
+    f.core.cancel_request(r.t);
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].ec == cnasio::detail::aborted_error());
+    f.feed(part_of(r.header, 0), "end");
+    CHECK(f.core.stats().late_replies == 1);
+
+    const auto m = f.core.start_request(4, module_id, 0, parts_options(), t0, nullptr, &parts);
+    f.feed(part_of(m.header, 0), "one");
+    f.feed(part_of(m.header, 0), "two"); // "end" never comes
+    f.core.on_timer(t0 + 1000ms);
+    done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].ec == error::timeout);
+    CHECK(parts.size() == 2);
+}
+
+TEST_CASE("client_core: parts out of order: the last part ends the request and what follows is a duplicate") {
+    fixture f;
+    std::vector<message> parts;
+    const auto r = f.core.start_request(6, module_id, 0, parts_options(), t0, nullptr, &parts);
+    f.feed(part_of(r.header, 0), "end");
+    f.feed(part_of(r.header, 0), "one");
+    CHECK(f.take_all().size() == 1);
+    CHECK(texts(parts) == std::vector<std::string>{"end"});
+    CHECK(f.core.stats().duplicate_replies == 1);
+}
+
+TEST_CASE("client_core: without a parts vector the last part is the reply") {
+    fixture f;
+    const auto r = f.core.start_request(2, module_id, 0, parts_options(), t0);
+    f.feed(part_of(r.header, 0), "one");
+    f.feed(part_of(r.header, 0), "end");
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(text_of(done[0].message) == "end");
+    CHECK(f.core.stats().replies == 2);
+}

@@ -131,6 +131,9 @@ public:
         connector::message* into; // null: the reply travels in the completion
         connector::id id{};              // where it went, for the check at expiry
         bool check_registered = false;   // request_options::check_registered (to the kernel)
+        part_rule rule{};                // request_options::parts: a multi-part answer
+        std::vector<connector::message>* parts = nullptr; // where the parts go (a multi-part answer)
+        connector::header sent{};        // what was sent, for the part rule
     };
     using table = correlator<pending_request>;
     using ticket = table::ticket;
@@ -154,8 +157,13 @@ public:
     /// A request starts: it is registered before it is sent, so a reply read
     /// right after the send finds it. Fails at once (queued completion) when
     /// closed or when the payload is too large.
+    /// With `parts`, every part of the answer is appended to `*parts` as it
+    /// comes (the vector is cleared now); what came before a timeout or a
+    /// cancellation stays there. Without, a multi-part answer's last part is
+    /// the reply.
     request_start start_request(op_id op, connector::id id, std::size_t payload_size, request_options ro,
-                                clock::time_point now, connector::message* into = nullptr) {
+                                clock::time_point now, connector::message* into = nullptr,
+                                std::vector<connector::message>* parts = nullptr) {
         request_start r;
         if (closed_) return complete(op, error::client_closed), r;
         if (payload_size > connector::max_payload) return complete(op, error::payload_too_large), r;
@@ -164,8 +172,11 @@ public:
         r.header = make_header(id, ro.flags, ack);
         r.port_id = ro.port_id;
         const auto timeout = ro.timeout.count() > 0 ? ro.timeout : options_.default_timeout;
+        if (parts) parts->clear();
         r.t = requests_.add(ro.match, r.header.seq, ack, std::move(ro.matcher), now + timeout,
-                            pending_request{op, into, id, ro.check_registered && ro.port_id == 0});
+                            pending_request{op, into, id, ro.check_registered && ro.port_id == 0,
+                                            std::move(ro.parts), parts, r.header},
+                            id);
         r.send = true;
         return r;
     }
@@ -467,12 +478,23 @@ private:
         }
     }
 
+    // A message matched to request `t`: its part rule (if any) says whether it
+    // is a part and whether the last. False when it is not a part at all.
+    bool take_part(ticket t, const connector::message_view& m) {
+        pending_request* p = requests_.find(t);
+        const part_verdict v = p->rule ? p->rule(p->sent, m) : part_verdict::last;
+        if (v == part_verdict::not_part) return false;
+        if (p->parts) p->parts->emplace_back().assign(m);
+        if (v == part_verdict::last) finish(t, {}, p->parts ? nullptr : &m, table::outcome::replied);
+        return true;
+    }
+
     void deliver(const connector::message_view& m, unsigned group) {
         ticket t;
         switch (requests_.classify(m, t)) {
         case table::verdict::reply:
+            if (!take_part(t, m)) break; // the request's part rule disowned it
             ++stats_.replies;
-            finish(t, {}, &m, table::outcome::replied);
             return;
         case table::verdict::duplicate: ++stats_.duplicate_replies; return;
         case table::verdict::late: ++stats_.late_replies; return;

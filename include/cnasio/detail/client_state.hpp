@@ -111,10 +111,11 @@ public:
     // ---- operations (called from initiating functions) ----
 
     /// A request: `Erased` is message_handler (the reply in the completion)
-    /// or status_handler (the reply written to `*into`).
+    /// or status_handler (the reply written to `*into`, or its parts appended
+    /// to `*parts`).
     template <class Erased, class Handler>
     void start_request(connector::id id, std::span<const std::byte> payload, request_options ro, Handler&& handler,
-                       connector::message* into) {
+                       connector::message* into, std::vector<connector::message>* parts = nullptr) {
         const op_id op = add_op<Erased>(std::forward<Handler>(handler));
         const bool to_kernel = ro.port_id == 0;
         connector::header* const sent = ro.sent;
@@ -128,7 +129,7 @@ public:
             }
         }
         if (!core_.closed()) size_receive_buffer(options_.request_receive_buffer, false);
-        const auto r = core_.start_request(op, id, payload.size(), std::move(ro), clock::now(), into);
+        const auto r = core_.start_request(op, id, payload.size(), std::move(ro), clock::now(), into, parts);
         if (r.send) {
             error_code ec;
             send(r.header, payload, r.port_id, ec);

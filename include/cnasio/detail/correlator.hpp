@@ -8,7 +8,10 @@
 // - match::ack_only: for the proc connector, which overwrites seq with its
 //   per-CPU event counter;
 // - match::custom: a caller's predicate, tried in order for messages no
-//   ack lookup claimed (linear; meant for a handful of requests).
+//   ack lookup claimed (linear; meant for a handful of requests);
+// - match::seq_only: same seq and connector id, whatever the ack (1-Wire
+//   answers with ack = the request's ack in status replies and seq + 1 in data
+//   replies): a second table keyed by seq, which is locally unique.
 // Requests that ended (answered, timed out, cancelled) are remembered for a
 // while, so a second reply is told apart as a duplicate and a reply after a
 // timeout as late, instead of passing for a new, unsolicited message.
@@ -149,9 +152,9 @@ public:
     /// True when no pending request already expects `ack + 1`.
     bool ack_free(std::uint32_t ack) const { return by_ack_.find(ack + 1u) == u32_index::none; }
 
-    /// Registers a request sent with (`seq`, `ack`); `ack_free(ack)` must hold.
+    /// Registers a request sent with (`seq`, `ack`) to `id`; `ack_free(ack)` must hold.
     ticket add(match mode, std::uint32_t seq, std::uint32_t ack, reply_matcher custom, clock::time_point deadline,
-               T value) {
+               T value, connector::id id = {}) {
         std::uint32_t index;
         if (!free_.empty()) {
             index = free_.back();
@@ -165,11 +168,14 @@ public:
         s.mode = mode;
         s.seq = seq;
         s.expected_ack = ack + 1u;
+        s.id = id;
         s.custom = std::move(custom);
         s.deadline = deadline;
         s.value.emplace(std::move(value));
         if (mode == match::custom)
             custom_.push_back(index);
+        else if (mode == match::seq_only)
+            by_seq_.set(seq, index);
         else
             by_ack_.set(s.expected_ack, index);
         deadlines_.push_back({deadline, {index, s.generation}});
@@ -194,6 +200,10 @@ public:
                 return verdict::reply;
             }
         }
+        if (const auto index = by_seq_.find(m.seq()); index != u32_index::none && slots_[index].id == m.id()) {
+            t = {index, slots_[index].generation};
+            return verdict::reply;
+        }
         for (std::uint32_t index : custom_) {
             const slot& s = slots_[index];
             if (s.custom && s.custom(m)) {
@@ -206,6 +216,10 @@ public:
             if (r.mode == match::ack_only || r.seq == m.seq())
                 return r.how == outcome::replied ? verdict::duplicate : verdict::late;
         }
+        if (const auto at = recent_seq_index_.find(m.seq()); at != u32_index::none) {
+            const memory& r = recent_[at];
+            if (r.id == m.id()) return r.how == outcome::replied ? verdict::duplicate : verdict::late;
+        }
         return verdict::unrelated;
     }
 
@@ -217,9 +231,12 @@ public:
         s.value.reset();
         if (s.mode == match::custom)
             custom_.erase(std::find(custom_.begin(), custom_.end(), t.index));
-        else {
+        else if (s.mode == match::seq_only) {
+            by_seq_.erase(s.seq);
+            remember(s.seq, {s.seq, s.mode, how, 0, s.id});
+        } else {
             by_ack_.erase(s.expected_ack);
-            remember(s.expected_ack, {s.seq, s.mode, how, 0});
+            remember(s.expected_ack, {s.seq, s.mode, how, 0, s.id});
         }
         s.custom = nullptr;
         s.live = false;
@@ -279,6 +296,7 @@ private:
         std::uint32_t generation = 0;
         std::uint32_t seq = 0;
         std::uint32_t expected_ack = 0;
+        connector::id id{}; // match::seq_only compares it
         reply_matcher custom;
         clock::time_point deadline{};
         std::optional<T> value;
@@ -287,7 +305,8 @@ private:
         std::uint32_t seq;
         match mode;
         outcome how;
-        std::uint32_t expected_ack = 0;
+        std::uint32_t key = 0; // expected ack, or seq for match::seq_only
+        connector::id id{};
     };
     struct deadline_record {
         clock::time_point when;
@@ -295,10 +314,15 @@ private:
     };
     static bool later(const deadline_record& a, const deadline_record& b) noexcept { return a.when > b.when; }
 
-    // A ring of the last `recent_limit_` ended requests, indexed by expected ack.
-    void remember(std::uint32_t expected_ack, memory m) {
+    u32_index& recent_index_of(match mode) noexcept {
+        return mode == match::seq_only ? recent_seq_index_ : recent_index_;
+    }
+
+    // A ring of the last `recent_limit_` ended requests, indexed by expected
+    // ack (by seq for match::seq_only).
+    void remember(std::uint32_t key, memory m) {
         if (recent_limit_ == 0) return;
-        m.expected_ack = expected_ack;
+        m.key = key;
         std::uint32_t at;
         if (recent_.size() < recent_limit_) {
             at = static_cast<std::uint32_t>(recent_.size());
@@ -306,11 +330,12 @@ private:
         } else { // forget the oldest
             at = static_cast<std::uint32_t>(recent_next_);
             recent_next_ = (recent_next_ + 1) % recent_limit_;
-            const std::uint32_t old = recent_[at].expected_ack;
-            if (recent_index_.find(old) == at) recent_index_.erase(old);
+            u32_index& old_index = recent_index_of(recent_[at].mode);
+            const std::uint32_t old = recent_[at].key;
+            if (old_index.find(old) == at) old_index.erase(old);
             recent_[at] = m;
         }
-        recent_index_.set(expected_ack, at);
+        recent_index_of(m.mode).set(key, at);
     }
 
     // Ended requests leave their deadline record in the heap (removing from
@@ -328,6 +353,7 @@ private:
     std::vector<slot> slots_;
     std::vector<std::uint32_t> free_;
     u32_index by_ack_; // expected ack -> slot
+    u32_index by_seq_; // seq -> slot, for match::seq_only
     std::vector<std::uint32_t> custom_;
     std::vector<deadline_record> deadlines_;
     std::size_t stale_deadlines_ = 0;
@@ -335,7 +361,8 @@ private:
     std::uint32_t seq_ = 0;
 
     std::vector<memory> recent_;
-    u32_index recent_index_; // expected ack -> position in recent_
+    u32_index recent_index_;     // expected ack -> position in recent_
+    u32_index recent_seq_index_; // seq -> position in recent_ (match::seq_only)
     std::size_t recent_next_ = 0;
     std::size_t recent_limit_;
 };
