@@ -29,7 +29,8 @@
  *               device g, comma separated ("21500,-10250,125000"); clamped
  *               to -55000..125000 and rounded down to the device's resolution
  *               (1/16 degC at 12 bits). A CONVERT T samples the value when it
- *               starts. Default 25000.
+ *               starts. A write of fewer values leaves the others as they
+ *               were; reading gives all 32. Default 25000.
  *   crc_error   (runtime) bit mask over g: READ SCRATCHPAD from such a device
  *               flips bit 0 of byte 0 on the wire while sending the CRC of
  *               the true bytes, so the reader sees a CRC mismatch (and a
@@ -40,6 +41,10 @@
  *               or shorted bus); the devices ignore the bus until it is 0.
  *   stuck       (runtime) bit mask over g: CONVERT T never completes (read
  *               slots keep returning 0, the scratchpad is not updated).
+ *
+ * The w1 core still runs its own periodic search (every 10 s by default,
+ * wire.ko's `timeout`); it takes the bus between two netlink requests, never
+ * inside one, and a conversion in progress survives it as on real hardware.
  *
  * DS18B20 behaviour emulated
  * --------------------------
