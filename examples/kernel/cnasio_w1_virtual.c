@@ -244,7 +244,9 @@ static void vdev_function_command(struct vdev *d, u8 cmd)
 	case CNASIO_W1V_CONVERT_T:
 		r = resolution_of(d->sp[4]);
 		d->convert_raw = raw_from_mc(READ_ONCE(temp_mc[d->g]), r);
-		d->convert_done = jiffies + msecs_to_jiffies(CNASIO_W1V_CONVERT_MS(r));
+		/* 90% of the datasheet maximum: msecs_to_jiffies rounds up to a
+		 * tick, and a client waiting exactly the maximum must not race it. */
+		d->convert_done = jiffies + msecs_to_jiffies(CNASIO_W1V_CONVERT_MS(r) * 9 / 10);
 		d->converting = true;
 		d->state = ST_CONVERTING;
 		break;

@@ -51,8 +51,10 @@
  * ROM commands: SEARCH ROM 0xF0, ALARM SEARCH 0xEC (devices whose last
  * conversion gave T >= TH or T <= TL, integer degrees), READ ROM 0x33,
  * MATCH ROM 0x55, SKIP ROM 0xCC, RESUME 0xA5.
- * Function commands: CONVERT T 0x44 (read slots return 0 until the
- * conversion time of the configured resolution has passed, then 1),
+ * Function commands: CONVERT T 0x44 (read slots return 0 until 90% of the
+ * datasheet's maximum conversion time for the configured resolution has
+ * passed, then 1: real parts finish before their maximum, and a client that
+ * waits the maximum must find the result whatever the timer tick),
  * READ SCRATCHPAD 0xBE (9 bytes, the ninth the CRC8 of the first eight,
  * then 1s), WRITE SCRATCHPAD 0x4E (TH, TL, configuration), COPY SCRATCHPAD
  * 0x48, RECALL E2 0xB8, READ POWER SUPPLY 0xB4 (1: externally powered).
@@ -94,8 +96,8 @@
 #define CNASIO_W1V_CONFIG_11BIT 0x5Fu
 #define CNASIO_W1V_CONFIG_12BIT 0x7Fu
 
-/* Conversion time in milliseconds for 9 + r bits (datasheet maxima,
- * 93.75 / 187.5 / 375 / 750 ms, rounded up). */
+/* Maximum conversion time in milliseconds for 9 + r bits (datasheet:
+ * 93.75 / 187.5 / 375 / 750 ms, rounded up); the emulation takes 90% of it. */
 #define CNASIO_W1V_CONVERT_MS(r) ((r) == 0 ? 94u : (r) == 1 ? 188u : (r) == 2 ? 375u : 750u)
 
 #endif /* CNASIO_W1_VIRTUAL_H */

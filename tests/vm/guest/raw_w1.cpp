@@ -489,7 +489,8 @@ void temperatures(w1_socket& s, unsigned devices)
     write_param("temp_mc", list);
     for (unsigned g = 0; g < devices; ++g)
         convert(s, expected_rom(g));
-    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    // The datasheet's maximum at 12 bits, not more: a client waits that long.
+    std::this_thread::sleep_for(std::chrono::milliseconds(CNASIO_W1V_CONVERT_MS(3)));
     for (unsigned g = 0; g < devices; ++g) {
         auto sp = read_scratchpad(s, expected_rom(g));
         std::printf("  %s: %s -> %d/16 degC (set %d mC)\n", hex(expected_rom(g)).c_str(), hex(sp.bytes).c_str(),
