@@ -389,6 +389,8 @@ std::string describe(const CLI::ParseError& e, const CLI::App& app) {
     // CLI11 2.1 says "--count: 1 required N missing" and "json was given a
     // disallowed flag override"; say what to do instead.
     const std::string_view text = e.what();
+    if (text == "A subcommand is required") // only w1 has subcommands of its own
+        return "w1 needs a command: masters, search, temp, read, write or touch (see cnctl w1 --help)";
     if (dynamic_cast<const CLI::ArgumentMismatch*>(&e)) {
         constexpr std::string_view override_suffix = " was given a disallowed flag override";
         if (text.ends_with(override_suffix))
@@ -537,21 +539,27 @@ command_line parse_command_line(int argc, char** argv) {
         const char* name;
         const char* summary;
         const char* words; // positionals, as the synopsis shows them
+        const char* words_help;
         w1_args::action what;
     };
     const w1_sub w1_subs[] = {
-        {"masters", "list the bus masters", nullptr, w1_args::action::masters},
-        {"search", "search a bus (all buses) for slaves", "MASTER", w1_args::action::search},
-        {"temp", "read DS18B20 temperatures (all DS18B20s found)", "SLAVE", w1_args::action::temp},
-        {"read", "read COUNT bytes from a master's bus or a slave", "TARGET COUNT", w1_args::action::read},
-        {"write", "write bytes (hex) to a master's bus or a slave", "TARGET HEX", w1_args::action::write},
+        {"masters", "list the bus masters", nullptr, nullptr, w1_args::action::masters},
+        {"search", "search a bus (all buses) for slaves", "MASTER", "the bus master (default: every one)",
+         w1_args::action::search},
+        {"temp", "read DS18B20 temperatures (all DS18B20s found)", "SLAVE...",
+         "the DS18B20s, by ROM id (default: every one a search finds)", w1_args::action::temp},
+        {"read", "read COUNT bytes from a master's bus or a slave", "TARGET COUNT",
+         "a bus master id or a slave's ROM id, then the number of bytes", w1_args::action::read},
+        {"write", "write bytes (hex) to a master's bus or a slave", "TARGET HEX",
+         "a bus master id or a slave's ROM id, then the bytes as hex digits", w1_args::action::write},
         {"touch", "write bytes (hex) bit by bit and print what was read back", "TARGET HEX",
+         "a bus master id or a slave's ROM id, then the bytes as hex digits (ff reads a byte)",
          w1_args::action::touch},
     };
     std::vector<std::pair<CLI::App*, w1_args::action>> w1_parsed;
     for (const auto& s : w1_subs) {
         auto* sub = w1_cmd->add_subcommand(s.name, s.summary);
-        if (s.words) sub->add_option("args", w1_words, "")->type_name(s.words);
+        if (s.words) sub->add_option("args", w1_words, s.words_help)->type_name(s.words);
         if (s.what == w1_args::action::search)
             add_switch(*sub, "--alarm", w1a.alarm, "only slaves in an alarm condition (ALARM SEARCH)");
         add_json(*sub, w1a, "JSON Lines instead of text");

@@ -129,6 +129,8 @@ void add_message_fields(fields& f, const cn::message& m) {
 } // namespace
 
 // Text form of foreign bytes: printable ASCII, others (and '\') as \xNN.
+std::string hex_text(std::span<const std::byte> bytes) { return to_hex(bytes); }
+
 std::string escape_text(std::string_view s) {
     std::string out;
     for (unsigned char c : s) {

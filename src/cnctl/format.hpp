@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 
 namespace cnctl {
@@ -25,6 +26,9 @@ namespace cnctl {
 /// as it is, every other byte and the backslash as \xNN, so that no escape sequence,
 /// newline or invalid UTF-8 reaches the terminal or forges a line.
 std::string escape_text(std::string_view s);
+
+/// Bytes as lowercase hex digits, two per byte.
+std::string hex_text(std::span<const std::byte> bytes);
 
 std::string format_event(const cnasio::proc::event& ev, bool json);
 

@@ -3,6 +3,7 @@
 #include "w1.hpp"
 
 #include "command_support.hpp"
+#include "format.hpp"
 #include "output.hpp"
 
 #include <cnasio/w1/client.hpp>
@@ -25,16 +26,6 @@ namespace {
 namespace asio = boost::asio;
 namespace w1 = cnasio::w1;
 using cnasio::error_code;
-
-std::string hex_of(std::span<const std::byte> bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string h;
-    for (auto b : bytes) {
-        h += digits[static_cast<unsigned>(b) >> 4];
-        h += digits[static_cast<unsigned>(b) & 15];
-    }
-    return h;
-}
 
 // A reading in degrees Celsius, exactly: 1/16 °C steps need four decimals (0x0157 -> "21.4375").
 std::string celsius_text(const w1::ds18b20::reading& r) {
@@ -173,7 +164,7 @@ struct w1_command {
                 report(ec, (a.what == action::read ? "read from " : a.what == action::write ? "write to " : "touch on ") + where);
                 break;
             }
-            if (a.what != action::write) out.write(a.json ? line({{"data", hex_of(data)}}) : "data=" + hex_of(data) + "\n");
+            if (a.what != action::write) out.write(a.json ? line({{"data", hex_text(data)}}) : "data=" + hex_text(data) + "\n");
             break;
         }
         }

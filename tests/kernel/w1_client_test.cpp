@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <chrono>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -134,7 +135,7 @@ TEST_SUITE("w1: the client against a stand-in w1 core") {
             });
             f.wait(r);
             REQUIRE(r.done);
-            CHECK_MESSAGE(r.ec == want, rom.name() + ": " + r.ec.message());
+            CHECK_MESSAGE(r.ec == want, std::string(rom.name() + ": " + r.ec.message()));
         }
         CHECK(f.c->pending_requests() == 0);
     }
@@ -175,7 +176,7 @@ TEST_SUITE("w1: the client against a stand-in w1 core") {
         f.wait(unknown);
         CHECK(unknown.ec == std::errc::no_such_device);
 
-        fixture empty_bus({});
+        fixture empty_bus(std::vector<test::w1_sensor>{});
         fixture::result<int> nobody;
         w1::async_reset(*empty_bus.c, test::w1_peer::master, empty_bus.o, [&](error_code ec) { nobody = {true, ec, 0}; });
         empty_bus.wait(nobody);

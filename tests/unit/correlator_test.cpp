@@ -535,3 +535,38 @@ TEST_CASE("correlator: many requests answered in a shuffled order each get their
     for (const auto& r : requests) REQUIRE(classify(c, r.seq, r.ack + 1u) == cv::duplicate);
     CHECK_FALSE(c.next_deadline().has_value());
 }
+
+TEST_CASE("correlator: seq_only matches seq and connector id, any ack; its memory shares the ring with ack keys") {
+    const cnasio::connector::id w1{3, 1}, other{1, 1};
+    auto m = [](std::uint32_t seq, std::uint32_t ack, cnasio::connector::id id) {
+        cnasio::connector::message_view v = msg(seq, ack);
+        v.header.id = id;
+        return v;
+    };
+    table c(2); // remembers the last two ended requests
+    const auto a = c.add(match::seq_only, 10, 500, nullptr, t0 + 1s, "a", w1);
+    table::ticket t;
+    CHECK(c.classify(m(10, 11, w1), t) == verdict::reply); // a data reply: seq + 1
+    CHECK(t == a);
+    CHECK(c.classify(m(10, 500, w1), t) == verdict::reply); // a status: the request's ack
+    CHECK(c.classify(m(10, 11, other), t) == verdict::unrelated); // same seq, another connector
+    CHECK(c.classify(m(11, 11, w1), t) == verdict::unrelated);
+    REQUIRE(c.take(a, outcome::replied));
+    CHECK(c.classify(m(10, 12345, w1), t) == verdict::duplicate);
+    CHECK(c.classify(m(10, 12345, other), t) == verdict::unrelated);
+
+    // An ack-keyed request whose expected ack equals the seq above is told apart by its mode.
+    const auto b = add(c, match::seq_and_ack, 20, 9, "b"); // expects ack 10
+    CHECK(c.classify(msg(20, 10), t) == verdict::reply);
+    CHECK(t == b);
+    REQUIRE(c.take(b, outcome::expired));
+    CHECK(c.classify(msg(20, 10), t) == verdict::late);
+    CHECK(c.classify(m(10, 1, w1), t) == verdict::duplicate);
+
+    // A third ended request evicts the oldest memory (the seq_only one) from the right index.
+    const auto d = add(c, match::ack_only, 30, 40, "d");
+    REQUIRE(c.take(d, outcome::replied));
+    CHECK(c.classify(m(10, 1, w1), t) == verdict::unrelated);
+    CHECK(c.classify(msg(20, 10), t) == verdict::late);
+    CHECK(c.classify(msg(99, 41), t) == verdict::duplicate);
+}

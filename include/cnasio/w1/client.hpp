@@ -32,9 +32,11 @@
 #include <cnasio/w1/ds18b20.hpp>
 #include <cnasio/w1/protocol.hpp>
 
+#include <boost/asio/append.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/compose.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
@@ -173,7 +175,10 @@ struct temperature_op {
     template <class Self>
     void operator()(Self& self) {
         self.reset_cancellation_state(boost::asio::enable_total_cancellation());
-        if (rom.family() != ds18b20::family) return self.complete(error::w1_wrong_family, ds18b20::reading{});
+        if (rom.family() != ds18b20::family) { // never complete inside the initiating function
+            auto ex = s->timer.get_executor();
+            return boost::asio::post(ex, boost::asio::append(std::move(self), error_code(error::w1_wrong_family)));
+        }
         s->x.set(read_scratchpad_request(rom), 2);
         send(self, 1);
     }
