@@ -24,6 +24,11 @@
 #   --vm-exit FILE      static vm-exit helper (default: built from guest/)
 #   --build-guests      also build every tests/vm/guest/*.cpp test program
 #   --module-args ARGS  insmod parameters
+#   --w1                also load Debian's w1 core (wire.ko, kept from the
+#                       kernel's image package) and the cnasio_w1_virtual bus
+#                       master (examples/kernel; built like cnasio_echo, also
+#                       on arm64), and require the w1 connector (3:1)
+#   --w1-args ARGS      insmod parameters for cnasio_w1_virtual
 #   --timeout S         hard limit for the whole boot (default 300)
 #   --test-timeout S    limit per guest program, 0 = none (default 120)
 #   --expect-failure RE succeed only if the guest ran and FAILED, with a
@@ -55,6 +60,7 @@ source_dir=$(cd "$here/../.." && pwd)
 kernel="" work="" cache="${CNASIO_VM_CACHE:-}" headers="" vmlinuz="" kmakefile=""
 vm_exit="" build_guests=0 module_args="" timeout_s=300 test_timeout=120
 expect_failures=() expect_hang_in="" with_module=1 module_asked=0 accel="${CNASIO_VM_ACCEL:-}"
+with_w1=0 w1_args="" wire_ko=""
 guests=()
 declare -A guest_args=()
 declare -A min_test_cases=()
@@ -85,6 +91,8 @@ while [ $# -gt 0 ]; do
         --expect-hang-in) expect_hang_in=$2; shift 2 ;;
         --no-module) with_module=0; shift ;;
         --module) with_module=1; module_asked=1; shift ;;
+        --w1) with_w1=1; shift ;;
+        --w1-args) w1_args=$2; shift 2 ;;
         --args-for) guest_args[$2]=$3; shift 3 ;;
         --min-test-cases)
             [[ "$3" =~ ^[1-9][0-9]*$ ]] || die "--min-test-cases $2 wants a count >= 1, not '$3'"
@@ -97,6 +105,12 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$work" ] || die "--work DIR is required"
+if [ "$with_w1" = 1 ]; then
+    # The virtual bus master is built with the example module.
+    [ "$with_module" = 1 ] || die "--w1 needs the module build (drop --no-module)"
+    module_asked=1
+    [ -z "$headers" ] || [ -n "$kernel" ] || die "--w1 needs --kernel or --arch arm64 (wire.ko comes from Debian's image package)"
+fi
 [ -n "$kernel" ] || [ -n "$headers" ] || [ "$arch" = arm64 ] ||
     die "--kernel 6.1|5.10 (or --headers/--vmlinuz, or --arch arm64) is required"
 mkdir -p "$work" || die "cannot create $work"
@@ -309,6 +323,54 @@ fetch_arm64_build_tree() {
         { echo "run-vm: FAIL: incomplete arm64 build tree in $dest (delete it to refetch)" >&2; return 1; }
 }
 
+private_apt_opts() {  # APT_DIR ARCH: the private apt configuration a fetch_* above made
+    apt_opts=(-o "Dir::Etc::SourceList=$1/sources.list" -o Dir::Etc::SourceParts=/dev/null
+              -o "Dir::State::Lists=$1/lists" -o "Dir::Cache=$1/cache"
+              -o Dir::State::status=/dev/null -o "APT::Architecture=$2"
+              -o "APT::Architectures=$2" -o APT::Sandbox::User=root)
+}
+
+fetch_wire() {  # KVER [APT OPTIONS...]: Debian's w1 core module for --w1
+    # The cached kernels keep no modules (the connector is built in), so
+    # wire.ko is taken from the image package on first use and kept under a
+    # name of its own, $cache/kernels/KVER-modules/wire.ko (decompressed if
+    # the package ships it compressed): the entries above stay as they were.
+    local k=$1; shift
+    local dest=$cache/kernels/$k-modules
+    wire_ko=$dest/wire.ko
+    [ -s "$wire_ko" ] && return 0
+    local tmp pkg deb found
+    tmp=$(mktemp -d "$cache/wire.XXXXXX") || return 1
+    log "downloading linux-image-$k for wire.ko"
+    for pkg in "linux-image-$k-unsigned" "linux-image-$k"; do
+        (cd "$tmp" && apt-get -q "$@" download "$pkg") >"$work/apt-wire.log" 2>&1 && break
+    done
+    deb=$(ls "$tmp"/linux-image-*.deb 2>/dev/null | head -n1)
+    if [ -z "$deb" ]; then
+        cat "$work/apt-wire.log" >&2
+        rm -rf "$tmp"
+        echo "run-vm: FAIL: could not download linux-image-$k for wire.ko" >&2
+        return 1
+    fi
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" --wildcards '*/drivers/w1/wire.ko*'
+    found=$(find "$tmp" -path '*/drivers/w1/wire.ko*' -type f | head -n1)
+    mkdir -p "$dest"
+    case "$found" in
+        "") ;;
+        *.xz) xz -dc "$found" >"$tmp/wire.ko" ;;
+        *.zst) zstd -qdc "$found" >"$tmp/wire.ko" ;;
+        *.gz) gzip -dc "$found" >"$tmp/wire.ko" ;;
+        *) cp "$found" "$tmp/wire.ko" ;;
+    esac
+    if [ -z "$found" ] || [ ! -s "$tmp/wire.ko" ] || ! mv "$tmp/wire.ko" "$wire_ko"; then
+        rm -rf "$tmp"
+        echo "run-vm: FAIL: no drivers/w1/wire.ko in $(basename "$deb") (is CONFIG_W1=m?)" >&2
+        return 1
+    fi
+    rm -rf "$tmp"
+    log "kept $wire_ko ($(du -k "$wire_ko" | cut -f1) KiB)"
+}
+
 mirror=$(grep -rhoE 'https?://[^ ]*/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null |
          grep -v security | head -n1 | tr -d ' ')
 mirror=${mirror:-http://deb.debian.org/debian}
@@ -319,6 +381,10 @@ if [ "$arch" = arm64 ]; then
     flock 9
     fetch_bookworm_arm64 || exit 1
     if [ "$with_module" = 1 ]; then fetch_arm64_build_tree || exit 1; fi
+    if [ "$with_w1" = 1 ]; then
+        private_apt_opts "$cache/apt-bookworm-arm64" arm64
+        fetch_wire "$kver" "${apt_opts[@]}" || exit 1
+    fi
     flock -u 9
 elif [ -n "$kernel" ]; then
     exec 9>"$cache/.lock"
@@ -329,6 +395,13 @@ elif [ -n "$kernel" ]; then
         6.12) fetch_private bookworm-backports 6.12 || exit 1 ;;
         *) die "unknown --kernel $kernel (6.1, 5.10 or 6.12; or --headers/--vmlinuz)" ;;
     esac
+    if [ "$with_w1" = 1 ]; then
+        case "$kernel" in
+            6.1) fetch_wire "$kver" -o APT::Sandbox::User=root || exit 1 ;;
+            5.10) private_apt_opts "$cache/apt-bullseye" amd64; fetch_wire "$kver" "${apt_opts[@]}" || exit 1 ;;
+            6.12) private_apt_opts "$cache/apt-bookworm-backports" amd64; fetch_wire "$kver" "${apt_opts[@]}" || exit 1 ;;
+        esac
+    fi
     flock -u 9
 else
     [ -d "$headers" ] && [ -f "$vmlinuz" ] || die "--headers DIR and --vmlinuz FILE must exist"
@@ -387,6 +460,10 @@ rm -rf "$root" && mkdir -p "$root"/{bin,lib/modules,tests,proc,sys,dev,tmp}
 cp "$busybox_bin" "$root/bin/busybox"
 cp "$vm_exit" "$root/bin/vm-exit"
 [ "$with_module" = 1 ] && cp "$mod_dir/cnasio_echo.ko" "$root/lib/modules/"
+if [ "$with_w1" = 1 ]; then
+    cp "$wire_ko" "$root/lib/modules/wire.ko" && cp "$mod_dir/cnasio_w1_virtual.ko" "$root/lib/modules/" ||
+        die "cannot copy wire.ko / cnasio_w1_virtual.ko"
+fi
 for b in "${extra_bins[@]}"; do
     cp "$b" "$root/bin/$(basename "$b" | sed -e 's/^vm-guest-//' -e 's/^aarch64-//')" || die "cannot copy $b"
 done
@@ -422,6 +499,15 @@ elif insmod /lib/modules/cnasio_echo.ko $module_args; then
 else
     fail "insmod cnasio_echo.ko"
 fi
+# --w1: the w1 core first (insmod resolves no dependencies), then the bus master.
+if [ -f /lib/modules/wire.ko ]; then
+    if insmod /lib/modules/wire.ko && insmod /lib/modules/cnasio_w1_virtual.ko $w1_args; then
+        echo "CNASIO-VM w1 core and cnasio_w1_virtual loaded"
+        grep -q ' 3:1\$' /proc/net/connector || fail "no w1 connector (3:1) in /proc/net/connector"
+    else
+        fail "insmod wire.ko / cnasio_w1_virtual.ko"
+    fi
+fi
 set -- /tests/*
 set -f  # guest program arguments are passed as written
 for t in "\$@"; do
@@ -447,6 +533,12 @@ for t in "\$@"; do
 done
 if grep -q '^cnasio_echo ' /proc/modules; then
     rmmod cnasio_echo || fail "rmmod cnasio_echo"
+fi
+if grep -q '^cnasio_w1_virtual ' /proc/modules; then
+    rmmod cnasio_w1_virtual || fail "rmmod cnasio_w1_virtual"
+fi
+if grep -q '^wire ' /proc/modules; then
+    rmmod wire || fail "rmmod wire"
 fi
 dmesg >/tmp/dmesg
 if grep -E 'Oops|BUG:|WARNING:|Kernel panic|general protection fault|Call Trace|UBSAN|KASAN' /tmp/dmesg >/tmp/bad; then
