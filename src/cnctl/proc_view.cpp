@@ -71,9 +71,11 @@ asio::awaitable<int> proc_view(const proc_args& a, cnasio::client& c,
         wake.cancel();
     });
     if (a.ready_line) std::fprintf(stderr, "cnctl: listening on group %u\n", proc::connector_idx);
-    t.on_resync([&](std::size_t ended) {
-        std::fprintf(stderr, "cnctl: events lost: rescanned /proc, %zu process(es) ended unseen (status unknown)\n",
-                     ended);
+    t.on_resync([&](const proc::resync_report& r) {
+        std::fprintf(stderr,
+                     "cnctl: events lost: rescanned /proc, %zu process(es) ended unseen (status unknown), %zu "
+                     "found new\n",
+                     r.ended.size(), r.added.size());
     });
     t.on_event([&](const proc::event& ev, const proc::table_update& u) {
         if (done || ev.is_ack() || !a.filter.contains(ev.type())) return;
