@@ -149,7 +149,14 @@ struct counters {
 asio::awaitable<int> proc_view(const proc_args& a, cnasio::client& c,
                                std::function<std::string(cnasio::error_code, const std::string&)> describe) {
     auto ex = co_await asio::this_coro::executor;
-    proc::tracker t(c);
+    proc::tracker_options o;
+    // Without fork lines a new process's /proc read only costs time (its
+    // command line is its parent's until it execs, and the exec is read):
+    // fewer reads keep the loop closer to the kernel, so that exec reads find
+    // short-lived processes still running.
+    // (--cgroup and --container need every process's cgroup, read at its fork.)
+    o.table.read_on_fork = a.filter.contains(proc::event_type::fork) || !a.cgroup.empty() || !a.container.empty();
+    proc::tracker t(c, o);
     auto [sec] = co_await t.async_start(asio::as_tuple(asio::use_awaitable));
     if (sec) {
         std::fprintf(stderr, "cnctl: %s\n", describe(sec, "starting process events").c_str());
