@@ -678,7 +678,11 @@ def proc_selection(cnctl):
                 child.stdin.write(b"go\n")
                 child.stdin.close()
                 child.wait(timeout=10)
-                out, err = p.communicate(timeout=10)
+                try:
+                    out, err = p.communicate(timeout=10)
+                except subprocess.TimeoutExpired:  # the child's events were not shown
+                    p.kill()
+                    out, err = p.communicate()
             events = [json.loads(l) for l in out.splitlines()]
             check(p.returncode == 0 and [e["type"] for e in events] == ["exec", "exit"],
                   f"proc {args}: exec and exit of the child: {out!r} {err!r}")
