@@ -22,7 +22,16 @@ namespace {
 namespace cn = cnasio::connector;
 namespace proc = cnasio::proc;
 
-constexpr std::string_view command_names = "proc, listen, request, send, ids, wait-id, wait, w1";
+constexpr std::string_view command_names = "proc, listen, request, send, ids, wait-id, wait, tree, w1";
+
+// A process id, 1..2147483647 (pid_max is at most 2^22 on Linux; any positive
+// pid_t is accepted and looked up).
+std::optional<cnasio::proc::pid_type> parse_pid(std::string_view text) {
+    std::int64_t v = 0;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc{} || ptr != text.data() + text.size() || v < 1 || v > 0x7fffffff) return std::nullopt;
+    return static_cast<cnasio::proc::pid_type>(v);
+}
 
 // ---- values -------------------------------------------------------------------
 
@@ -427,7 +436,9 @@ command_line parse_command_line(int argc, char** argv) {
         ->type_name("TYPES")
         ->check(event_types);
     add_count(*proc_cmd, p.count, "events");
-    add_json(*proc_cmd, p, "JSON Lines instead of text");
+    add_json(*proc_cmd, p,
+             "JSON Lines instead of text: the event's fields and \"process\", every field the process table "
+             "knows with its provenance (event, proc, gone, none); with --raw, the event's fields only");
     add_netns(*proc_cmd, p);
     add_switch(*proc_cmd, "--force-bpf", p.force_bpf,
                "filter with a BPF socket filter even where the kernel takes a mask");
@@ -435,6 +446,20 @@ command_line parse_command_line(int argc, char** argv) {
     add_ready_line(*proc_cmd, p);
     add_switch(*proc_cmd, "--raw", p.raw,
                "the kernel's events as they are (key=value), without the process table's command lines");
+    std::string proc_pid;
+    proc_cmd->add_option("--pid", proc_pid, "only the events of process PID")->type_name("PID");
+    add_switch(*proc_cmd, "--descendants", p.descendants,
+               "with --pid: also its descendants, following new children as they are born");
+    proc_cmd->add_option("--cgroup", p.cgroup,
+                         "only processes in this cgroup v2 path (as in /proc/PID/cgroup's 0:: line) or below it")
+        ->type_name("PATH");
+    proc_cmd->add_option("--container", p.container,
+                         "only processes of this container (docker, containerd, cri-o, podman id or a prefix of it, "
+                         "nspawn machine name, Kubernetes pod uid)")
+        ->type_name("ID");
+    add_switch(*proc_cmd, "--stats", p.stats,
+               "on exit (also SIGINT/SIGTERM) print counts by event type, the busiest forkers and execers, lost "
+               "events and enrichment misses");
     proc_cmd->footer("Prints the kernel's process events, one per line, until interrupted or N events.\n"
                      "Lost events (receive buffer overruns) are reported on stderr with their count; with a\n"
                      "filter the count is unknown (the kernel numbers the events it filters out too).\n"
@@ -576,6 +601,17 @@ command_line parse_command_line(int argc, char** argv) {
         w1_parsed.emplace_back(sub, s.what);
     }
 
+    tree_args ta;
+    std::string tree_pid;
+    auto* tree_cmd = add_command(app, "tree", "the current process tree, from the process table");
+    tree_cmd->footer("Prints the live processes as a tree (recorded parents: the parent a process was born to,\n"
+                     "also after that parent exited), one per line: PID, indented under its parent, and its command\n"
+                     "line; with PID, only that process and its descendants.\n\n" +
+                     exit_statuses);
+    tree_cmd->add_option("pid", tree_pid, "the root of the tree shown (default: every process)")->type_name("PID");
+    add_json(*tree_cmd, ta, "JSON Lines: one object per process, with each field's provenance");
+    add_netns(*tree_cmd, ta);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
@@ -595,6 +631,20 @@ command_line parse_command_line(int argc, char** argv) {
             cnasio::error_code ec;
             p.filter = proc::parse_event_mask(filter, ec);
         }
+        if (!proc_pid.empty()) {
+            auto pid = parse_pid(proc_pid);
+            if (!pid) throw usage_error{"proc: --pid: invalid process id '" + proc_pid + "' (a number from 1 to 2147483647)"};
+            p.pid = *pid;
+        }
+        if (p.descendants && p.pid == 0) throw usage_error{"proc: --descendants needs --pid PID"};
+        if (proc_cmd->count("--cgroup") && (p.cgroup.empty() || p.cgroup[0] != '/'))
+            throw usage_error{"proc: --cgroup: '" + p.cgroup + "' is not a cgroup path (it starts with '/', e.g. /system.slice)"};
+        if (proc_cmd->count("--container") && p.container.empty())
+            throw usage_error{"proc: --container needs an id that is not empty"};
+        const bool selects = p.pid != 0 || !p.cgroup.empty() || !p.container.empty() || p.stats;
+        if (selects && (p.raw || p.force_bpf))
+            throw usage_error{std::string("proc: --pid, --cgroup, --container and --stats need the process table: not "
+                                          "with ") + (p.raw ? "--raw" : "--force-bpf")};
         return p;
     }
     if (listen_cmd->parsed()) return l;
@@ -631,6 +681,14 @@ command_line parse_command_line(int argc, char** argv) {
             wp.pids.push_back(static_cast<proc::pid_type>(v));
         }
         return wp;
+    }
+    if (tree_cmd->parsed()) {
+        if (!tree_pid.empty()) {
+            auto pid = parse_pid(tree_pid);
+            if (!pid) throw usage_error{"tree: invalid process id '" + tree_pid + "' (a number from 1 to 2147483647)"};
+            ta.pid = *pid;
+        }
+        return ta;
     }
     throw usage_error{"missing command (" + std::string(command_names) + "; see cnctl --help)"};
 }

@@ -35,6 +35,18 @@ struct proc_args : common_options {
     std::uint64_t count = 0; ///< 0: until interrupted
     bool force_bpf = false;
     bool raw = false; ///< --raw: one line per kernel event, as before the process table (proc_view.cpp)
+    // Selection (process table views only, not --raw): an event is shown when
+    // its process matches every given selector.
+    cnasio::proc::pid_type pid = 0; ///< --pid: only this process (0: any)
+    bool descendants = false;       ///< --descendants: and its descendants, new children followed live
+    std::string cgroup;             ///< --cgroup: only processes in this cgroup v2 path or below it
+    std::string container;          ///< --container: only processes of this container id (or id prefix, pod uid)
+    bool stats = false;             ///< --stats: a summary on exit (also after SIGINT/SIGTERM)
+};
+
+/// `cnctl tree [PID]`: the process tree from the process table (proc_view.cpp).
+struct tree_args : common_options {
+    cnasio::proc::pid_type pid = 0; ///< 0: every process
 };
 
 struct listen_args : common_options {
@@ -94,7 +106,7 @@ struct print_and_exit {
 };
 
 using command_line = std::variant<print_and_exit, proc_args, listen_args, request_args, send_args, ids_args,
-                                  wait_id_args, wait_args, w1_args>;
+                                  wait_id_args, wait_args, tree_args, w1_args>;
 
 /// Reads argv. Throws usage_error on bad input (unknown command or option,
 /// missing or malformed value, values that exclude each other).

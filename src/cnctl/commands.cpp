@@ -113,7 +113,7 @@ asio::awaitable<int> proc_command(proc_args a) {
     int rc = exit_ok;
     auto c = open_client(io, a, rc);
     if (!c) co_return rc;
-    if (!a.raw && !a.json && !a.force_bpf) co_return co_await proc_view(a, *c, describe);
+    if (!a.raw && !a.force_bpf) co_return co_await proc_view(a, *c, describe);
 
     proc::listener_options lo;
     lo.filter = a.filter;
@@ -176,6 +176,15 @@ asio::awaitable<int> proc_command(proc_args a) {
     l.close(); // IGNORE
     report_loss(true);
     co_return rc;
+}
+
+asio::awaitable<int> tree_command(tree_args a) {
+    auto ex = co_await asio::this_coro::executor;
+    auto& io = static_cast<asio::io_context&>(ex.context());
+    int rc = exit_ok;
+    auto c = open_client(io, a, rc);
+    if (!c) co_return rc;
+    co_return co_await tree_view(a, *c, describe);
 }
 
 asio::awaitable<int> listen_command(listen_args a) {
@@ -346,6 +355,7 @@ int run(asio::awaitable<int> task) {
 
 int run_proc(const proc_args& a) { return run(proc_command(a)); }
 int run_listen(const listen_args& a) { return run(listen_command(a)); }
+int run_tree(const tree_args& a) { return run(tree_command(a)); }
 int run_request(const request_args& a) { return run(request_command(a)); }
 int run_send(const send_args& a) { return run(send_command(a)); }
 int run_ids(const ids_args& a) { return run(ids_command(a)); }

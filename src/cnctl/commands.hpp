@@ -9,6 +9,8 @@ namespace cnctl {
 
 /// Prints process events until interrupted (SIGINT, SIGTERM) or a.count events.
 int run_proc(const proc_args& a);
+/// Prints the process tree (or PID's subtree).
+int run_tree(const tree_args& a);
 /// Prints a group's connector messages until interrupted or a.count messages.
 int run_listen(const listen_args& a);
 /// Sends one request and prints its reply; exit_timeout without one.

@@ -223,6 +223,147 @@ std::string format_event(const proc::event& ev, bool as_json) {
     return f.line();
 }
 
+namespace {
+
+template <class T>
+json::value sourced_json(const proc::sourced<T>& f, json::storage_ptr sp) {
+    json::object o(sp);
+    if (f.has_value()) {
+        if constexpr (std::is_same_v<T, std::string>) {
+            o["value"] = latin1_to_utf8(f.value, sp);
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+            json::array a(sp);
+            for (const auto& s : f.value) a.push_back(latin1_to_utf8(s, sp));
+            o["value"] = std::move(a);
+        } else if constexpr (std::is_same_v<T, std::vector<proc::pid_type>>) {
+            json::array a(sp);
+            for (auto v : f.value) a.push_back(v);
+            o["value"] = std::move(a);
+        } else {
+            o["value"] = f.value;
+        }
+    } else {
+        o["value"] = nullptr;
+    }
+    o["from"] = proc::to_string(f.from);
+    return o;
+}
+
+json::object process_object(const proc::process_info& p, json::storage_ptr sp) {
+    json::object o(sp);
+    o["pid"] = p.tgid;
+    o["parent"] = sourced_json(p.parent, sp);
+    o["live_parent"] = sourced_json(p.live_parent, sp);
+    o["start_ticks"] = sourced_json(p.start_ticks, sp);
+    if (p.fork_ns)
+        o["fork_ns"] = *p.fork_ns;
+    else
+        o["fork_ns"] = nullptr;
+    o["ruid"] = sourced_json(p.ruid, sp);
+    o["euid"] = sourced_json(p.euid, sp);
+    o["rgid"] = sourced_json(p.rgid, sp);
+    o["egid"] = sourced_json(p.egid, sp);
+    o["comm"] = sourced_json(p.comm, sp);
+    o["exe"] = sourced_json(p.exe, sp);
+    o["argv"] = sourced_json(p.argv, sp);
+    o["cgroup"] = sourced_json(p.cgroup, sp);
+    json::object c(sp);
+    if (auto ct = p.container()) {
+        json::object v(sp);
+        v["runtime"] = latin1_to_utf8(ct->runtime, sp);
+        v["id"] = latin1_to_utf8(ct->id, sp);
+        v["pod"] = latin1_to_utf8(ct->pod, sp);
+        c["value"] = std::move(v);
+    } else {
+        c["value"] = nullptr;
+    }
+    c["from"] = proc::to_string(p.cgroup.from);
+    o["container"] = std::move(c);
+    o["nspid"] = sourced_json(p.nspid, sp);
+    o["threads"] = p.threads;
+    o["execs"] = p.execs;
+    o["exited"] = p.exited;
+    o["wait_status"] = sourced_json(p.wait_status, sp);
+    o["lifetime_ns"] = sourced_json(p.lifetime_ns, sp);
+    return o;
+}
+
+} // namespace
+
+std::string process_json(const proc::process_info& p) { return json::serialize(process_object(p, {})); }
+
+std::string format_enriched_event(const proc::event& ev, const proc::process_info* p, const proc::process_info* parent) {
+    json::value v = json::parse(format_event(ev, true));
+    json::object& o = v.as_object();
+    if (p)
+        o["process"] = process_object(*p, o.storage());
+    else
+        o["process"] = nullptr;
+    if (ev.get_if<proc::fork_event>()) {
+        if (parent)
+            o["parent_process"] = process_object(*parent, o.storage());
+        else
+            o["parent_process"] = nullptr;
+    }
+    return json::serialize(v) + "\n";
+}
+
+std::string format_tree_json(const proc::process_info& p, unsigned depth) {
+    json::object o = process_object(p, {});
+    o["depth"] = depth;
+    return json::serialize(o) + "\n";
+}
+
+std::string format_proc_summary(const proc_summary& s, bool as_json) {
+    if (as_json) {
+        json::object o;
+        json::object ev;
+        for (const auto& [k, n] : s.events) ev[k] = n;
+        o["events"] = std::move(ev);
+        o["lost"] = s.lost;
+        o["overruns"] = s.overruns;
+        o["resyncs"] = s.resyncs;
+        o["enrich_skipped"] = s.enrich_skipped;
+        o["execs"] = s.execs;
+        o["execs_with_cmdline"] = s.execs_with_cmdline;
+        json::array f;
+        for (const auto& x : s.forkers) {
+            json::object e;
+            e["pid"] = x.pid;
+            e["forks"] = x.forks;
+            e["cmdline"] = latin1_to_utf8(x.cmdline, e.storage());
+            f.push_back(std::move(e));
+        }
+        o["forkers"] = std::move(f);
+        json::array x;
+        for (const auto& [prog, n] : s.execers) {
+            json::object e;
+            e["program"] = latin1_to_utf8(prog, e.storage());
+            e["execs"] = n;
+            x.push_back(std::move(e));
+        }
+        o["execers"] = std::move(x);
+        json::object top;
+        top["stats"] = std::move(o);
+        return json::serialize(top) + "\n";
+    }
+    std::string out = "stats: events";
+    std::uint64_t total = 0;
+    for (const auto& [k, n] : s.events) total += n;
+    out += " " + std::to_string(total);
+    for (const auto& [k, n] : s.events) out += " " + k + "=" + std::to_string(n);
+    out += "\nstats: lost " + std::to_string(s.lost) + " (overruns " + std::to_string(s.overruns) + ", /proc rescans " +
+           std::to_string(s.resyncs) + ")\n";
+    out += "stats: enrichment skipped " + std::to_string(s.enrich_skipped) + ", exec command lines " +
+           std::to_string(s.execs_with_cmdline) + " of " + std::to_string(s.execs) + "\n";
+    for (const auto& x : s.forkers)
+        out += "stats: forker " + std::to_string(x.pid) + " forks=" + std::to_string(x.forks) + " " +
+               escape_text(x.cmdline) + "\n";
+    for (const auto& [prog, n] : s.execers)
+        out += "stats: execer " + escape_text(prog) + " execs=" + std::to_string(n) + "\n";
+    return out;
+}
+
 std::string format_message(const cn::message& m, bool as_json) {
     fields f(as_json);
     add_message_fields(f, m);

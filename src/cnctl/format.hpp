@@ -11,11 +11,14 @@
 #include <cnasio/connector/message.hpp>
 #include <cnasio/connector/registry.hpp>
 #include <cnasio/proc/event.hpp>
+#include <cnasio/proc/process_table.hpp>
 
 #include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace cnctl {
 
@@ -31,6 +34,43 @@ std::string escape_text(std::string_view s);
 std::string hex_text(std::span<const std::byte> bytes);
 
 std::string format_event(const cnasio::proc::event& ev, bool json);
+
+/// A process event with what the process table knows (JSON Lines, proc_view.cpp):
+/// format_event's members, then "process": process_json(*p) of the event's
+/// process, and for a fork also "parent_process". p may be null (a process the
+/// table does not track): "process": null.
+std::string format_enriched_event(const cnasio::proc::event& ev, const cnasio::proc::process_info* p,
+                                  const cnasio::proc::process_info* parent);
+
+/// Every field of a process table entry as a JSON object: each field is
+/// {"value": V, "from": "event"|"proc"|"gone"|"none"} (its provenance;
+/// value null when unknown); pid, threads, execs, exited and fork_ns are plain.
+/// "container" ({runtime, id, pod}) comes from the cgroup, with its provenance.
+std::string process_json(const cnasio::proc::process_info& p);
+
+/// `cnctl tree --json`: one line per process: process_json's members plus "depth".
+std::string format_tree_json(const cnasio::proc::process_info& p, unsigned depth);
+
+/// `cnctl proc --stats`: what was shown, lost and missed (proc_view.cpp).
+struct proc_summary {
+    std::vector<std::pair<std::string, std::uint64_t>> events; ///< by event type, shown events
+    std::uint64_t lost = 0;          ///< events the kernel dropped (counted from per-CPU sequence gaps)
+    std::uint64_t overruns = 0;      ///< receive buffer overruns (ENOBUFS)
+    std::uint64_t resyncs = 0;       ///< /proc rescans after an overrun
+    std::uint64_t enrich_skipped = 0; ///< /proc reads skipped under backlog
+    std::uint64_t execs = 0;         ///< exec events shown
+    std::uint64_t execs_with_cmdline = 0; ///< ... of which the command line was read (verified)
+    struct forker {
+        cnasio::proc::pid_type pid;
+        std::uint64_t forks;
+        std::string cmdline; ///< raw bytes (escaped when printed)
+    };
+    std::vector<forker> forkers; ///< busiest first, at most 5
+    std::vector<std::pair<std::string, std::uint64_t>> execers; ///< programs run most often (exe or comm), at most 5
+};
+
+/// Text: lines starting "stats: "; JSON: one line {"stats": {...}}.
+std::string format_proc_summary(const proc_summary& s, bool json);
 
 /// One connector message: idx, val, seq, ack, len, flags, the payload as hex
 /// and as text.

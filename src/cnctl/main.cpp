@@ -2,7 +2,7 @@
 // messages, requests and one-way messages.
 //
 //   cnctl proc [--filter TYPES] [--count N] [--raw] [--json] [--netns PATH] [--force-bpf] [--rcvbuf BYTES]
-//              [--ready-line]
+//              [--ready-line] [--pid PID [--descendants]] [--cgroup PATH] [--container ID] [--stats]
 //   cnctl listen --group G [--count N] [--json] [--netns PATH] [--admit PORT]... [--rcvbuf BYTES]
 //                [--ready-line]
 //   cnctl request IDX:VAL [--data TEXT | --hex HEX] [--to PORT] [--timeout MS] [--ack-only] [--json]
@@ -11,6 +11,7 @@
 //   cnctl ids [--json] [--netns PATH]
 //   cnctl wait-id IDX:VAL [--gone] [--timeout MS] [--interval MS] [--json] [--netns PATH]
 //   cnctl wait PID... [--netns PATH]                                    (wait.cpp)
+//   cnctl tree [PID] [--json] [--netns PATH]                            (proc_view.cpp)
 //   cnctl --version | --help | COMMAND --help
 //
 // arguments.cpp declares the command line, commands.cpp runs the commands,
@@ -57,6 +58,7 @@ struct dispatch {
     int operator()(const cnctl::wait_id_args& a) const { return cnctl::run_wait_id(a); }
     int operator()(const cnctl::wait_args& a) const { return cnctl::run_wait(a); }
     int operator()(const cnctl::w1_args& a) const { return cnctl::run_w1(a); }
+    int operator()(const cnctl::tree_args& a) const { return cnctl::run_tree(a); }
 };
 
 } // namespace

@@ -18,7 +18,15 @@ namespace cnctl {
 /// Untrusted text (argv, comm) is escaped: bytes outside printable ASCII and
 /// '\' become \xNN, so no argv can forge or hide a line. `describe` words
 /// errors as the other commands do. Returns the exit status.
+/// --json: one JSON object per event (format_enriched_event). --pid,
+/// --descendants, --cgroup, --container select processes; --stats adds a
+/// summary (format_proc_summary) after the last event.
 boost::asio::awaitable<int> proc_view(const proc_args& a, cnasio::client& c,
+                                      std::function<std::string(cnasio::error_code, const std::string&)> describe);
+
+/// `cnctl tree [PID]`: LISTEN, scan /proc, print the live processes as a tree
+/// ("  " per level, PID, command line) or JSON Lines (format_tree_json).
+boost::asio::awaitable<int> tree_view(const tree_args& a, cnasio::client& c,
                                       std::function<std::string(cnasio::error_code, const std::string&)> describe);
 
 } // namespace cnctl

@@ -6,6 +6,7 @@ messages that must not show, and network namespaces.
 usage: cnctl_test.py PATH/TO/cnctl        (exit 77 = skipped: not root)
 """
 import json
+import re
 import os
 import select
 import signal
@@ -63,6 +64,22 @@ def start_ready(cnctl, *args, group, timeout=10):
         p.communicate()
         raise AssertionError(f"cnctl {' '.join(args)}: readiness line {line!r}, expected {want!r}")
     return p
+
+
+def drain(p):
+    """Reads p's stdout from now on in a thread (the machine's other processes
+    can fill a pipe nobody reads, and a blocked cnctl shows nothing more).
+    Returns finish(): waits for p's end, gives (stdout, stderr)."""
+    chunks = []
+    t = threading.Thread(target=lambda: chunks.append(p.stdout.read()), daemon=True)
+    t.start()
+
+    def finish(timeout=10):
+        t.join(timeout)
+        err = p.stderr.read()
+        p.wait(timeout)
+        return "".join(chunks), err
+    return finish
 
 
 def spawn_processes(stop, delay=0.05):
@@ -167,6 +184,23 @@ def usage_errors(cnctl):
         ["w1", "touch", "1", ""],
         ["w1", "temp", "--timeout", "0"],
         ["w1", "masters", "--to", "0"],
+        ["proc", "--pid"],
+        ["proc", "--pid", "0"],
+        ["proc", "--pid", "abc"],
+        ["proc", "--pid", "-1"],
+        ["proc", "--pid", "99999999999"],
+        ["proc", "--descendants"],
+        ["proc", "--pid", "1", "--raw"],
+        ["proc", "--pid", "1", "--force-bpf"],
+        ["proc", "--cgroup", "system.slice"],
+        ["proc", "--cgroup", ""],
+        ["proc", "--container", ""],
+        ["proc", "--stats", "--raw"],
+        ["proc", "--stats=yes"],
+        ["tree", "0"],
+        ["tree", "x1"],
+        ["tree", "1", "2"],
+        ["tree", "--count", "1"],
     ]
     for args in cases:
         r = run(cnctl, *args)
@@ -182,6 +216,9 @@ def usage_errors(cnctl):
     check("hex" in run(cnctl, "request", "1:1", "--hex", "zz").stderr, "names bad hex")
     check("not a DS18B20" in run(cnctl, "w1", "temp", "10-00000a1b2c3d").stderr, "w1 temp names the family")
     check("28-00000a1b2c3d" in run(cnctl, "w1", "temp", "28-0000").stderr, "w1 temp shows a ROM id's form")
+    check("--descendants needs --pid" in run(cnctl, "proc", "--descendants").stderr, "names --descendants' need")
+    check("invalid process id 'abc'" in run(cnctl, "proc", "--pid", "abc").stderr, "names a bad --pid")
+    check("not with --raw" in run(cnctl, "proc", "--pid", "1", "--raw").stderr, "names --raw's conflict")
     return len(cases)
 
 
@@ -190,7 +227,7 @@ def help_and_version(cnctl):
     check(r.returncode == 0 and r.stdout.startswith("cnctl "), f"--version: {r.returncode} {r.stdout!r}")
     r = run(cnctl, "--help")
     check(r.returncode == 0 and "proc" in r.stdout and "listen" in r.stdout, "--help lists the commands")
-    for cmd in ["proc", "listen", "request", "send"]:
+    for cmd in ["proc", "listen", "request", "send", "tree", "wait"]:
         r = run(cnctl, cmd, "--help")
         check(r.returncode == 0 and r.stdout.startswith(f"usage: cnctl {cmd}"), f"{cmd} --help")
 
@@ -264,6 +301,16 @@ def write_errors(cnctl):
             r = run(cnctl, "proc", "--count", "2", "--json", stdout=full)
         check(r.returncode == 1 and "No space left on device" in r.stderr,
               f"proc --json > /dev/full: {r.returncode} {r.stderr!r}")
+        with Spawner():
+            r = run(cnctl, "proc", "--count", "2", "--raw", stdout=full)
+        check(r.returncode == 1 and "writing to standard output: No space left on device" in r.stderr,
+              f"proc --raw > /dev/full: {r.returncode} {r.stderr!r}")
+        with Spawner():
+            r = run(cnctl, "proc", "--count", "2", "--raw", "--json", stdout=full)
+        check(r.returncode == 1 and "No space left on device" in r.stderr,
+              f"proc --raw --json > /dev/full: {r.returncode} {r.stderr!r}")
+        r = run(cnctl, "tree", stdout=full)
+        check(r.returncode == 1 and "No space left on device" in r.stderr, f"tree > /dev/full: {r.returncode} {r.stderr!r}")
         r = run(cnctl, "--help", stdout=full)
         check(r.returncode == 1 and "No space left on device" in r.stderr, f"--help > /dev/full: {r.returncode}")
     # Closed stdout: the write fails (EBADF), and no socket took fd 1.
@@ -554,12 +601,13 @@ def proc_view_hostile_argv(cnctl):
     # chooses its own argv, so it must not forge or hide lines.
     import re
     p = start_ready(cnctl, "proc", group=CN_IDX_PROC)
+    finish = drain(p)
     hostile = b"x\n09:00:00.000 exit 1 1 0 status=0 forged\x1b[2J\xff\xfe\r"
     child = subprocess.Popen([b"/bin/sh", b"-c", b"sleep 0.5", hostile])
     child.wait()
     time.sleep(0.3)
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=10)
+    out, err = finish()
     raw = out.encode() if isinstance(out, str) else out
     check(p.returncode == 0, f"proc default: exit {p.returncode} {err!r}")
     check("\x1b" not in out and "\r" not in out, "no raw escape or CR in the output")
@@ -687,6 +735,213 @@ def w1_commands(cnctl):
         check(p.returncode == 0 and out == "" and err == "", f"w1 {cmd[0]} interrupted: {p.returncode} {out!r} {err!r}")
 
 
+def proc_selection(cnctl):
+    """--pid (with --descendants following new children live), --cgroup,
+    --container: only those processes' events."""
+    # A parent that starts a child, which starts a grandchild, after cnctl listens.
+    script = "sleep 0.6; sh -c 'sleep 0.2; exit 4'; exit 5"
+    parent = subprocess.Popen(["sh", "-c", "read x; " + script], stdin=subprocess.PIPE)
+    try:
+        p = start_ready(cnctl, "proc", "--pid", str(parent.pid), "--descendants", "--json", group=CN_IDX_PROC)
+        finish = drain(p)
+        with Spawner():  # unrelated processes that must not show
+            parent.stdin.write(b"go\n")
+            parent.stdin.close()
+            parent.wait(timeout=10)
+            time.sleep(0.3)
+        p.send_signal(signal.SIGINT)
+        out, err = finish()
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    check(p.returncode == 0, f"proc --pid --descendants: exit {p.returncode} {err!r}")
+    events = [json.loads(l) for l in out.splitlines()]
+    tgids = {e["process"]["pid"] for e in events if e.get("process")}
+    forks = [e for e in events if e["type"] == "fork"]
+    exits = [e for e in events if e["type"] == "exit"]
+    check(parent.pid in tgids, f"--pid shows the process itself: {sorted(tgids)}")
+    # The subtree only: every shown process descends from the parent.
+    family = {parent.pid} | {e["child_tgid"] for e in forks}
+    check(tgids <= family, f"--descendants shows only the subtree: {sorted(tgids - family)} are not in it")
+    check(len(forks) >= 2, f"--descendants follows children and grandchildren born later: {len(forks)} forks")
+    statuses = sorted(e.get("status") for e in exits if e["process"] and e["process"]["pid"] in family)
+    check(4 in statuses and 5 in statuses, f"exits of the grandchild (4) and the parent (5): {statuses}")
+    # Without --descendants: the process's own events only.
+    parent = subprocess.Popen(["sh", "-c", "read x; sh -c 'exit 3'; exit 6"], stdin=subprocess.PIPE)
+    p = start_ready(cnctl, "proc", "--pid", str(parent.pid), group=CN_IDX_PROC)
+    finish = drain(p)
+    parent.stdin.write(b"go\n")
+    parent.stdin.close()
+    parent.wait(timeout=10)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    out, err = finish()
+    lines = out.splitlines()
+    mine = [l for l in lines if f" {parent.pid} " in l]
+    check(p.returncode == 0 and lines and len(mine) == len(lines),
+          f"proc --pid: only its lines: {lines!r} {err!r}")
+    check(any(f" exit {parent.pid} " in l and "status=6" in l for l in lines), f"proc --pid: its exit: {lines!r}")
+    # A pid that does not exist: exit 1, one line.
+    r = run(cnctl, "proc", "--pid", "2147483000")
+    check(r.returncode == 1 and r.stderr == "cnctl: proc --pid 2147483000: no such process\n",
+          f"proc --pid nonexistent: {r.returncode} {r.stderr!r}")
+    # --cgroup and --container: a child moved into a cgroup named like a docker scope.
+    root = next((d for d in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+                 if os.path.exists(d + "/cgroup.procs") and not os.path.exists(d + "/unified")), None)
+    if root is None:
+        print("proc_selection: no cgroup v2 hierarchy: --cgroup/--container not tested", flush=True)
+        return
+    cid = "feedface" * 8
+    rel = f"/cnasio-cnctl-{os.getpid()}.slice/docker-{cid}.scope"
+    os.makedirs(root + rel)
+    try:
+        for args in (["--cgroup", rel], ["--cgroup", os.path.dirname(rel)], ["--container", cid[:12]],
+                     ["--container", cid]):
+            child = subprocess.Popen(["sh", "-c", "read x; exec sh -c 'exit 9'"], stdin=subprocess.PIPE)
+            with open(root + rel + "/cgroup.procs", "w") as f:
+                f.write(str(child.pid))
+            p = start_ready(cnctl, "proc", *args, "--json", "--count", "2", group=CN_IDX_PROC)
+            with Spawner():
+                child.stdin.write(b"go\n")
+                child.stdin.close()
+                child.wait(timeout=10)
+                try:
+                    out, err = p.communicate(timeout=10)
+                except subprocess.TimeoutExpired:  # the child's events were not shown
+                    p.kill()
+                    out, err = p.communicate()
+            events = [json.loads(l) for l in out.splitlines()]
+            check(p.returncode == 0 and [e["type"] for e in events] == ["exec", "exit"],
+                  f"proc {args}: exec and exit of the child: {out!r} {err!r}")
+            for e in events:
+                pr = e.get("process") or {}
+                check(pr.get("pid") == child.pid and pr["cgroup"]["value"] == rel
+                      and pr["container"]["value"] == {"runtime": "docker", "id": cid, "pod": ""},
+                      f"proc {args}: the child in its cgroup and container: {e!r}")
+    finally:
+        os.rmdir(root + rel)
+        os.rmdir(root + os.path.dirname(rel))
+
+
+def proc_enriched_json(cnctl):
+    """--json carries every enriched field with its provenance."""
+    p = start_ready(cnctl, "proc", "--json", group=CN_IDX_PROC)
+    finish = drain(p)
+    child = subprocess.Popen(["/bin/sh", "-c", "sleep 0.3; exit 2", "arg one"])
+    child.wait()
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    out, err = finish()
+    check(p.returncode == 0, f"proc --json: exit {p.returncode} {err!r}")
+    events = [json.loads(l) for l in out.splitlines()]
+    fields = {"pid", "parent", "live_parent", "start_ticks", "fork_ns", "ruid", "euid", "rgid", "egid", "comm",
+              "exe", "argv", "cgroup", "container", "nspid", "threads", "execs", "exited", "wait_status",
+              "lifetime_ns"}
+    sources = {"event", "proc", "gone", "none"}
+    mine = [e for e in events if (e.get("process") or {}).get("pid") == child.pid]
+    check(len(mine) >= 3, f"fork, exec, exit of the child: {[e['type'] for e in mine]}")
+    for e in mine:
+        pr = e["process"]
+        check(set(pr) == fields, f"every field: {sorted(set(pr) ^ fields)}")
+        for k, v in pr.items():
+            if isinstance(v, dict):
+                check(set(v) == {"value", "from"} and v["from"] in sources, f"{k} with its provenance: {v!r}")
+    fork = next((e for e in mine if e["type"] == "fork"), None)
+    check(fork is not None and fork["process"]["parent"] == {"value": os.getpid(), "from": "event"}
+          and fork["parent_process"]["pid"] == os.getpid(), f"fork: parent from the event: {fork!r}")
+    ex = next((e for e in mine if e["type"] == "exec"), None)
+    check(ex is not None and ex["process"]["argv"] == {"value": ["/bin/sh", "-c", "sleep 0.3; exit 2", "arg one"],
+                                                        "from": "proc"}, f"exec: argv from /proc: {ex!r}")
+    end = next((e for e in mine if e["type"] == "exit" and e["pid"] == child.pid), None)
+    check(end is not None and end["process"]["wait_status"] == {"value": 2 << 8, "from": "event"}
+          and end["process"]["lifetime_ns"]["from"] == "event" and end["process"]["exited"] is True,
+          f"exit: status and lifetime from the event: {end!r}")
+
+
+def proc_stats(cnctl):
+    """--stats: a summary after the events, on --count and on SIGINT."""
+    with Spawner():
+        r = run(cnctl, "proc", "--stats", "--count", "30")
+    lines = r.stdout.splitlines()
+    stats = [l for l in lines if l.startswith("stats: ")]
+    check(r.returncode == 0 and len(lines) - len(stats) == 30, f"proc --stats --count 30: {r.returncode} {r.stderr!r}")
+    check(stats and stats[0].startswith("stats: events 30 ") and "fork=" in stats[0] and "exit=" in stats[0],
+          f"stats: counts by type: {stats!r}")
+    check(any(l.startswith("stats: lost 0 (overruns 0") for l in stats), f"stats: lost: {stats!r}")
+    check(any(l.startswith("stats: enrichment skipped ") and " exec command lines " in l for l in stats),
+          f"stats: enrichment: {stats!r}")
+    # (the busiest forker is this script unless the machine is busier: any forker line)
+    check(any(re.match(r"stats: forker \d+ forks=\d+ ", l) for l in stats), f"stats: the busiest forkers: {stats!r}")
+    # Execs only (the machine's other processes may fork without exec).
+    with Spawner():
+        r = run(cnctl, "proc", "--stats", "--filter", "exec", "--count", "5")
+    stats = [l for l in r.stdout.splitlines() if l.startswith("stats: ")]
+    check(r.returncode == 0 and stats[:1] == ["stats: events 5 exec=5"], f"stats with --filter exec: {stats!r}")
+    check(any(l.startswith("stats: execer ") and " execs=" in l for l in stats), f"stats: execers: {stats!r}")
+    check(any(re.match(r"stats: enrichment skipped \d+, exec command lines [1-5] of 5$", l) for l in stats),
+          f"stats: exec command lines: {stats!r}")
+    # SIGINT: the summary still comes; JSON: one object.
+    p = start_ready(cnctl, "proc", "--stats", "--json", group=CN_IDX_PROC)
+    finish = drain(p)
+    with Spawner():
+        time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    out, err = finish()
+    last = json.loads(out.splitlines()[-1]) if out else {}
+    s = last.get("stats", {})
+    shown = len(out.splitlines()) - 1
+    check(p.returncode == 0 and sum(s.get("events", {}).values()) == shown and shown > 0,
+          f"proc --stats --json after SIGINT: {p.returncode} {s!r} for {shown} events")
+    check(s.get("execs", 0) >= s.get("execs_with_cmdline", -1) >= 1 and s.get("lost") == 0
+          and isinstance(s.get("forkers"), list) and isinstance(s.get("execers"), list), f"stats JSON: {s!r}")
+    with open("/dev/full", "w") as full:
+        with Spawner():
+            r = run(cnctl, "proc", "--stats", "--count", "2", stdout=full)
+    check(r.returncode == 1 and "No space left on device" in r.stderr, f"proc --stats > /dev/full: {r.returncode}")
+
+
+def tree_command(cnctl):
+    """cnctl tree [PID]: the live processes under their recorded parents."""
+    holder = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30 & wait"])
+    try:
+        deadline = time.monotonic() + 5
+        kids = []
+        while len(kids) < 2 and time.monotonic() < deadline:
+            with open(f"/proc/{holder.pid}/task/{holder.pid}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+            time.sleep(0.05)
+        r = run(cnctl, "tree", str(holder.pid))
+        lines = r.stdout.splitlines()
+        check(r.returncode == 0 and lines[:1] == [f"{holder.pid} sh -c sleep 30 & sleep 30 & wait"]
+              and sorted(lines[1:]) == sorted(f"  {k} sleep 30" for k in kids),
+              f"tree PID: {r.returncode} {lines!r} (children {kids})")
+        r = run(cnctl, "tree")
+        lines = r.stdout.splitlines()
+        me = [l for l in lines if l.lstrip().startswith(f"{holder.pid} ")]
+        check(r.returncode == 0 and len(me) == 1, f"tree: the holder once: {me!r}")
+        if me:
+            i = lines.index(me[0])
+            depth = len(me[0]) - len(me[0].lstrip())
+            below = [l for l in lines[i + 1:i + 3]]
+            check(all(len(l) - len(l.lstrip()) == depth + 2 for l in below), f"tree: children indented: {below!r}")
+        r = run(cnctl, "tree", str(holder.pid), "--json")
+        rows = [json.loads(l) for l in r.stdout.splitlines()]
+        check(r.returncode == 0 and [x["depth"] for x in rows] == [0, 1, 1] and rows[0]["pid"] == holder.pid
+              and all(x["parent"] == {"value": holder.pid, "from": "proc"} for x in rows[1:]),
+              f"tree --json: {rows!r}")
+    finally:
+        holder.kill()
+        holder.wait()
+        for k in kids:
+            try:
+                os.kill(k, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    r = run(cnctl, "tree", "2147483000")
+    check(r.returncode == 1 and r.stderr == "cnctl: tree: no such process: 2147483000\n",
+          f"tree nonexistent: {r.returncode} {r.stderr!r}")
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -698,7 +953,8 @@ def main():
     n = usage_errors(cnctl)
     print(f"usage errors: {n} cases", flush=True)
     for f in (help_and_version, proc_json, proc_signal_and_loss, write_errors, forged_multicast, listen_group, request_and_send,
-              registry, runtime_errors, namespaces, wait_command, proc_view_hostile_argv, w1_commands):
+              registry, runtime_errors, namespaces, wait_command, proc_view_hostile_argv, w1_commands, proc_selection,
+              proc_enriched_json, proc_stats, tree_command):
         f(cnctl)
         print(f"{f.__name__}: done", flush=True)
     print(f"{checks} checks, {len(failures)} failed")

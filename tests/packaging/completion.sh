@@ -45,7 +45,7 @@ for c in $commands; do
     complete_check "$(long_options "$c")" cnctl "$c" -
     complete_check "" cnctl "$c" ""          # a positional or nothing: no suggestions
 done
-complete_check "--count" cnctl proc --json --c
+complete_check "--cgroup --container --count" cnctl proc --json --c
 complete_check "$events" cnctl proc --filter ""
 complete_check "$(printf 'fork,%s\n' $events | grep '^fork,ex')" cnctl proc --filter fork,ex
 complete_check "exec exit" cnctl proc --filter = ex      # --filter=ex

@@ -50,6 +50,7 @@
 // (stats().enrich_skipped). Not thread-safe.
 #pragma once
 
+#include <cnasio/proc/container.hpp>
 #include <cnasio/proc/decode.hpp>
 #include <cnasio/proc/procfs.hpp>
 
@@ -136,6 +137,13 @@ struct process_info {
     int term_signal() const noexcept { return static_cast<int>(wait_status.value & 0x7fu); }
     /// The shell's $? for this status: the exit status, or 128 + signal.
     int shell_status() const noexcept { return exited_normally() ? exit_status() : 128 + term_signal(); }
+    /// The container its cgroup names (container.hpp), or nullopt: no
+    /// container-like cgroup, or the cgroup is not known. Its provenance is
+    /// the cgroup's (cgroup.from).
+    std::optional<container_ref> container() const {
+        if (!cgroup.has_value()) return std::nullopt;
+        return container_of(cgroup.value);
+    }
 };
 
 struct process_table_options {

@@ -4,8 +4,10 @@
 // A /proc read races the process's exit and the reuse of its pid. So a read
 // returns a proc_record that says which process it saw: the start time
 // (/proc/PID/stat field 22, clock ticks since boot), read before and after the
-// other files. If the two differ, or stat cannot be read, the record is
-// `gone` and carries no data: it cannot be attributed. The table
+// other files. If the two differ, or the first stat cannot be read, the record
+// is `gone` and carries no data: it cannot be attributed. If only the second
+// cannot be read, the process ended during the read and the values are its own
+// (another process at the pid in between needs a pid-space wrap in the read). The table
 // (process_table.hpp) then compares the start time with the process it
 // knows and keeps the values only when they match.
 //
@@ -237,6 +239,9 @@ inline proc_record read_process(pid_type pid, const std::string& root = "/proc")
     r.ppid = st->ppid;
     r.state = st->state;
     r.comm = st->comm;
+    // The command line first: a short-lived process is most often still
+    // running (not yet a zombie, whose cmdline reads empty) right after stat.
+    if (auto t = detail::read_file(dir + "cmdline", 256 * 1024)) r.argv = parse_cmdline(*t);
     if (auto t = detail::read_file(dir + "status")) {
         auto s = parse_status(*t);
         r.tgid = s.tgid;
@@ -247,15 +252,20 @@ inline proc_record read_process(pid_type pid, const std::string& root = "/proc")
         r.threads = s.threads;
         r.nspid = std::move(s.nspid);
     }
-    if (auto t = detail::read_file(dir + "cmdline", 256 * 1024)) r.argv = parse_cmdline(*t);
     char target[4096];
     auto n = ::readlink((dir + "exe").c_str(), target, sizeof target);
     if (n >= 0) r.exe = std::string(target, static_cast<std::size_t>(n));
     if (auto t = detail::read_file(dir + "cgroup")) r.cgroup = parse_cgroup(*t);
-    // The same process still? A reused pid shows another start time.
+    // The same process still? A reused pid shows another start time. A pid
+    // that is free now (stat unreadable) means the process ended during the
+    // read: what was read is its own, for another process to have held the
+    // pid in between, the pid space would have to wrap within this read (a
+    // short-lived exec'd process often ends within the read: measured with
+    // bench/forkstat-compare.sh, requiring the second stat lost ~15% of
+    // /bin/true command lines on a loaded machine).
     auto again = detail::read_file(dir + "stat");
     auto st2 = again ? parse_stat(*again) : std::nullopt;
-    if (!st2 || st2->start_ticks != st->start_ticks) {
+    if (again && (!st2 || st2->start_ticks != st->start_ticks)) {
         proc_record g;
         g.pid = pid;
         g.gone = true;

@@ -20,8 +20,9 @@
 //
 // Overrun (events lost): the tracker rescans /proc: processes that are no
 // longer there end with an unknown status (wait_status `none`), new ones are
-// added; stats().resyncs and stats().resync_ended say so. Waiters of a process
-// that ended unseen complete with error::overrun.
+// added; stats().resyncs, resync_ended and resync_added say so, and
+// last_resync() (and the on_resync callback) lists what the rescan changed.
+// Waiters of a process that ended unseen complete with error::overrun.
 //
 // Not thread-safe; use from the client's executor. The client must outlive
 // the tracker.
@@ -36,6 +37,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -56,6 +58,15 @@ struct tracker_stats {
     std::uint64_t overruns = 0;     ///< error::overrun reports from the listener
     std::uint64_t resyncs = 0;      ///< rescans after an overrun
     std::uint64_t resync_ended = 0; ///< live entries a rescan found gone (status unknown)
+    std::uint64_t resync_added = 0; ///< processes a rescan found that the table did not have
+};
+
+/// What one rescan after an overrun changed in the table.
+struct resync_report {
+    std::uint64_t when_ns = 0;        ///< CLOCK_MONOTONIC at the end of the rescan
+    std::vector<pid_type> ended;      ///< live entries not in /proc any more: ended, status unknown
+    std::vector<pid_type> added;      ///< in /proc, not live in the table: added from the scan
+    std::vector<pid_type> replaced;   ///< a live entry whose pid now holds another process (subset of added)
 };
 
 namespace detail {
@@ -93,24 +104,48 @@ struct tracker_state : std::enable_shared_from_this<tracker_state> {
     bool running = false;
     std::map<pid_type, std::vector<std::shared_ptr<exit_waiter>>> waiters;
     std::function<void(const event&, const table_update&)> on_event;
-    std::function<void(std::size_t ended)> on_resync;
+    std::function<void(const resync_report&)> on_resync;
+    resync_report last_resync;
 
     void scan(bool resync) {
         auto pids = list_pids(options.proc_root);
         std::vector<pid_type> alive;
         alive.reserve(pids.size());
+        resync_report report;
         for (auto pid : pids) {
             auto r = read_process(pid, options.proc_root);
             if (r.gone) continue;
             alive.push_back(pid);
-            const bool known = table.find(pid) != nullptr;
+            const auto* before = table.find(pid);
+            const bool known = before != nullptr;
+            const bool was_live = known && !before->exited;
+            const auto replaced_before = table.stats().replaced;
             table.on_scan_record(r);
             if (!known && !resync) ++st.scanned;
+            if (resync) {
+                const auto* after = table.find(pid);
+                const bool now_live = after && !after->exited;
+                if (table.stats().replaced != replaced_before) {
+                    report.replaced.push_back(pid);
+                    report.added.push_back(pid);
+                } else if (!was_live && now_live) {
+                    report.added.push_back(pid);
+                }
+            }
         }
         if (resync) {
             const auto now = detail_now();
+            std::sort(alive.begin(), alive.end());
+            std::vector<pid_type> ended_pids;
+            table.for_each([&](const process_info& p) {
+                if (!p.exited && !std::binary_search(alive.begin(), alive.end(), p.tgid)) ended_pids.push_back(p.tgid);
+            });
             const auto ended = table.end_missing(alive, now);
+            std::sort(ended_pids.begin(), ended_pids.end());
+            report.ended = std::move(ended_pids);
+            report.when_ns = now;
             st.resync_ended += ended;
+            st.resync_added += report.added.size();
             ++st.resyncs;
             // Waiters of processes that ended unseen.
             for (auto it = waiters.begin(); it != waiters.end();) {
@@ -124,7 +159,8 @@ struct tracker_state : std::enable_shared_from_this<tracker_state> {
                     ++it;
                 }
             }
-            if (on_resync) on_resync(ended);
+            last_resync = std::move(report);
+            if (on_resync) on_resync(last_resync);
         }
     }
 
@@ -258,8 +294,10 @@ public:
 
     /// Called after each event was applied (and its /proc reads done).
     void on_event(std::function<void(const event&, const table_update&)> f) { s_->on_event = std::move(f); }
-    /// Called after each rescan with the number of processes it ended.
-    void on_resync(std::function<void(std::size_t)> f) { s_->on_resync = std::move(f); }
+    /// Called after each rescan after an overrun, with what it changed.
+    void on_resync(std::function<void(const resync_report&)> f) { s_->on_resync = std::move(f); }
+    /// What the latest rescan changed (empty before the first overrun).
+    const resync_report& last_resync() const noexcept { return s_->last_resync; }
 
     const process_table& table() const noexcept { return s_->table; }
     /// Re-reads one process's /proc facts now (e.g. its live parent).
