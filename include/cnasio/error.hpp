@@ -39,7 +39,7 @@ enum class error {
     timeout,                         ///< no reply within the request's timeout
     rejected_sender,                 ///< a message came from a port id that is not admitted
     invalid_group,                   ///< group number outside 1..32 for a connector socket
-    proc_events_unsupported,         ///< the kernel has no proc connector (no ack, CONFIG_PROC_EVENTS missing)
+    proc_events_unsupported,         ///< no ack to LISTEN: no CONFIG_PROC_EVENTS, or a non-initial user/pid namespace
     client_closed,                   ///< the client was closed before the operation started
 
     // the registry of connector ids (connector/registry.hpp)
@@ -88,7 +88,12 @@ public:
         case error::rejected_sender: return "message from a port id that is not admitted";
         case error::invalid_group: return "multicast group out of range";
         case error::proc_events_unsupported:
-            return "the kernel did not answer the proc connector: it needs CONFIG_PROC_EVENTS";
+            // Not only "no CONFIG_PROC_EVENTS": the kernel also ignores proc
+            // connector requests from a user or pid namespace other than the
+            // initial one, and both look the same here (no ack).
+            return "the kernel did not acknowledge the proc connector request: it lacks CONFIG_PROC_EVENTS, "
+                   "or this process is in a user or pid namespace other than the initial one, whose "
+                   "requests the proc connector ignores";
         case error::client_closed: return "the client is closed";
         case error::not_registered:
             return "no kernel callback is registered for this connector id (not in /proc/net/connector): "

@@ -7,6 +7,8 @@
 // - forged proc events from a root user-space peer (unicast to our port id
 //   claiming nlmsg_pid 0, and multicast to group 1) are never delivered,
 //   unless the peer is admitted;
+// - from a new pid namespace: no ack, error::proc_events_unsupported whose
+//   message names that cause beside CONFIG_PROC_EVENTS;
 // - from a fresh network namespace: connector_unreachable without the netns
 //   option, events with it pointing at the original namespace;
 // - 6.6+: for several masks, a kernel_mask listener and a force_bpf listener
@@ -48,6 +50,7 @@
 
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <sstream>
 #include <string_view>
 #include <tuple>
@@ -515,6 +518,52 @@ TEST_SUITE("proc listener") {
             CHECK_MESSAGE(!restarted, restarted.message());
             again.close();
         }
+    }
+
+    TEST_CASE("from a new pid namespace: no ack, proc_events_unsupported naming the namespace cause too") {
+        // The kernel ignores proc connector requests from a pid namespace other
+        // than the initial one (cn_proc.c), so the LISTEN gets no ack, exactly
+        // as on a kernel without CONFIG_PROC_EVENTS: the error must not claim
+        // the kernel lacks it. unshare(CLONE_NEWPID) moves only the children:
+        // the grandchild is the process inside. Exit status = what failed.
+        const pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            if (::unshare(CLONE_NEWPID) != 0) ::_exit(10);
+            const pid_t inner = ::fork();
+            if (inner < 0) ::_exit(10);
+            if (inner == 0) {
+                int verdict = 0;
+                try {
+                    if (::getpid() != 1) ::_exit(15); // not in a new pid namespace
+                    asio::io_context io;
+                    cnasio::client c(io.get_executor());
+                    proc::listener l(c);
+                    error_code ec = asio::error::would_block;
+                    l.async_start([&](error_code e) { ec = e; });
+                    run_until(io, ec);
+                    const std::string m = ec.message();
+                    if (ec != cnasio::error::proc_events_unsupported)
+                        verdict = 11;
+                    else if (m.find("pid namespace") == std::string::npos)
+                        verdict = 12;
+                    else if (m.find("CONFIG_PROC_EVENTS") == std::string::npos)
+                        verdict = 13;
+                    if (verdict != 0) std::fprintf(stderr, "pid namespace start: %s\n", m.c_str());
+                } catch (...) {
+                    verdict = 14;
+                }
+                ::_exit(verdict);
+            }
+            int status = 0;
+            ::waitpid(inner, &status, 0);
+            ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 16);
+        }
+        const int status = wait_child(pid);
+        REQUIRE(WIFEXITED(status));
+        // 10: unshare/fork failed; 11: not proc_events_unsupported; 12, 13: the message lacks a cause;
+        // 14: exception; 15: not in a new pid namespace; 16: the inner process died.
+        CHECK(WEXITSTATUS(status) == 0);
     }
 
     TEST_CASE("from a fresh network namespace: unreachable without netns, events with it") {

@@ -27,4 +27,15 @@ TEST_SUITE("error") {
         const cnasio::error_code ec = cnasio::error::connector_unsupported;
         CHECK(ec.message().find("CONFIG_CONNECTOR") != std::string::npos);
     }
+
+    TEST_CASE("no proc connector ack: the message names both causes, not only CONFIG_PROC_EVENTS") {
+        // The kernel's silence has two causes cnasio cannot tell apart: a
+        // kernel without CONFIG_PROC_EVENTS and a caller in a non-initial user
+        // or pid namespace (tests/kernel/proc_listener_test.cpp meets the
+        // second, tests/vm/guest/unsupported.cpp the first).
+        const std::string m = cnasio::error_code(cnasio::error::proc_events_unsupported).message();
+        CHECK(m.find("CONFIG_PROC_EVENTS") != std::string::npos);
+        CHECK(m.find("pid namespace") != std::string::npos);
+        CHECK(m.find("user") != std::string::npos);
+    }
 }

@@ -7,7 +7,10 @@
 # Idempotent and quick when everything is present.
 set -eu
 
-packages="qemu-system-x86 busybox-static cpio gzip make gcc g++ libc6-dev linux-headers-amd64"
+# flex bison bc libelf-dev libssl-dev xz-utils: tiny-kernel.sh compiles small
+# kernels from Debian's linux-source-6.1 (downloaded into its cache, not installed).
+packages="qemu-system-x86 busybox-static cpio gzip make gcc g++ libc6-dev linux-headers-amd64
+flex bison bc libelf-dev libssl-dev xz-utils"
 
 missing=""
 for p in $packages; do

@@ -12,6 +12,10 @@
 #   --kernel 6.1        Debian 12's kernel (headers from linux-headers-amd64)
 #   --kernel 5.10       Debian 11's kernel, fetched with a private apt config
 #   --kernel 6.12       bookworm-backports' kernel, likewise (a 6.6+ kernel)
+#   --kernel tiny-no-connector | tiny-no-proc-events
+#                       a small 6.1 kernel without CONFIG_CONNECTOR / without
+#                       CONFIG_PROC_EVENTS, built once by tiny-kernel.sh (its
+#                       own cache); no headers: use it with --no-module
 #   --arch arm64        boot Debian 12's arm64 kernel under qemu-system-aarch64
 #                       -M virt -cpu cortex-a72 (no module unless --module;
 #                       programs must be static aarch64 ones, vm-exit included)
@@ -111,7 +115,7 @@ if [ "$with_w1" = 1 ]; then
     module_asked=1
     [ -z "$headers" ] || [ -n "$kernel" ] || die "--w1 needs --kernel or --arch arm64 (wire.ko comes from Debian's image package)"
 fi
-[ -n "$kernel" ] || [ -n "$headers" ] || [ "$arch" = arm64 ] ||
+[ -n "$kernel" ] || [ -n "$headers" ] || [ -n "$vmlinuz" ] || [ "$arch" = arm64 ] ||
     die "--kernel 6.1|5.10 (or --headers/--vmlinuz, or --arch arm64) is required"
 mkdir -p "$work" || die "cannot create $work"
 work=$(cd "$work" && pwd)
@@ -386,6 +390,11 @@ if [ "$arch" = arm64 ]; then
         fetch_wire "$kver" "${apt_opts[@]}" || exit 1
     fi
     flock -u 9
+elif [ "${kernel#tiny-}" != "$kernel" ]; then
+    # Built, not downloaded; tiny-kernel.sh locks its own cache.
+    [ "$with_module" = 0 ] || die "--kernel $kernel has no headers to build the module against: add --no-module"
+    vmlinuz=$("$here/tiny-kernel.sh" "${kernel#tiny-}") || { echo "run-vm: FAIL: tiny-kernel.sh ${kernel#tiny-} failed" >&2; exit 1; }
+    kver=$kernel
 elif [ -n "$kernel" ]; then
     exec 9>"$cache/.lock"
     flock 9
@@ -404,7 +413,8 @@ elif [ -n "$kernel" ]; then
     fi
     flock -u 9
 else
-    [ -d "$headers" ] && [ -f "$vmlinuz" ] || die "--headers DIR and --vmlinuz FILE must exist"
+    [ -f "$vmlinuz" ] || die "--vmlinuz FILE must exist"
+    [ "$with_module" = 0 ] || [ -d "$headers" ] || die "--headers DIR must exist (or --no-module)"
     kver=$(basename "$vmlinuz" | sed 's/^vmlinuz-//')
 fi
 log "kernel $kver ($arch): ${headers:+headers $headers, }image $vmlinuz"

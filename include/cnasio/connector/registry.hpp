@@ -38,6 +38,8 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <linux/netlink.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 namespace cnasio::connector {
@@ -152,8 +154,10 @@ inline std::vector<id_change> diff_registry(const std::vector<registered_id>& be
 /// Reads the registered ids of the network namespace named by `netns_path`
 /// (a file such as /proc/1/ns/net; empty: the calling thread's own), entering
 /// it like netlink::with_netns (needs CAP_SYS_ADMIN there) to open the file.
-/// Errors: error::registry_unavailable when the file does not exist (a network
-/// namespace other than the initial one, or no CONFIG_CONNECTOR);
+/// Errors: error::registry_unavailable when the file does not exist in a
+/// network namespace other than the initial one; error::connector_unsupported
+/// when it does not exist because the kernel has no CONFIG_CONNECTOR (a
+/// NETLINK_CONNECTOR socket() then fails with EPROTONOSUPPORT);
 /// error::registry_malformed; the errno of open/setns/read otherwise.
 /// Cost: one open, two or three reads, one close (measured in docs/reference.md).
 inline std::vector<registered_id> read_registry(const std::string& netns_path, error_code& ec) {
@@ -162,7 +166,22 @@ inline std::vector<registered_id> read_registry(const std::string& netns_path, e
         netns_path,
         [&](error_code& oec) {
             fd = ::open(registry_path, O_RDONLY | O_CLOEXEC);
-            if (fd < 0) oec = errno == ENOENT ? make_error_code(error::registry_unavailable) : errno_code(errno);
+            if (fd >= 0) return;
+            if (errno != ENOENT) {
+                oec = errno_code(errno);
+                return;
+            }
+            // Absent: a namespace other than the initial one, or no connector
+            // at all. Only the second makes socket() fail (EPROTONOSUPPORT):
+            // name the right cause.
+            const int probe = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_CONNECTOR);
+            if (probe >= 0) {
+                ::close(probe);
+                oec = make_error_code(error::registry_unavailable);
+            } else {
+                oec = errno == EPROTONOSUPPORT ? make_error_code(error::connector_unsupported)
+                                               : make_error_code(error::registry_unavailable);
+            }
         },
         ec);
     if (ec) {
