@@ -35,6 +35,18 @@ struct client_options {
     /// Datagrams read per scheduler turn before the loop lets other handlers
     /// run; also the most completions handed out in one turn.
     std::size_t drain_batch = 256;
+    /// Coalescing; 0 (the default) turns it off. With a window w > 0 a
+    /// readiness wake-up does not read at once: it waits w on a timer and then
+    /// reads, in one turn, everything that arrived meanwhile. Each datagram is
+    /// then handed out at most w (plus the timer's slack) later than without
+    /// coalescing, and a stream that wakes the loop per message (process
+    /// events in a fork storm) costs one wake-up per window instead: under the
+    /// proc storm 200 us cut the CPU per event to about half (bench/README.md).
+    /// The receive buffer must hold a window's worth of datagrams. Replies to
+    /// requests to the kernel are read right after sendto() and are not
+    /// delayed; replies from user-space peers are. Cancellation and timeouts
+    /// are not delayed. Worth it only where wake-ups dominate the cost.
+    std::chrono::microseconds coalesce_window{0};
     /// How often /proc/net/connector is read while someone waits for an id to
     /// come or go (client::async_wait_registered, async_watch_ids): a change is
     /// seen at most this long (plus a read) after it happened. Each read costs

@@ -87,7 +87,8 @@ public:
     // without a bind_executor (whose second executor costs a type-erased
     // work-tracking copy per operation).
     client_state(const executor_type& ex, client_options o)
-        : ex_(ex), sock_(ex), timer_(ex), send_retry_(ex), registry_timer_(ex), options_(std::move(o)),
+        : ex_(ex), sock_(ex), timer_(ex), send_retry_(ex), registry_timer_(ex), coalesce_timer_(ex),
+          options_(std::move(o)),
           core_(core_options{options_.default_timeout, options_.admitted_ports, options_.subscription_bytes},
                 nonblocking_seed()) {}
 
@@ -256,6 +257,7 @@ public:
         id_waiters_.end_all(aborted_error(), [&](op_id op, error_code ec) { core_.complete(op, ec); });
         registry_timer_.cancel();
         registry_at_ = clock::time_point::max();
+        stop_coalescing();
         sock_.close(ignored);
         send_queue_.clear();
         timer_at_ = clock::time_point::max();
@@ -448,10 +450,12 @@ private:
             registry_timer_.cancel();
         }
         if (core_.wants_read()) {
-            if (!reading_ && !draining_) arm_read();
+            if (!reading_ && !draining_ && !coalescing_) arm_read();
         } else if (reading_ && !busy) {
             error_code ignored;
             sock_.next_layer().cancel(ignored); // the wait ends with operation_aborted: nothing keeps run() busy
+        } else if (coalescing_ && !busy) {
+            stop_coalescing(); // what is queued stays queued: the next readiness wait sees it at once
         }
     }
 
@@ -592,8 +596,35 @@ private:
             core_.on_read_error(ec); // a broken socket: every pending request learns why
             return finish_turn();
         }
+        if (options_.coalesce_window.count() > 0) return start_coalescing();
         drain();
         finish_turn(); // what the drain finished, at the end of this handler
+    }
+
+    // Coalescing (client_options::coalesce_window): the wake-up only arms a
+    // timer; its expiry drains what arrived during the window. No readiness
+    // wait is outstanding meanwhile (settle() sees coalescing_), so the window
+    // costs one timer wake-up instead of one readiness wake-up per datagram.
+    // A stale expiry (the window was stopped, and maybe another started) is
+    // told apart by its number.
+    void start_coalescing() {
+        coalescing_ = true;
+        const std::uint64_t number = ++coalesce_numbers_;
+        coalesce_timer_.expires_after(options_.coalesce_window);
+        coalesce_timer_.async_wait([self = shared_from_this(), number](error_code) {
+            if (number != self->coalesce_numbers_ || !self->coalescing_) return;
+            self->coalescing_ = false;
+            if (self->core_.closed()) return self->settle();
+            self->drain();
+            self->finish_turn();
+        });
+    }
+
+    void stop_coalescing() {
+        if (!coalescing_) return;
+        coalescing_ = false;
+        ++coalesce_numbers_;
+        coalesce_timer_.cancel();
     }
 
     // Reads everything already queued, up to drain_batch datagrams per turn.
@@ -662,6 +693,8 @@ private:
     boost::asio::steady_timer timer_;
     boost::asio::steady_timer send_retry_;
     boost::asio::steady_timer registry_timer_; // the registry watcher's poll (see poll_registry)
+    boost::asio::steady_timer coalesce_timer_; // the coalescing window (see start_coalescing)
+    std::uint64_t coalesce_numbers_ = 0;
     id_waiters id_waiters_;
     std::uint64_t registry_numbers_ = 0;
     clock::time_point registry_at_ = clock::time_point::max();
@@ -680,6 +713,7 @@ private:
     bool sized_for_subscription_ = false;
     bool reading_ = false;       // a readiness wait is outstanding
     bool draining_ = false;      // a drain (or its posted continuation) is in progress
+    bool coalescing_ = false;    // a coalescing window is open (its timer runs)
     bool sending_ = false;       // the send queue waits for its retry timer
     bool running_ready_ = false; // inside run_ready()
     bool ready_posted_ = false;  // a run_ready() is posted
