@@ -596,18 +596,23 @@ private:
             core_.on_read_error(ec); // a broken socket: every pending request learns why
             return finish_turn();
         }
-        if (options_.coalesce_window.count() > 0) return start_coalescing();
-        drain();
+        const std::size_t got = drain();
+        keep_coalescing(got);
         finish_turn(); // what the drain finished, at the end of this handler
     }
 
-    // Coalescing (client_options::coalesce_window): the wake-up only arms a
-    // timer; its expiry drains what arrived during the window. No readiness
-    // wait is outstanding meanwhile (settle() sees coalescing_), so the window
-    // costs one timer wake-up instead of one readiness wake-up per datagram.
-    // A stale expiry (the window was stopped, and maybe another started) is
-    // told apart by its number.
-    void start_coalescing() {
+    // Coalescing (client_options::coalesce_window). A readiness wake-up
+    // drains at once, as without it (a message after a quiet spell is not
+    // delayed); but when that drain read something, the next read is not a
+    // readiness wait but a drain when the window's timer expires, and so on
+    // while drains find datagrams. A steady stream then costs one timer
+    // wake-up per window instead of a readiness wake-up per datagram, and a
+    // datagram waits at most the window. The first drain that finds nothing
+    // goes back to the readiness wait (settle() arms it once coalescing_ is
+    // false). A stale expiry (the window was stopped, and maybe another
+    // started) is told apart by its number.
+    void keep_coalescing(std::size_t got) {
+        if (options_.coalesce_window.count() <= 0 || got == 0 || draining_ || core_.closed()) return;
         coalescing_ = true;
         const std::uint64_t number = ++coalesce_numbers_;
         coalesce_timer_.expires_after(options_.coalesce_window);
@@ -615,7 +620,7 @@ private:
             if (number != self->coalesce_numbers_ || !self->coalescing_) return;
             self->coalescing_ = false;
             if (self->core_.closed()) return self->settle();
-            self->drain();
+            self->keep_coalescing(self->drain());
             self->finish_turn();
         });
     }
@@ -627,9 +632,10 @@ private:
         coalesce_timer_.cancel();
     }
 
-    // Reads everything already queued, up to drain_batch datagrams per turn.
-    void drain() {
-        if (draining_ || core_.closed()) return;
+    // Reads everything already queued, up to drain_batch datagrams per turn;
+    // returns how many it read (an overrun counts as one).
+    std::size_t drain() {
+        if (draining_ || core_.closed()) return 0;
         draining_ = true;
         std::size_t n = 0;
         while (!core_.closed() && read_burst(false, n) == burst::read) {
@@ -639,10 +645,11 @@ private:
                     self->drain();
                     self->finish_turn();
                 });
-                return;
+                return n;
             }
         }
         draining_ = false;
+        return n;
     }
 
     // The read right after a request to the kernel: one datagram at a time,
