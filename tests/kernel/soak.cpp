@@ -10,8 +10,9 @@
 //    machine (acks delivered), and this program checks the kernel's per-CPU
 //    sequence numbers itself;
 //  - requests in flight: N coroutines send requests to an echo peer (a
-//    thread), 2 ms apart each; one in 16 is cancelled at once, one in 32 goes
-//    to a silent peer with a 20 ms timeout;
+//    thread), 2 ms apart each; one in 16 goes to a silent peer and is
+//    cancelled after 5 ms (awaitable_operators' ||, per-operation
+//    cancellation), one in 32 goes to the silent peer with a 20 ms timeout;
 //  - subscriptions created and destroyed: every 100 ms, 20 subscriptions of a
 //    user group are made, 10 multicasts sent to the group, each subscription
 //    must receive all 10, then all 20 are destroyed;
@@ -34,7 +35,7 @@
 #include "peer.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -48,14 +49,19 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <fstream>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <variant>
 #include <thread>
 #include <vector>
 
 #include <linux/cn_proc.h>
+#include <poll.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -63,6 +69,7 @@
 namespace asio = boost::asio;
 namespace proc = cnasio::proc;
 using namespace std::chrono_literals;
+using namespace boost::asio::experimental::awaitable_operators;
 using cnasio::error_code;
 
 namespace {
@@ -141,6 +148,8 @@ pid_t start_storm(int& report_read) {
     if (pid == 0) {
         ::close(p[0]);
         ::signal(SIGTERM, [](int) { storm_stop = 1; });
+        ::prctl(PR_SET_PDEATHSIG, SIGTERM); // never outlive the soak
+        if (::getppid() == 1) ::_exit(1);
         long long forks = 0;
         while (!storm_stop) {
             for (int i = 0; i < 100 && !storm_stop; ++i) {
@@ -195,18 +204,26 @@ asio::awaitable<void> requester(cnasio::client& c, std::uint32_t echo_port, std:
             o.timeout = 20ms;
         }
         ++t.started;
-        asio::cancellation_signal cancel;
-        auto op = c.async_request(echo_id, cnasio::connector::as_payload(std::string_view(payload)), o,
-                                  asio::bind_cancellation_slot(cancel.slot(), asio::as_tuple(asio::use_awaitable)));
+        const auto body = cnasio::connector::as_payload(std::string_view(payload));
+        error_code ec;
+        cnasio::connector::message m;
         if (cancel_it) {
-            // The awaitable starts when awaited: cancel from a posted function, after it started.
-            asio::post(co_await asio::this_coro::executor, [&cancel] { cancel.emit(asio::cancellation_type::terminal); });
+            // To the silent peer, with a long timeout, raced against a 5 ms timer: the timer wins and
+            // the race cancels the request (per-operation cancellation, terminal).
+            o.port_id = silent_port;
+            o.timeout = 2s;
+            asio::steady_timer limit(co_await asio::this_coro::executor, 5ms);
+            auto r = co_await (c.async_request(echo_id, body, o, asio::as_tuple(asio::use_awaitable)) ||
+                               limit.async_wait(asio::as_tuple(asio::use_awaitable)));
+            if (r.index() == 0) std::tie(ec, m) = std::get<0>(r);
+            else ec = asio::error::operation_aborted; // the request ended that way (its result is dropped)
+        } else {
+            std::tie(ec, m) = co_await c.async_request(echo_id, body, o, asio::as_tuple(asio::use_awaitable));
         }
-        auto [ec, m] = co_await std::move(op);
         if (!ec) {
             ++t.ok;
             if (cnasio::test::text_of(m.payload) != payload) ++t.bad_payload;
-            if (silent || cancel_it) ++t.wrong; // a silent peer cannot answer; a cancelled request must not
+            if (silent || cancel_it) ++t.wrong; // a silent peer cannot answer
         } else if (ec == cnasio::error::timeout) {
             ++t.timed_out;
             if (!silent) {
@@ -382,7 +399,12 @@ int main(int argc, char** argv) {
     long long forks = -1;
     if (storm > 0) {
         ::kill(storm, SIGTERM);
-        if (::read(storm_report, &forks, sizeof forks) != sizeof forks) forks = -1;
+        pollfd p{storm_report, POLLIN, 0};
+        if (::poll(&p, 1, 10000) != 1 || ::read(storm_report, &forks, sizeof forks) != sizeof forks) {
+            std::printf("soak: FAIL: the storm did not report within 10 s of SIGTERM\n");
+            ::kill(storm, SIGKILL);
+            forks = -1;
+        }
         ::waitpid(storm, nullptr, 0);
     }
     // A loss shows as a gap only when the same CPU's next event arrives: one
