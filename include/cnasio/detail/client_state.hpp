@@ -4,8 +4,9 @@
 // operations; client_core (client_core.hpp) decides everything else. The glue
 // turns what happens on the socket and the timers into the core's events, and
 // keeps three things in step with the core after each of them (settle()):
-//  - the readiness wait is outstanding exactly while the core wants to read,
-//    so io_context::run() returns once nothing waits on the client;
+//  - the readiness wait (or, with client_options::coalesce_window, the
+//    window's timer instead) is outstanding exactly while the core wants to
+//    read, so io_context::run() returns once nothing waits on the client;
 //  - the timer is armed for the earliest deadline of a pending request;
 //  - finished operations are handed to their handlers by run_ready(), the
 //    one completion path.
@@ -700,7 +701,7 @@ private:
     boost::asio::steady_timer timer_;
     boost::asio::steady_timer send_retry_;
     boost::asio::steady_timer registry_timer_; // the registry watcher's poll (see poll_registry)
-    boost::asio::steady_timer coalesce_timer_; // the coalescing window (see start_coalescing)
+    boost::asio::steady_timer coalesce_timer_; // the coalescing window (see keep_coalescing)
     std::uint64_t coalesce_numbers_ = 0;
     id_waiters id_waiters_;
     std::uint64_t registry_numbers_ = 0;
