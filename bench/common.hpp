@@ -193,6 +193,7 @@ struct options {
     int rounds = 3;          // alternating rounds per side
     double seconds = 2.0;    // duration of one timed run (senders, storms)
     std::size_t requests = 20000;
+    unsigned coalesce_us = 200; // the coalescing variants' client_options::coalesce_window; 0: none
     bool verbose = false;
     std::string side;   // "baseline" or "cnasio": run only that side (profiling); empty: both
     std::string target; // bench_request: "echo", "proc" or "inflight"; bench_recv: "unicast" or "multicast"; empty: all
@@ -216,6 +217,8 @@ inline options parse_options(int argc, char** argv)
             o.seconds = std::atof(value());
         else if (a == "--requests")
             o.requests = static_cast<std::size_t>(std::atol(value()));
+        else if (a == "--coalesce")
+            o.coalesce_us = static_cast<unsigned>(std::atoi(value()));
         else if (a == "-v" || a == "--verbose")
             o.verbose = true;
         else if (a == "--side")
@@ -223,7 +226,7 @@ inline options parse_options(int argc, char** argv)
         else if (a == "--target")
             o.target = value();
         else {
-            std::fprintf(stderr, "usage: %s [--rounds N] [--seconds S] [--requests N] [-v] [--side baseline|cnasio] "
+            std::fprintf(stderr, "usage: %s [--rounds N] [--seconds S] [--requests N] [--coalesce US] [-v] [--side baseline|cnasio] "
                                  "[--target echo|proc|inflight]\n", argv[0]);
             std::exit(2);
         }

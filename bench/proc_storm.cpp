@@ -3,6 +3,7 @@
 #include "proc_storm.hpp"
 
 #include <cstddef>
+#include <functional>
 #include <thread>
 
 namespace bench::storm {
@@ -11,6 +12,7 @@ namespace {
 // Offsets into a proc_event (the connector payload).
 constexpr std::size_t what_offset = offsetof(proc_event, what);
 constexpr std::size_t cpu_offset = offsetof(proc_event, cpu);
+constexpr std::size_t timestamp_offset = offsetof(proc_event, timestamp_ns);
 constexpr std::size_t data_offset = offsetof(proc_event, event_data);
 constexpr std::size_t fork_parent_tgid_offset = offsetof(proc_event, event_data.fork.parent_tgid);
 constexpr std::size_t fork_child_tgid_offset = offsetof(proc_event, event_data.fork.child_tgid);
@@ -50,9 +52,14 @@ void storm_main(double seconds, int go_read, int result_write)
 // size that loses nothing in a storm here), LISTEN in its 4-byte form, then
 // poll() + recvfrom(MSG_DONTWAIT) until EAGAIN; only datagrams from port 0
 // (the kernel) count; every length is checked before a field is read.
+// With `sleep_us` > 0 (the raw C form of coalescing, for comparison) the loop
+// sleeps that long after each wake-up before it drains.
 class baseline_listener final : public listener {
 public:
-    baseline_listener() : fd_(open_connector(group_mask(CN_IDX_PROC), 8 << 20)) {}
+    explicit baseline_listener(unsigned sleep_us = 0)
+        : fd_(open_connector(group_mask(CN_IDX_PROC), 8 << 20)), sleep_us_(sleep_us)
+    {
+    }
     ~baseline_listener() override { ::close(fd_); }
 
     void run(stats& s) override
@@ -69,6 +76,8 @@ public:
             }
             if (fds[1].revents != 0)
                 break;
+            if (sleep_us_ > 0)
+                ::usleep(sleep_us_);
             for (;;) {
                 sockaddr_nl from{};
                 socklen_t from_len = sizeof from;
@@ -135,17 +144,20 @@ private:
                 parent_tgid = load_u32(ev + exit_parent_tgid_offset);
                 tgid = load_u32(ev + exit_process_tgid_offset);
             }
-            s.on_event(load_u32(ev + cpu_offset), cn.seq, what, parent_tgid, tgid);
+            std::uint64_t timestamp_ns;
+            std::memcpy(&timestamp_ns, ev + timestamp_offset, sizeof timestamp_ns);
+            s.on_event(load_u32(ev + cpu_offset), cn.seq, what, parent_tgid, tgid, timestamp_ns);
         }
     }
 
     int fd_;
+    unsigned sleep_us_;
     event_fd stop_;
 };
 
 // ---------------------------------------------------------------- harness
 
-using factory = std::unique_ptr<listener> (*)();
+using factory = std::function<std::unique_ptr<listener>()>;
 
 std::unique_ptr<listener> make_baseline_listener() { return std::make_unique<baseline_listener>(); }
 
@@ -156,6 +168,8 @@ struct round_figures {
     double missed;
     double enobufs;
     double allocs_per_event;
+    double latency_p50_us;
+    double latency_p99_us;
 };
 
 round_figures run_once(factory make, const options& opt, const char* side)
@@ -194,18 +208,24 @@ round_figures run_once(factory make, const options& opt, const char* side)
     f.missed = static_cast<double>(expected) - static_cast<double>(s.storm_events.load());
     f.enobufs = static_cast<double>(s.enobufs);
     f.allocs_per_event = s.allocs.per_item();
+    f.latency_p50_us = s.latency_percentile(0.5);
+    f.latency_p99_us = s.latency_percentile(0.99);
     if (s.rejected != 0 || s.seq_backwards != 0)
         std::fprintf(stderr, "bench_proc_storm: %s: %llu datagrams rejected, %llu sequence numbers went back\n",
                      side, static_cast<unsigned long long>(s.rejected),
                      static_cast<unsigned long long>(s.seq_backwards));
+    if (opt.verbose && !std::isnan(s.library_reads))
+        std::fprintf(stderr, "  %-8s events per read %.2f, per readiness wake-up %.2f\n", side,
+                     static_cast<double>(received) / s.library_reads, static_cast<double>(received) / s.library_wakeups);
     if (opt.verbose)
         std::fprintf(stderr,
                      "  %-8s forks %lld, events %llu (storm %llu), %.0f ev/s, %.3f us/ev CPU, gaps %llu, "
-                     "ENOBUFS %llu, queue drops %llu, library's loss count %.0f, %.3f allocs/ev\n",
+                     "ENOBUFS %llu, queue drops %llu, library's loss count %.0f, %.3f allocs/ev, latency p50 %.0f p99 %.0f us\n",
                      side, static_cast<long long>(forks_signed), static_cast<unsigned long long>(received),
                      static_cast<unsigned long long>(s.storm_events.load()), f.events_per_s, f.cpu_us_per_event,
                      static_cast<unsigned long long>(s.seq_gaps), static_cast<unsigned long long>(s.enobufs),
-                     static_cast<unsigned long long>(s.queue_drops), s.library_lost, f.allocs_per_event);
+                     static_cast<unsigned long long>(s.queue_drops), s.library_lost, f.allocs_per_event, f.latency_p50_us,
+                     f.latency_p99_us);
     return f;
 }
 
@@ -218,27 +238,67 @@ int main(int argc, char** argv)
     using namespace bench::storm;
     require_root("bench_proc_storm");
     const options opt = parse_options(argc, argv);
-    figure rate{"proc_storm_events_per_s", "events/s"};
-    figure cpu{"proc_storm_cpu_per_event", "us/event"};
-    figure gaps{"proc_storm_loss_seq_gaps", "events(max)", true};
-    figure missed{"proc_storm_missed_storm_events", "events(max)", true};
-    figure enobufs{"proc_storm_enobufs", "count(max)", true};
-    figure allocs{"proc_storm_allocs_per_event", "allocs/event", true};
-    auto record = [&](std::vector<double> figure::*side, const round_figures& f) {
-        (rate.*side).push_back(f.events_per_s);
-        (cpu.*side).push_back(f.cpu_us_per_event);
-        (gaps.*side).push_back(f.seq_gaps);
-        (missed.*side).push_back(f.missed);
-        (enobufs.*side).push_back(f.enobufs);
-        (allocs.*side).push_back(f.allocs_per_event);
+    // One set of figures per cnasio variant; the baseline column is always the plain raw C loop.
+    struct figures {
+        std::string prefix;
+        std::vector<std::string> names; // keeps the figures' name strings alive
+        figure rate, cpu, gaps, missed, enobufs, allocs, p50, p99;
+        explicit figures(const std::string& p)
+            : prefix(p),
+              names{p + "_events_per_s", p + "_cpu_per_event", p + "_loss_seq_gaps", p + "_missed_storm_events",
+                    p + "_enobufs", p + "_allocs_per_event", p + "_latency_p50", p + "_latency_p99"},
+              rate{names[0].c_str(), "events/s"}, cpu{names[1].c_str(), "us/event"},
+              gaps{names[2].c_str(), "events(max)", true}, missed{names[3].c_str(), "events(max)", true},
+              enobufs{names[4].c_str(), "count(max)", true}, allocs{names[5].c_str(), "allocs/event", true},
+              p50{names[6].c_str(), "us"}, p99{names[7].c_str(), "us"}
+        {
+        }
+        void record(std::vector<double> figure::*side, const round_figures& f)
+        {
+            (rate.*side).push_back(f.events_per_s);
+            (cpu.*side).push_back(f.cpu_us_per_event);
+            (gaps.*side).push_back(f.seq_gaps);
+            (missed.*side).push_back(f.missed);
+            (enobufs.*side).push_back(f.enobufs);
+            (allocs.*side).push_back(f.allocs_per_event);
+            (p50.*side).push_back(f.latency_p50_us);
+            (p99.*side).push_back(f.latency_p99_us);
+        }
+        void print() const
+        {
+            for (const figure* f : {&rate, &cpu, &gaps, &missed, &enobufs, &allocs, &p50, &p99})
+                f->print();
+        }
     };
+    figures plain("proc_storm");
+    // proc_storm_coalesce<N>us_*: the same listener with client_options::coalesce_window = N µs.
+    figures coalesced("proc_storm_coalesce" + std::to_string(opt.coalesce_us) + "us");
+    // proc_storm_coalesce<N>us_vs_rawsleep_*: the same cnasio figures against the raw C loop that sleeps
+    // N µs after each wake-up (what coalescing does, done the raw way).
+    figures against_sleep("proc_storm_coalesce" + std::to_string(opt.coalesce_us) + "us_vs_rawsleep");
+    const factory sleeping_baseline = [&] { return std::make_unique<baseline_listener>(opt.coalesce_us); };
     const bool have_cnasio = make_cnasio_listener() != nullptr;
+    const factory plain_cnasio = [] { return make_cnasio_listener(); };
+    const factory coalescing_cnasio = [&] { return make_cnasio_listener(opt.coalesce_us); };
     for (int round = 0; round < opt.rounds; ++round) {
-        if (opt.runs("baseline"))
-            record(&figure::baseline, run_once(make_baseline_listener, opt, "baseline"));
+        if (opt.runs("baseline")) {
+            const round_figures b = run_once(make_baseline_listener, opt, "baseline");
+            plain.record(&figure::baseline, b);
+            coalesced.record(&figure::baseline, b);
+        }
         if (have_cnasio && opt.runs("cnasio"))
-            record(&figure::cnasio, run_once(make_cnasio_listener, opt, "cnasio"));
+            plain.record(&figure::cnasio, run_once(plain_cnasio, opt, "cnasio"));
+        if (opt.coalesce_us > 0 && opt.runs("baseline"))
+            against_sleep.record(&figure::baseline, run_once(sleeping_baseline, opt, "rawsleep"));
+        if (have_cnasio && opt.coalesce_us > 0 && opt.runs("cnasio")) {
+            const round_figures f = run_once(coalescing_cnasio, opt, "coalesce");
+            coalesced.record(&figure::cnasio, f);
+            against_sleep.record(&figure::cnasio, f);
+        }
     }
-    for (const figure* f : {&rate, &cpu, &gaps, &missed, &enobufs, &allocs})
-        f->print();
+    plain.print();
+    if (opt.coalesce_us > 0) {
+        coalesced.print();
+        against_sleep.print();
+    }
 }

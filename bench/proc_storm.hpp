@@ -11,6 +11,7 @@
 #include "common.hpp"
 
 #include <array>
+#include <cmath>
 #include <memory>
 #include <vector>
 
@@ -25,11 +26,17 @@ struct stats {
     std::uint64_t rejected = 0; // datagrams not from the kernel, bad lengths
     std::uint64_t queue_drops = 0; // events a library dropped from its own queues (filled after run)
     double library_lost = std::nan(""); // the library's own loss count, if it keeps one
+    double library_reads = std::nan("");   // the library's read system calls, if it counts them
+    double library_wakeups = std::nan(""); // the library's readiness wake-ups, if it counts them
     std::uint64_t seq_gaps = 0; // events missing between two received ones of one CPU
     std::uint64_t seq_backwards = 0;
     std::uint64_t first_ns = 0;
     std::uint64_t last_ns = 0;
     steady_allocations allocs;     // allocations per item over the second half
+    // Delivery latency: now − the event's timestamp (both CLOCK_MONOTONIC), in
+    // µs buckets; the last bucket holds everything from latency_buckets − 1 µs on.
+    static constexpr std::size_t latency_buckets = 20001;
+    std::vector<std::uint64_t> latency_us = std::vector<std::uint64_t>(latency_buckets);
     std::array<std::uint32_t, 256> next_seq{};
     std::array<bool, 256> cpu_seen{};
 
@@ -54,9 +61,10 @@ struct stats {
     // Every implementation calls this once per proc event (acks included), on
     // its receiving thread. For FORK events `parent_tgid` is fork.parent_tgid and
     // `tgid` fork.child_tgid; for EXIT events exit.parent_tgid and
-    // exit.process_tgid; anything for other events.
+    // exit.process_tgid; anything for other events. `timestamp_ns` is the
+    // event's (ktime_get_ns()).
     void on_event(std::uint32_t cpu, std::uint32_t seq, std::uint32_t what, std::uint32_t parent_tgid,
-                  std::uint32_t tgid) noexcept
+                  std::uint32_t tgid, std::uint64_t timestamp_ns) noexcept
     {
         const std::uint64_t n = received.load(std::memory_order_relaxed) + 1;
         received.store(n, std::memory_order_relaxed);
@@ -84,10 +92,30 @@ struct stats {
             next_seq[cpu] = seq + 1;
         }
         const std::uint64_t t = now_ns();
+        const std::uint64_t late_us = t > timestamp_ns ? (t - timestamp_ns) / 1000 : 0;
+        ++latency_us[std::min<std::uint64_t>(late_us, latency_buckets - 1)];
         if (n == 1)
             first_ns = t;
         last_ns = t;
         allocs.tick();
+    }
+
+    // The latency (µs) at or below which fraction p of the events were delivered.
+    double latency_percentile(double p) const noexcept
+    {
+        std::uint64_t total = 0;
+        for (auto c : latency_us)
+            total += c;
+        if (total == 0)
+            return std::nan("");
+        const auto rank = static_cast<std::uint64_t>(std::ceil(p * static_cast<double>(total)));
+        std::uint64_t seen = 0;
+        for (std::size_t i = 0; i < latency_us.size(); ++i) {
+            seen += latency_us[i];
+            if (seen >= rank)
+                return static_cast<double>(i);
+        }
+        return static_cast<double>(latency_buckets - 1);
     }
 };
 
@@ -101,7 +129,8 @@ public:
     virtual void stop() = 0;
 };
 
-// nullptr while cnasio cannot do this yet.
-std::unique_ptr<listener> make_cnasio_listener();
+// nullptr while cnasio cannot do this yet. `coalesce_us` > 0: the client's
+// coalesce_window (client_options) in µs.
+std::unique_ptr<listener> make_cnasio_listener(unsigned coalesce_us = 0);
 
 } // namespace bench::storm

@@ -2,7 +2,8 @@
 // with default options (its auto-sized receive buffer), received the
 // documented way: a coroutine co_awaiting listener::async_receive into one
 // reused event. Acks are delivered too (deliver_acks) so that the harness sees
-// every sequence number the raw listener sees.
+// every sequence number the raw listener sees. The coalescing variant sets
+// client_options::coalesce_window and nothing else.
 #include "proc_storm.hpp"
 
 #include <cnasio/client.hpp>
@@ -24,7 +25,10 @@ namespace proc = cnasio::proc;
 
 class cnasio_listener final : public listener {
 public:
-    cnasio_listener() : client_(io_.get_executor()), listener_(client_, listener_options()) {}
+    explicit cnasio_listener(unsigned coalesce_us)
+        : client_(io_.get_executor(), client_options(coalesce_us)), listener_(client_, listener_options())
+    {
+    }
 
     void run(stats& s) override
     {
@@ -34,11 +38,20 @@ public:
         s.queue_drops = listener_.subscription_statistics().dropped;
         const proc::listener_stats ls = listener_.stats();
         s.library_lost = ls.lost ? static_cast<double>(*ls.lost) : std::nan("");
+        s.library_reads = static_cast<double>(client_.stats().reads);
+        s.library_wakeups = static_cast<double>(client_.stats().wakeups);
     }
 
     void stop() override { io_.stop(); }
 
 private:
+    static cnasio::client_options client_options(unsigned coalesce_us)
+    {
+        cnasio::client_options o;
+        o.coalesce_window = std::chrono::microseconds(coalesce_us);
+        return o;
+    }
+
     static proc::listener_options listener_options()
     {
         proc::listener_options o;
@@ -70,7 +83,7 @@ private:
                 parent_tgid = static_cast<std::uint32_t>(x->parent_tgid);
                 tgid = static_cast<std::uint32_t>(x->process_tgid);
             }
-            s.on_event(ev.cpu, ev.seq, ev.what, parent_tgid, tgid);
+            s.on_event(ev.cpu, ev.seq, ev.what, parent_tgid, tgid, ev.timestamp_ns);
         }
     }
 
@@ -81,6 +94,9 @@ private:
 
 } // namespace
 
-std::unique_ptr<listener> make_cnasio_listener() { return std::make_unique<cnasio_listener>(); }
+std::unique_ptr<listener> make_cnasio_listener(unsigned coalesce_us)
+{
+    return std::make_unique<cnasio_listener>(coalesce_us);
+}
 
 } // namespace bench::storm

@@ -149,7 +149,8 @@ struct round_figures {
     double allocs_per_msg;
 };
 
-round_figures run_once(factory make, int group, bool batch, const options& opt, const char* side)
+round_figures run_once(factory make, int group, bool batch, const options& opt, const char* side,
+                       unsigned coalesce_us = 0)
 {
     // The sender's socket is made here so the receiver knows which port id to admit.
     const int sender_fd = open_connector();
@@ -159,7 +160,7 @@ round_figures run_once(factory make, int group, bool batch, const options& opt, 
     });
     ::close(sender_fd);
 
-    std::unique_ptr<receiver> r = make(config{group, sender_port, 8 << 20, batch});
+    std::unique_ptr<receiver> r = make(config{group, sender_port, 8 << 20, batch, coalesce_us});
     stats s;
     double cpu_us = 0;
     double user_us = 0;
@@ -244,27 +245,36 @@ struct figure_set {
     }
 };
 
-// Rounds of baseline, cnasio (one message per wait), cnasio (bursts), in turn
+// Rounds of baseline, cnasio (one message per wait), cnasio (bursts), cnasio
+// (one message per wait, coalescing; unless --coalesce 0), in turn
 // so that drifting machine load hits all alike; both cnasio figure sets are
 // compared with the same baseline runs.
 void run_variant(const char* variant, int group, const options& opt)
 {
     figure_set single(std::string("recv_") + variant);
     figure_set batched(std::string("recv_") + variant + "_batch");
+    // recv_<variant>_coalesce<N>us: one message per wait, client_options::coalesce_window = N µs.
+    figure_set coalesced(std::string("recv_") + variant + "_coalesce" + std::to_string(opt.coalesce_us) + "us");
     const bool have_cnasio = make_cnasio_receiver(config{group, 0, 8 << 20, false}) != nullptr;
     for (int round = 0; round < opt.rounds; ++round) {
         if (opt.runs("baseline")) {
             const round_figures b = run_once(make_baseline_receiver, group, false, opt, "baseline");
             single.record(&figure::baseline, b);
             batched.record(&figure::baseline, b);
+            coalesced.record(&figure::baseline, b);
         }
         if (have_cnasio && opt.runs("cnasio")) {
             single.record(&figure::cnasio, run_once(make_cnasio_receiver, group, false, opt, "cnasio"));
             batched.record(&figure::cnasio, run_once(make_cnasio_receiver, group, true, opt, "cnasio-b"));
+            if (opt.coalesce_us > 0)
+                coalesced.record(&figure::cnasio,
+                                 run_once(make_cnasio_receiver, group, false, opt, "cnasio-c", opt.coalesce_us));
         }
     }
     single.print();
     batched.print();
+    if (opt.coalesce_us > 0)
+        coalesced.print();
 }
 
 } // namespace

@@ -23,6 +23,7 @@ struct config {
     std::uint32_t sender_port = 0; // port id the sender's messages come from
     int rcvbuf_force = 8 << 20;    // SO_RCVBUFFORCE for the receiving socket
     bool batch = false;            // cnasio: take bursts (async_receive_batch), not one message per wait
+    unsigned coalesce_us = 0;      // cnasio: client_options::coalesce_window, µs
 };
 
 // Written by the receiving thread; `ready` and `received` are also read by the

@@ -56,6 +56,7 @@ private:
         cnasio::client_options o;
         o.admitted_ports = {cfg.sender_port};
         o.subscription_receive_buffer = static_cast<std::size_t>(cfg.rcvbuf_force);
+        o.coalesce_window = std::chrono::microseconds(cfg.coalesce_us);
         return o;
     }
 

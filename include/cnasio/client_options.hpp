@@ -35,6 +35,20 @@ struct client_options {
     /// Datagrams read per scheduler turn before the loop lets other handlers
     /// run; also the most completions handed out in one turn.
     std::size_t drain_batch = 256;
+    /// Coalescing; 0 (the default) turns it off. With a window w > 0, a
+    /// wake-up that read datagrams does not wait for the next one: the client
+    /// reads again w later (a timer), and again while reads find datagrams;
+    /// the first read that finds none goes back to waiting for readiness. A
+    /// message after a quiet spell is handed out at once, as without the
+    /// option; one that arrives while datagrams keep coming waits at most w
+    /// (plus the timer's slack). A steady stream that would wake the loop per
+    /// message (process events in a fork storm) then costs one wake-up per
+    /// window; the price is that latency, one extra timer wake-up and empty
+    /// read after every burst, and a receive buffer that must hold a window's
+    /// worth of datagrams (bench/README.md has the figures). Replies to
+    /// requests to the kernel are read right after sendto() and never wait;
+    /// other replies may. Cancellation and timeouts are not delayed.
+    std::chrono::microseconds coalesce_window{0};
     /// How often /proc/net/connector is read while someone waits for an id to
     /// come or go (client::async_wait_registered, async_watch_ids): a change is
     /// seen at most this long (plus a read) after it happened. Each read costs

@@ -1080,3 +1080,177 @@ TEST_SUITE("client: work and memory") {
         CHECK(after - before < 10 * 1024); // idle_spare_limit (8 KiB) per subscriber at most, and the rings
     }
 }
+
+// client_options::coalesce_window: what the option does, not how fast it is
+// (bench/README.md measures that).
+TEST_SUITE("client: coalescing") {
+    using steady = std::chrono::steady_clock;
+
+    // A receive loop on subscription `s` that notes each message's arrival time.
+    struct arrivals {
+        std::vector<std::string> texts;
+        std::vector<steady::time_point> at;
+        error_code last;
+        connector::message m;
+        std::function<void()> next;
+        explicit arrivals(subscription& s) {
+            next = [this, &s] {
+                s.async_receive(m, [this](error_code e) {
+                    last = e;
+                    if (e) return;
+                    texts.push_back(test::text_of(m.payload));
+                    at.push_back(steady::now());
+                    next();
+                });
+            };
+            next();
+        }
+    };
+
+    TEST_CASE("after a wake-up that read something, what arrives within the window is read and handed out in one turn") {
+        test::peer sender;
+        asio::io_context io;
+        client_options o = admitting(sender.port_id());
+        o.coalesce_window = 150ms;
+        client c(io.get_executor(), o);
+        error_code ec;
+        auto s = c.subscribe(0, {}, ec);
+        REQUIRE_FALSE(ec);
+        arrivals a(s);
+        run_for(io, 20ms); // the loop waits
+        const auto wakeups0 = c.stats().wakeups;
+        const auto reads0 = c.stats().reads;
+        const auto t0 = steady::now();
+        // Eleven messages 5 ms apart: without coalescing, eleven wake-ups.
+        std::thread t([&] {
+            for (int i = 0; i <= 10; ++i) {
+                CHECK(sender.send({}, bytes(std::to_string(i)), c.port_id()) == 0);
+                std::this_thread::sleep_for(5ms);
+            }
+        });
+        run_for(io, 500ms);
+        t.join();
+        REQUIRE(a.texts.size() == 11);
+        for (int i = 0; i <= 10; ++i) CHECK(a.texts[static_cast<std::size_t>(i)] == std::to_string(i));
+        CHECK(c.stats().wakeups - wakeups0 == 1);         // one readiness wake-up, for message 0
+        CHECK(c.stats().reads - reads0 <= 4);              // it, the window's read, one that found nothing
+        CHECK(a.at[0] - t0 < 50ms);                        // message 0 came after a quiet spell: at once
+        CHECK(a.at[1] - t0 >= 150ms);                      // the rest waited for the window to close...
+        CHECK(a.at[10] - a.at[1] < 5ms);                   // ...and came in the turn that read them
+        CHECK(a.at[10] - t0 < 350ms);
+    }
+
+    TEST_CASE("a message after a quiet spell is handed out at once; one within a window waits at most the window") {
+        test::peer sender;
+        asio::io_context io;
+        client_options o = admitting(sender.port_id());
+        o.coalesce_window = 100ms;
+        client c(io.get_executor(), o);
+        error_code ec;
+        auto s = c.subscribe(0, {}, ec);
+        REQUIRE_FALSE(ec);
+        arrivals a(s);
+        run_for(io, 10ms);
+        for (int round = 0; round < 2; ++round) {
+            const auto t0 = steady::now();
+            REQUIRE(sender.send({}, bytes("after quiet"), c.port_id()) == 0);
+            while (a.texts.size() < static_cast<std::size_t>(2 * round + 1) && steady::now() - t0 < 1s)
+                run_for(io, 1ms);
+            REQUIRE(a.texts.size() == static_cast<std::size_t>(2 * round + 1));
+            CHECK(a.at.back() - t0 < 50ms);
+            // The window opened by that read: a message 10 ms later waits until it closes.
+            std::this_thread::sleep_for(10ms);
+            const auto t1 = steady::now();
+            REQUIRE(sender.send({}, bytes("within"), c.port_id()) == 0);
+            run_for(io, 400ms); // and the window after it finds nothing: back to waiting for readiness
+            REQUIRE(a.texts.size() == static_cast<std::size_t>(2 * round + 2));
+            CHECK(a.at.back() - t1 >= 60ms); // the window opened about 10 ms before t1
+            CHECK(a.at.back() - t1 < 100ms + 100ms);
+        }
+        CHECK(c.stats().wakeups == 2); // one per quiet spell
+    }
+
+    TEST_CASE("cancellation, request timeouts and close are not delayed by an open window") {
+        test::peer sender;
+        asio::io_context io;
+        client_options o = admitting(sender.port_id());
+        o.coalesce_window = 2s; // far longer than any limit below
+        client c(io.get_executor(), o);
+        error_code ec;
+        auto s = c.subscribe(0, {}, ec);
+        REQUIRE_FALSE(ec);
+        REQUIRE(sender.send({}, bytes("opens a window"), c.port_id()) == 0);
+        run_for(io, 20ms);
+        REQUIRE(s.queued() == 1);
+        connector::message m;
+        REQUIRE(s.try_receive(m, ec));
+
+        // A receive cancelled while the window is open ends at once.
+        asio::cancellation_signal cancel;
+        error_code got;
+        bool done = false;
+        s.async_receive(m, asio::bind_cancellation_slot(cancel.slot(), [&](error_code e) {
+            got = e;
+            done = true;
+        }));
+        REQUIRE(sender.send({}, bytes("held by the window"), c.port_id()) == 0);
+        run_for(io, 20ms);
+        CHECK_FALSE(done);
+        auto t0 = steady::now();
+        cancel.emit(asio::cancellation_type::terminal);
+        run_for(io, 20ms);
+        CHECK(done);
+        CHECK(got == asio::error::operation_aborted);
+        CHECK(steady::now() - t0 < 200ms);
+
+        // A request to a silent peer times out on time while the window is open.
+        test::peer silent;
+        c.admit(silent.port_id());
+        request_options ro;
+        ro.port_id = silent.port_id();
+        ro.timeout = 50ms;
+        outcome r;
+        t0 = steady::now();
+        c.async_request(echo_id, bytes("anyone?"), ro, r.handler());
+        while (!r.done && steady::now() - t0 < 1s) run_for(io, 5ms);
+        CHECK(r.done);
+        CHECK(r.ec == error::timeout);
+        CHECK(steady::now() - t0 < 300ms);
+
+        // Closing during the window ends the receive and leaves nothing for run() to wait on.
+        done = false;
+        s.async_receive(m, [&](error_code e) {
+            got = e;
+            done = true;
+        });
+        run_for(io, 20ms);
+        CHECK_FALSE(done); // the window still holds "held by the window"
+        c.close();
+        io.restart();
+        t0 = steady::now();
+        io.run_for(3s);
+        CHECK(io.stopped());
+        CHECK(steady::now() - t0 < 500ms);
+        CHECK(done);
+        CHECK(got == asio::error::operation_aborted);
+    }
+
+    TEST_CASE("a window left open when the last subscription goes does not keep io.run() busy") {
+        test::peer sender;
+        asio::io_context io;
+        client_options o = admitting(sender.port_id());
+        o.coalesce_window = 2s;
+        client c(io.get_executor(), o);
+        error_code ec;
+        auto s = c.subscribe(0, {}, ec);
+        REQUIRE_FALSE(ec);
+        REQUIRE(sender.send({}, bytes("x"), c.port_id()) == 0);
+        asio::steady_timer later(io, 50ms);
+        later.async_wait([&](error_code) { s = subscription{}; });
+        io.restart();
+        const auto t0 = steady::now();
+        io.run_for(5s);
+        CHECK(io.stopped());
+        CHECK(steady::now() - t0 < 1s);
+    }
+}

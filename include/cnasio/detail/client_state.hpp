@@ -4,8 +4,9 @@
 // operations; client_core (client_core.hpp) decides everything else. The glue
 // turns what happens on the socket and the timers into the core's events, and
 // keeps three things in step with the core after each of them (settle()):
-//  - the readiness wait is outstanding exactly while the core wants to read,
-//    so io_context::run() returns once nothing waits on the client;
+//  - the readiness wait (or, with client_options::coalesce_window, the
+//    window's timer instead) is outstanding exactly while the core wants to
+//    read, so io_context::run() returns once nothing waits on the client;
 //  - the timer is armed for the earliest deadline of a pending request;
 //  - finished operations are handed to their handlers by run_ready(), the
 //    one completion path.
@@ -87,7 +88,8 @@ public:
     // without a bind_executor (whose second executor costs a type-erased
     // work-tracking copy per operation).
     client_state(const executor_type& ex, client_options o)
-        : ex_(ex), sock_(ex), timer_(ex), send_retry_(ex), registry_timer_(ex), options_(std::move(o)),
+        : ex_(ex), sock_(ex), timer_(ex), send_retry_(ex), registry_timer_(ex), coalesce_timer_(ex),
+          options_(std::move(o)),
           core_(core_options{options_.default_timeout, options_.admitted_ports, options_.subscription_bytes},
                 nonblocking_seed()) {}
 
@@ -257,6 +259,7 @@ public:
         id_waiters_.end_all(aborted_error(), [&](op_id op, error_code ec) { core_.complete(op, ec); });
         registry_timer_.cancel();
         registry_at_ = clock::time_point::max();
+        stop_coalescing();
         sock_.close(ignored);
         send_queue_.clear();
         timer_at_ = clock::time_point::max();
@@ -449,10 +452,12 @@ private:
             registry_timer_.cancel();
         }
         if (core_.wants_read()) {
-            if (!reading_ && !draining_) arm_read();
+            if (!reading_ && !draining_ && !coalescing_) arm_read();
         } else if (reading_ && !busy) {
             error_code ignored;
             sock_.next_layer().cancel(ignored); // the wait ends with operation_aborted: nothing keeps run() busy
+        } else if (coalescing_ && !busy) {
+            stop_coalescing(); // what is queued stays queued: the next readiness wait sees it at once
         }
     }
 
@@ -593,13 +598,46 @@ private:
             core_.on_read_error(ec); // a broken socket: every pending request learns why
             return finish_turn();
         }
-        drain();
+        const std::size_t got = drain();
+        keep_coalescing(got);
         finish_turn(); // what the drain finished, at the end of this handler
     }
 
-    // Reads everything already queued, up to drain_batch datagrams per turn.
-    void drain() {
-        if (draining_ || core_.closed()) return;
+    // Coalescing (client_options::coalesce_window). A readiness wake-up
+    // drains at once, as without it (a message after a quiet spell is not
+    // delayed); but when that drain read something, the next read is not a
+    // readiness wait but a drain when the window's timer expires, and so on
+    // while drains find datagrams. A steady stream then costs one timer
+    // wake-up per window instead of a readiness wake-up per datagram, and a
+    // datagram waits at most the window. The first drain that finds nothing
+    // goes back to the readiness wait (settle() arms it once coalescing_ is
+    // false). A stale expiry (the window was stopped, and maybe another
+    // started) is told apart by its number.
+    void keep_coalescing(std::size_t got) {
+        if (options_.coalesce_window.count() <= 0 || got == 0 || draining_ || core_.closed()) return;
+        coalescing_ = true;
+        const std::uint64_t number = ++coalesce_numbers_;
+        coalesce_timer_.expires_after(options_.coalesce_window);
+        coalesce_timer_.async_wait([self = shared_from_this(), number](error_code) {
+            if (number != self->coalesce_numbers_ || !self->coalescing_) return;
+            self->coalescing_ = false;
+            if (self->core_.closed()) return self->settle();
+            self->keep_coalescing(self->drain());
+            self->finish_turn();
+        });
+    }
+
+    void stop_coalescing() {
+        if (!coalescing_) return;
+        coalescing_ = false;
+        ++coalesce_numbers_;
+        coalesce_timer_.cancel();
+    }
+
+    // Reads everything already queued, up to drain_batch datagrams per turn;
+    // returns how many it read (an overrun counts as one).
+    std::size_t drain() {
+        if (draining_ || core_.closed()) return 0;
         draining_ = true;
         std::size_t n = 0;
         while (!core_.closed() && read_burst(false, n) == burst::read) {
@@ -609,10 +647,11 @@ private:
                     self->drain();
                     self->finish_turn();
                 });
-                return;
+                return n;
             }
         }
         draining_ = false;
+        return n;
     }
 
     // The read right after a request to the kernel: one datagram at a time,
@@ -663,6 +702,8 @@ private:
     boost::asio::steady_timer timer_;
     boost::asio::steady_timer send_retry_;
     boost::asio::steady_timer registry_timer_; // the registry watcher's poll (see poll_registry)
+    boost::asio::steady_timer coalesce_timer_; // the coalescing window (see keep_coalescing)
+    std::uint64_t coalesce_numbers_ = 0;
     id_waiters id_waiters_;
     std::uint64_t registry_numbers_ = 0;
     clock::time_point registry_at_ = clock::time_point::max();
@@ -681,6 +722,7 @@ private:
     bool sized_for_subscription_ = false;
     bool reading_ = false;       // a readiness wait is outstanding
     bool draining_ = false;      // a drain (or its posted continuation) is in progress
+    bool coalescing_ = false;    // a coalescing window is open (its timer runs)
     bool sending_ = false;       // the send queue waits for its retry timer
     bool running_ready_ = false; // inside run_ready()
     bool ready_posted_ = false;  // a run_ready() is posted
