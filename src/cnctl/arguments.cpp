@@ -540,6 +540,7 @@ command_line parse_command_line(int argc, char** argv) {
         ->type_name("MS")
         ->transform(milliseconds);
     add_json(*wait_cmd, w, "print the outcome as JSON");
+    add_netns(*wait_cmd, w);
 
     wait_args wp;
     std::vector<std::string> wait_pids;
@@ -548,7 +549,7 @@ command_line parse_command_line(int argc, char** argv) {
                      "process's (128+N for signal N), like the shell's wait; 127 for a pid that does not exist.\n"
                      "With several, the status of the last one listed.");
     wait_pid_cmd->add_option("pids", wait_pids, "process ids")->type_name("PID")->required();
-    add_netns(*wait_cmd, w);
+    add_netns(*wait_pid_cmd, wp);
 
     // w1: its own subcommands, each with the same options.
     w1_args w1a;

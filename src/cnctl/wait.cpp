@@ -2,6 +2,8 @@
 // async_wait_exit per pid; works for processes that are not cnctl's children.
 #include "wait.hpp"
 
+#include "command_support.hpp"
+
 #include "output.hpp"
 
 #include <cnasio/client.hpp>
@@ -32,11 +34,10 @@ int fail(const std::string& m) {
 
 int run_wait(const wait_args& a) {
     asio::io_context io(1);
-    cnasio::client_options co;
-    co.netns = a.netns;
-    cnasio::error_code ec;
-    cnasio::client c(io.get_executor(), std::move(co), ec);
-    if (ec) return fail("opening the connector socket: " + ec.message());
+    int open_rc = exit_ok;
+    auto opened = open_command_client(io, a, open_rc); // names --netns and advice in its errors
+    if (!opened) return open_rc;
+    cnasio::client& c = *opened;
     proc::tracker t(c);
     std::vector<int> status(a.pids.size(), -1);
     std::size_t pending = a.pids.size();

@@ -579,6 +579,16 @@ def wait_command(cnctl):
     b.wait()
     check(r.returncode == 1 and r.stdout == f"{a.pid} exited 1\n{b.pid} exited 2\n",
           f"wait two: {r.returncode} {r.stdout!r} {r.stderr!r}")
+    # --netns: the socket opened in that namespace (here cnctl's own), for
+    # wait as for wait-id; a path that is no namespace is a runtime error.
+    p = subprocess.Popen(["sh", "-c", "sleep 0.3; exit 3"])
+    r = run(cnctl, "wait", "--netns", "/proc/self/ns/net", str(p.pid))
+    p.wait()
+    check(r.returncode == 3 and r.stdout == f"{p.pid} exited 3\n", f"wait --netns: {r.returncode} {r.stdout!r} {r.stderr!r}")
+    r = run(cnctl, "wait", "--netns", "/nonexistent-netns", "1")
+    check(r.returncode == 1 and "/nonexistent-netns" in r.stderr, f"wait --netns bad: {r.returncode} {r.stderr!r}")
+    r = run(cnctl, "wait-id", "1:1", "--netns", "/proc/self/ns/net", "--timeout", "100")
+    check(r.returncode == 0, f"wait-id --netns: {r.returncode} {r.stderr!r}")
     # A pid that does not exist: 127 and a message.
     r = run(cnctl, "wait", "2147483000")
     check(r.returncode == 127 and r.stderr == "cnctl: wait: no such process: 2147483000\n",
