@@ -506,9 +506,13 @@ struct churn {
     std::atomic<bool> stopping{false};
     std::thread worker;
 
-    explicit churn(std::size_t live = 40) {
-        worker = std::thread([this, live] {
-            std::deque<std::size_t> running;
+    // `live` children at a time, each killed when `live` newer ones exist;
+    // the first `keep` live until stop(), so that some surely span the
+    // bootstrap however slow the machine is (under arm64 emulation the scan
+    // outlasts 40 forks).
+    explicit churn(std::size_t live = 40, std::size_t keep = 3) {
+        worker = std::thread([this, live, keep] {
+            std::deque<std::size_t> running, kept;
             while (!stopping.load()) {
                 const pid_t pid = ::fork();
                 if (pid == 0) {
@@ -516,6 +520,10 @@ struct churn {
                 }
                 if (pid < 0) break;
                 children.push_back({pid, monotonic_ns(), 0});
+                if (kept.size() < keep) {
+                    kept.push_back(children.size() - 1);
+                    continue;
+                }
                 running.push_back(children.size() - 1);
                 if (running.size() > live) {
                     kill_one(running.front());
@@ -524,6 +532,7 @@ struct churn {
                 std::this_thread::sleep_for(2ms);
             }
             for (auto i : running) kill_one(i);
+            for (auto i : kept) kill_one(i);
         });
     }
     void kill_one(std::size_t i) {
@@ -622,7 +631,9 @@ std::map<proc::pid_type, std::pair<std::uint64_t, proc::pid_type>> proc_now() {
     std::map<proc::pid_type, std::pair<std::uint64_t, proc::pid_type>> out;
     for (auto pid : proc::list_pids("/proc")) {
         auto r = proc::read_process(pid);
-        if (!r.gone && (!r.tgid || *r.tgid == pid)) out[pid] = {r.start_ticks, r.ppid};
+        // Zombies have ended: the table holds them as exited.
+        if (!r.gone && (!r.tgid || *r.tgid == pid) && r.state != 'Z' && r.state != 'X')
+            out[pid] = {r.start_ticks, r.ppid};
     }
     return out;
 }
@@ -671,7 +682,11 @@ bool table_equals_proc(const proc::process_table& table, std::string& why) {
     }
     for (const auto& entry : live)
         if (!a.count(entry.first) && !b.count(entry.first)) {
-            why = "pid " + std::to_string(entry.first) + " live in the table, not in /proc";
+            const auto* q = table.find(entry.first);
+            why = "pid " + std::to_string(entry.first) + " live in the table, not in /proc (parent " +
+                  std::to_string(q->parent.value) + " from " + std::to_string(static_cast<int>(q->parent.from)) +
+                  ", forked " + (q->fork_ns ? std::to_string(*q->fork_ns) : std::string("-")) + ", comm '" +
+                  q->comm.value + "', start ticks " + std::to_string(q->start_ticks.value) + ")";
             return false;
         }
     return true;

@@ -221,7 +221,10 @@ TEST_SUITE("registry: this kernel") {
         CHECK(found == n);
         std::printf("registry poll: %d reads+parses in %.3f s wall, %.3f s CPU: %.1f us CPU per poll\n", n, wall, cpu,
                     cpu / n * 1e6);
-        // At the default 100 ms interval that is 10 polls a second.
-        CHECK(cpu / n < 500e-6);
+        // At the default 100 ms interval that is 10 polls a second. The bound
+        // catches a pathological read or parse (tens of ms), not speed: about
+        // 12 us here, 540 us in the emulated arm64 VM (qemu TCG), where
+        // everything runs some 50 times slower.
+        CHECK(cpu / n < 5e-3);
     }
 }

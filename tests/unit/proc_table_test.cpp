@@ -305,3 +305,43 @@ TEST_CASE("procfs parsers") {
     CHECK(st.threads == 3u);
     CHECK(st.nspid == std::vector<proc::pid_type>{42, 1});
 }
+
+TEST_CASE("process_table: a scan that finds a zombie never makes it live") {
+    using rr = proc::process_table::record_result;
+    proc::process_table t;
+    // Its exit was seen, then a rescan reads the zombie (not yet reaped): the
+    // same process, still ended, with the event's status.
+    t.on_event(fork_ev(1'000 * ms, 1, 800));
+    t.on_event(exit_ev(1'002 * ms, 800, 7 << 8));
+    auto z = rec(800, 1'000 * ms, 1'003 * ms, {});
+    z.state = 'Z';
+    CHECK(t.on_scan_record(z) == rr::applied);
+    REQUIRE(t.find(800));
+    CHECK(t.find(800)->exited);
+    CHECK(t.find(800)->wait_status.value == (7u << 8));
+    // Unknown until the scan (its exit came before LISTEN, or was lost): ended
+    // at once, status unknown...
+    auto z2 = rec(801, 1'100 * ms, 1'200 * ms, {});
+    z2.state = 'Z';
+    t.on_scan_record(z2);
+    REQUIRE(t.find(801));
+    CHECK(t.find(801)->exited);
+    CHECK(t.find(801)->ended_as_zombie);
+    CHECK(!t.find(801)->wait_status.has_value());
+    // ...until its exit event, queued behind the scan, brings the status.
+    CHECK(t.on_event(exit_ev(1'150 * ms, 801, 3 << 8)).what == proc::table_update::kind::exited);
+    CHECK(t.find(801)->wait_status.value == (3u << 8));
+    CHECK(t.find(801)->wait_status.from == source::event);
+    // An exit after the read is another process's at that pid, not this one's.
+    auto z3 = rec(802, 1'100 * ms, 1'200 * ms, {});
+    z3.state = 'Z';
+    t.on_scan_record(z3);
+    t.on_event(exit_ev(1'300 * ms, 802, 9));
+    CHECK(!t.find(802)->wait_status.has_value());
+    // Live in the table, a zombie when rescanned: ended.
+    t.on_event(fork_ev(2'000 * ms, 1, 803));
+    auto z4 = rec(803, 2'000 * ms, 2'100 * ms, {});
+    z4.state = 'Z';
+    t.on_scan_record(z4);
+    CHECK(t.find(803)->exited);
+}

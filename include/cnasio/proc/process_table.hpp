@@ -127,6 +127,10 @@ struct process_info {
     std::int64_t boot_offset_ns = 0;         ///< of the last verified read (start ticks to monotonic)
     std::uint64_t ticks_per_second = 0;      ///< of the last verified read
     bool exited = false;
+    /// Ended because a /proc scan found it a zombie (it had exited, but no exit
+    /// event had been seen): its exit event may still be queued, and fills
+    /// wait_status when it comes (exit_ns is then the read time, not the event's).
+    bool ended_as_zombie = false;
     sourced<std::uint32_t> wait_status;      ///< exit event's exit_code (a waitpid() status)
     std::optional<std::uint64_t> exit_ns;
     sourced<std::uint64_t> lifetime_ns;      ///< event: exit - fork; proc_verified: exit - /proc start
@@ -213,6 +217,14 @@ public:
                 return done(u, table_update::kind::thread_exit, p);
             }
             ++st_.exits;
+            // The exit of a process a scan found a zombie (its exit came
+            // before the read): only the status is news.
+            if (auto it = map_.find(x->process_tgid); it != map_.end() && it->second.ended_as_zombie &&
+                                                      !it->second.wait_status.has_value() && it->second.exit_ns &&
+                                                      ts <= *it->second.exit_ns) {
+                it->second.wait_status.set(x->exit_code, source::event);
+                return done(u, table_update::kind::exited, &it->second);
+            }
             auto* p = live(x->process_tgid, ts);
             if (!p) return ignored(u, x->process_tgid);
             end(*p, ts, x->exit_code);
@@ -288,9 +300,17 @@ public:
     /// process that is gone creates nothing.
     record_result on_scan_record(const proc_record& r) {
         if (r.gone || (r.tgid && *r.tgid != r.pid)) return record_result::gone;
+        // A zombie has exited; only its parent's wait() is still to come.
+        const bool zombie = r.state == 'Z' || r.state == 'X';
         auto it = map_.find(r.pid);
         if (it != map_.end()) {
-            if (!it->second.exited && matches(it->second, r)) return on_record(r);
+            // Its exit was seen: the zombie is that same process, not a new one.
+            if (zombie && it->second.exited && matches(it->second, r)) return record_result::applied;
+            if (!it->second.exited && matches(it->second, r)) {
+                const auto res = on_record(r);
+                if (zombie && !it->second.exited) end_as_zombie(it->second, r.read_start_ns);
+                return res;
+            }
             // Another process at that pid now: the one we had ended unseen.
             if (!it->second.exited) ++st_.replaced;
             erase(it);
@@ -302,6 +322,9 @@ public:
         ++st_.records;
         ++st_.records_verified;
         apply(*p, r);
+        // Never a live entry for a process that has ended: no exit event
+        // might ever end it (it came before LISTEN, or was lost).
+        if (zombie) end_as_zombie(*p, r.read_start_ns);
         return record_result::applied;
     }
 
@@ -468,6 +491,11 @@ private:
         }
         mark_gone(p);
         exited_.emplace_back(ts, p.tgid);
+    }
+
+    void end_as_zombie(process_info& p, std::uint64_t read_ns) {
+        end(p, read_ns, std::nullopt);
+        p.ended_as_zombie = true;
     }
 
     // Fields never read are now unreadable for this process.

@@ -18,7 +18,8 @@
 // listener's queue; otherwise they are skipped and counted (table
 // stats().enrich_skipped). Events are never skipped for enrichment.
 //
-// Overrun (events lost): the tracker rescans /proc: processes that are no
+// Overrun (events lost): the tracker rescans /proc (once the events queued
+// behind the report are handled): processes that are no
 // longer there end with an unknown status (wait_status `none`), new ones are
 // added; stats().resyncs, resync_ended and resync_added say so, and
 // last_resync() (and the on_resync callback) lists what the rescan changed.
@@ -102,6 +103,13 @@ struct tracker_state : std::enable_shared_from_this<tracker_state> {
     tracker_stats st;
     event ev;
     bool running = false;
+    // An overrun was reported and its rescan waits for the events queued
+    // behind the report: the kernel reports ENOBUFS before the datagrams
+    // already in the socket, so those (say, the fork of a process whose exit
+    // was then lost) come after the report but happened before the loss. A
+    // rescan taken at the report would be undone by them; taken once they are
+    // handled, it has the last word.
+    bool resync_pending = false;
     std::map<pid_type, std::vector<std::shared_ptr<exit_waiter>>> waiters;
     std::function<void(const event&, const table_update&)> on_event;
     std::function<void(const resync_report&)> on_resync;
@@ -191,12 +199,16 @@ struct tracker_state : std::enable_shared_from_this<tracker_state> {
             if (!self->running) return;
             if (ec == error::overrun) {
                 ++self->st.overruns;
-                self->scan(true);
+                self->resync_pending = true;
             } else if (ec) {
                 self->running = false; // closed or failed: the loop ends
                 return;
             } else {
                 self->handle(self->ev);
+            }
+            if (self->resync_pending && self->l.queued() == 0) {
+                self->resync_pending = false;
+                self->scan(true);
             }
             self->loop();
         });
