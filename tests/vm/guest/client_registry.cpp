@@ -6,6 +6,7 @@
 // insmod. Twice, at two intervals, so that the latency is seen to follow it.
 // The module is loaded at the start and at the end.
 #include "check.hpp"
+#include "module.hpp"
 #include "cnasio_echo.hpp"
 
 #include <cnasio/client.hpp>
@@ -47,12 +48,6 @@ struct timed {
 
 long long ms(clock_type::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
-bool shell(const std::string& cmd) {
-    const int rc = std::system(cmd.c_str());
-    if (rc != 0) std::printf("  '%s' failed: status %d\n", cmd.c_str(), rc);
-    return rc == 0;
-}
-
 // When an action (rmmod or insmod) ran: the id changed between `start` and `end`.
 struct action_times {
     clock_type::time_point start{}, end{};
@@ -68,7 +63,7 @@ action_times act_later(asio::io_context& io, asio::steady_timer& t, const std::s
     t.async_wait([&](error_code) {
         worker = std::thread([&] {
             at.start = clock_type::now();
-            CHECK(shell(action));
+            CHECK(guest::shell(action));
             at.end = clock_type::now();
         });
     });

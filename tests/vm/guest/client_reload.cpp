@@ -3,6 +3,7 @@
 // drops messages for unknown ids silently), delayed replies pending at unload
 // are cancelled without a crash, and the same client works after reload.
 #include "check.hpp"
+#include "module.hpp"
 #include "cnasio_echo.hpp"
 
 #include <cnasio/client.hpp>
@@ -26,14 +27,6 @@ using cnasio::connector::as_payload;
 namespace {
 
 constexpr const char* module_path = "/lib/modules/cnasio_echo.ko";
-
-bool shell(const std::string& cmd)
-{
-    int rc = std::system(cmd.c_str());
-    if (rc != 0)
-        std::printf("  '%s' failed: status %d\n", cmd.c_str(), rc);
-    return rc == 0;
-}
 
 asio::awaitable<cnasio::error_code> echo(cnasio::client& c, const std::string& sent, std::chrono::milliseconds timeout)
 {
@@ -69,7 +62,7 @@ asio::awaitable<void> reload_under_load(asio::io_context& io)
                         });
     }
     auto t0 = std::chrono::steady_clock::now();
-    REQUIRE(shell("rmmod cnasio_echo"));
+    REQUIRE(guest::shell("rmmod cnasio_echo"));
     auto unload = std::chrono::steady_clock::now() - t0;
     std::printf("  rmmod with 20 delayed replies pending took %lld ms\n",
                 static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(unload).count()));
@@ -84,7 +77,7 @@ asio::awaitable<void> reload_under_load(asio::io_context& io)
     CHECK(delayed_done == 20);
     CHECK(delayed_ec == cnasio::error::timeout);
 
-    REQUIRE(shell(std::string("insmod ") + module_path));
+    REQUIRE(guest::shell(std::string("insmod ") + module_path));
     for (int i = 0; i < 5; ++i)
         CHECK(!(co_await echo(c, "after reload " + std::to_string(i), 1s)));
     CHECK(c.is_open());
@@ -100,10 +93,10 @@ asio::awaitable<void> churn(asio::io_context& io)
     cnasio::client c(io.get_executor());
     int ok = 0, timed_out = 0, other = 0;
     for (int round = 0; round < 5; ++round) {
-        REQUIRE(shell("rmmod cnasio_echo"));
+        REQUIRE(guest::shell("rmmod cnasio_echo"));
         auto ec = co_await echo(c, "gone", 100ms);
         (ec == cnasio::error::timeout ? timed_out : other) += 1;
-        REQUIRE(shell(std::string("insmod ") + module_path));
+        REQUIRE(guest::shell(std::string("insmod ") + module_path));
         ec = co_await echo(c, "back", 1s);
         (!ec ? ok : other) += 1;
     }

@@ -10,6 +10,7 @@
 // cnasio_w1_virtual first, with the parameters it was loaded with, so that
 // its devices start from their power-on state.
 #include "check.hpp"
+#include "module.hpp"
 
 #include "cnasio_w1_virtual.h"
 
@@ -39,37 +40,14 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
-const std::string params = "/sys/module/cnasio_w1_virtual/parameters/";
+const guest::module_params params{"cnasio_w1_virtual"};
 
 // Exactly representable at 12 bits (see raw_w1.cpp).
 constexpr int set_mc[] = {23125, -10250, 71500, 0, 125000, -55000, 1000, 42875};
 
-std::string read_line(const std::string& path)
-{
-    std::ifstream f(path);
-    std::string s;
-    std::getline(f, s);
-    return s;
-}
+void write_param(const char* name, const std::string& value) { params.write(name, value); }
 
-void write_param(const char* name, const std::string& value)
-{
-    std::ofstream f(params + name);
-    f << value;
-    f.close();
-    if (!CHECK(f.good()))
-        std::printf("  cannot write %s to %s%s\n", value.c_str(), params.c_str(), name);
-}
-
-unsigned param_uint(const char* name)
-{
-    std::string text = read_line(params + name);
-    if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) {
-        std::printf("cannot read %s%s: is cnasio_w1_virtual loaded (run-vm.sh --w1)?\n", params.c_str(), name);
-        std::exit(1);
-    }
-    return static_cast<unsigned>(std::stoul(text));
-}
+unsigned param_uint(const char* name) { return params.read_uint(name); }
 
 w1::rom_id rom(unsigned g)
 {
@@ -289,7 +267,7 @@ void reload_module()
     std::string cmd = "rmmod cnasio_w1_virtual && insmod /lib/modules/cnasio_w1_virtual.ko " + args;
     std::printf("-- reload: %s\n", cmd.c_str());
     std::fflush(stdout);
-    REQUIRE(std::system(cmd.c_str()) == 0);
+    REQUIRE(guest::shell(cmd));
 }
 
 } // namespace

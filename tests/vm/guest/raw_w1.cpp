@@ -28,6 +28,7 @@
 //     so w1_reply_make_space() "flushes" the still empty reply before the
 //     status. A client must skip it; this test counts it.
 #include "check.hpp"
+#include "module.hpp"
 #include "raw_connector.hpp"
 
 #include "cnasio_w1_virtual.h"
@@ -127,34 +128,10 @@ std::string hex(std::span<const std::uint8_t> b)
     return s;
 }
 
-void write_param(const char* name, const std::string& value)
-{
-    std::string path = std::string("/sys/module/cnasio_w1_virtual/parameters/") + name;
-    std::ofstream f(path);
-    f << value;
-    f.close();
-    if (!CHECK(f.good()))
-        std::printf("  cannot write %s to %s\n", value.c_str(), path.c_str());
-}
+const guest::module_params params{"cnasio_w1_virtual"};
 
-std::string read_file(const std::string& path)
-{
-    std::ifstream f(path);
-    std::string s;
-    std::getline(f, s);
-    return s;
-}
-
-unsigned param_uint(const char* name)
-{
-    std::string path = std::string("/sys/module/cnasio_w1_virtual/parameters/") + name;
-    std::string text = read_file(path);
-    if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) {
-        std::printf("cannot read %s: is cnasio_w1_virtual loaded (run-vm.sh --w1)?\n", path.c_str());
-        std::exit(1);
-    }
-    return static_cast<unsigned>(std::stoul(text));
-}
+void write_param(const char* name, const std::string& value) { params.write(name, value); }
+unsigned param_uint(const char* name) { return params.read_uint(name); }
 
 // Decodes the w1 messages of one cn_msg payload; false if malformed.
 bool decode_messages(const std::uint8_t* p, std::size_t n, std::vector<message>& out)
@@ -404,7 +381,7 @@ std::vector<std::uint32_t> list_masters(w1_socket& s, unsigned expected)
         std::memcpy(&id, m.payload.data() + 4 * i, 4);
         std::printf("  master %u\n", id);
         // The w1 core names the sysfs device after the same id.
-        CHECK(!read_file("/sys/bus/w1/devices/w1_bus_master" + std::to_string(id) + "/w1_master_name").empty());
+        CHECK(!guest::first_line("/sys/bus/w1/devices/w1_bus_master" + std::to_string(id) + "/w1_master_name").empty());
         ids.push_back(id);
     }
     std::sort(ids.begin(), ids.end());
