@@ -1,12 +1,7 @@
 #!/bin/sh
 # cnctl on the booted arm64 kernel: usage errors, live proc events (JSON), and
 # a request nobody answers ending in the timeout exit status.
-fail=0
-check() {  # check DESCRIPTION COMMAND...
-    desc=$1
-    shift
-    if "$@"; then echo "ok: $desc"; else echo "FAILED: $desc"; fail=1; fi
-}
+. /lib/guest.sh
 
 cnctl --help >/tmp/help.txt 2>&1
 check "--help prints the usage" grep -q '^usage: cnctl' /tmp/help.txt

@@ -469,6 +469,7 @@ root=$work/initramfs
 rm -rf "$root" && mkdir -p "$root"/{bin,lib/modules,tests,proc,sys,dev,tmp}
 cp "$busybox_bin" "$root/bin/busybox"
 cp "$vm_exit" "$root/bin/vm-exit"
+cp "$here/guest/lib.sh" "$root/lib/guest.sh" # sourced by the guest shell tests
 [ "$with_module" = 1 ] && cp "$mod_dir/cnasio_echo.ko" "$root/lib/modules/"
 if [ "$with_w1" = 1 ]; then
     cp "$wire_ko" "$root/lib/modules/wire.ko" && cp "$mod_dir/cnasio_w1_virtual.ko" "$root/lib/modules/" ||

@@ -5,19 +5,7 @@
 # slack); send and request to 14:1 while it is unloaded exit 1 and say "not
 # registered"; README's sequence (wait-id, then the first request) works.
 # Run by the guest's /init (busybox sh).
-fail=0
-check() {  # check DESCRIPTION COMMAND...
-    desc=$1
-    shift
-    if "$@"; then echo "ok: $desc"; else echo "FAILED: $desc"; fail=1; fi
-}
-run() {
-    echo "\$ cnctl $*" | cut -c1-100
-    timeout 20 cnctl "$@" >/tmp/o 2>/tmp/e
-    rc=$?
-    cat /tmp/o /tmp/e | sed 's/^/  /' | cut -c1-220
-}
-matches() { grep -Eqx "$2" "$1"; }      # matches FILE ERE: some whole line matches
+. /lib/guest.sh
 ms_now() { cut -d' ' -f1 /proc/uptime | tr -d .; }  # centiseconds since boot
 
 run ids

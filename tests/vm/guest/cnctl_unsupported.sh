@@ -5,19 +5,8 @@
 #   cnctl_unsupported.sh no-proc-events   proc exits 1 naming CONFIG_PROC_EVENTS (and
 #                                         the namespace cause, which it cannot rule out)
 # Run by the guest's /init (busybox sh).
-fail=0
-check() {  # check DESCRIPTION COMMAND...
-    desc=$1
-    shift
-    if "$@"; then echo "ok: $desc"; else echo "FAILED: $desc"; fail=1; fi
-}
-run() {
-    echo "\$ cnctl $*"
-    timeout 30 cnctl "$@" >/tmp/o 2>/tmp/e
-    rc=$?
-    cat /tmp/o /tmp/e | sed 's/^/  /' | cut -c1-400
-}
-has() { grep -q -- "$2" "$1"; }  # has FILE TEXT
+run_timeout=30 run_width=400
+. /lib/guest.sh
 
 case "$1" in
     no-connector)

@@ -4,21 +4,8 @@
 # and --json) read back exactly as set, an injected CRC error as exit 1 with
 # a CRC line, touch on a slave, and bad input as exit 2 with a clear line.
 # Run by the guest's /init (busybox sh).
-fail=0
+. /lib/guest.sh
 p=/sys/module/cnasio_w1_virtual/parameters
-check() {  # check DESCRIPTION COMMAND...
-    desc=$1
-    shift
-    if "$@"; then echo "ok: $desc"; else echo "FAILED: $desc"; fail=1; fi
-}
-run() {
-    echo "\$ cnctl $*" | cut -c1-100
-    timeout 20 cnctl "$@" >/tmp/o 2>/tmp/e
-    rc=$?
-    cat /tmp/o /tmp/e | sed 's/^/  /' | cut -c1-220
-}
-matches() { grep -Eqx "$2" "$1"; }  # matches FILE ERE: some whole line matches
-lines() { [ "$(wc -l <"$1")" -eq "$2" ]; }
 
 [ -r $p/devices ] || { echo "cnasio_w1_virtual is not loaded (run-vm.sh --w1)"; exit 1; }
 devices=$(cat $p/devices)
@@ -67,5 +54,4 @@ run w1 search notanumber
 check "bad master: exit 2" [ $rc -eq 2 ]
 check "bad master: one clear line" grep -q "notanumber" /tmp/e
 
-[ $fail -eq 0 ] && echo "cnctl_w1: PASS" || echo "cnctl_w1: FAIL"
-exit $fail
+finish cnctl_w1

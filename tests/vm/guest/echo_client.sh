@@ -3,21 +3,8 @@
 # cnasio_echo module: each command's typed reply line, the module's error
 # replies by errno name with exit status 1, a timeout (3) for an id nobody
 # serves, and a usage error (2). Run by the guest's /init (busybox sh).
-fail=0
-check() {  # check DESCRIPTION COMMAND...
-    desc=$1
-    shift
-    if "$@"; then echo "ok: $desc"; else echo "FAILED: $desc"; fail=1; fi
-}
-# run ARGS...: echo_client's stdout in /tmp/o, stderr in /tmp/e, status in $rc.
-run() {
-    echo "\$ echo_client $*" | cut -c1-100
-    timeout 10 echo_client "$@" >/tmp/o 2>/tmp/e
-    rc=$?
-    cat /tmp/o /tmp/e | sed 's/^/  /' | cut -c1-200
-}
-is() { [ "$(cat "$1")" = "$2" ]; }      # is FILE TEXT: FILE holds exactly TEXT
-matches() { grep -Eqx "$2" "$1"; }      # matches FILE ERE: some whole line matches
+run_program=echo_client run_timeout=10 run_width=200
+. /lib/guest.sh
 
 run echo "hello, module"
 check "echo: exit 0" [ $rc -eq 0 ]
