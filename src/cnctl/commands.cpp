@@ -91,40 +91,24 @@ std::optional<cnasio::client> open_client(asio::io_context& io, const common_opt
     return std::optional<cnasio::client>(std::move(c));
 }
 
-// Stops a command on SIGINT/SIGTERM through `stop`.
-template <class Stop>
-void on_signals(asio::signal_set& signals, bool& stopping, Stop stop) {
-    signals.async_wait([&stopping, stop](error_code ec, int) {
-        if (ec) return;
-        stopping = true;
-        stop();
-    });
-}
-
 // The --ready-line announcement: from now on, messages sent to `group` reach
 // this process's socket and SIGINT/SIGTERM end it cleanly.
 void announce_ready(unsigned group) { std::fprintf(stderr, "cnctl: listening on group %u\n", group); }
 
 // ---- commands ------------------------------------------------------------------------
 
-asio::awaitable<int> proc_command(proc_args a) {
-    auto ex = co_await asio::this_coro::executor;
-    auto& io = static_cast<asio::io_context&>(ex.context());
+asio::awaitable<int> proc_command(const proc_args& a, cnasio::client& c) {
+    if (!a.raw && !a.force_bpf) co_return co_await proc_view(a, c, describe);
     int rc = exit_ok;
-    auto c = open_client(io, a, rc);
-    if (!c) co_return rc;
-    if (!a.raw && !a.force_bpf) co_return co_await proc_view(a, *c, describe);
 
     proc::listener_options lo;
     lo.filter = a.filter;
     lo.force_bpf = a.force_bpf;
-    proc::listener l(*c, lo);
+    proc::listener l(c, lo);
     auto [sec] = co_await l.async_start(asio::as_tuple(asio::use_awaitable));
     if (sec) co_return fail(describe(sec, "starting process events"));
 
-    asio::signal_set signals(ex, SIGINT, SIGTERM);
-    bool stopping = false;
-    on_signals(signals, stopping, [&l] { l.cancel(); });
+    stop_on_signals signals(c.get_executor(), [&l] { l.cancel(); });
     if (a.ready_line) announce_ready(proc::connector_idx); // joined, LISTEN acknowledged, signals caught
 
     output out;
@@ -148,7 +132,7 @@ asio::awaitable<int> proc_command(proc_args a) {
             lost_reported = *st.lost;
         }
     };
-    while (!stopping) {
+    while (!signals.stopping()) {
         auto [ec] = co_await l.async_receive(ev, asio::as_tuple(asio::use_awaitable));
         if (ec == cnasio::error::overrun) {
             if (filtered)
@@ -160,7 +144,7 @@ asio::awaitable<int> proc_command(proc_args a) {
             continue;
         }
         if (ec) {
-            if (stopping) break;
+            if (signals.stopping()) break;
             rc = fail(describe(ec, "receiving process events"));
             break;
         }
@@ -171,42 +155,30 @@ asio::awaitable<int> proc_command(proc_args a) {
         if (a.count != 0 && seen >= a.count) break;
         if (l.queued() == 0 && !out.flush()) break; // a burst is flushed once, at its end
     }
-    signals.cancel();
     rc = out.finish(rc);
     l.close(); // IGNORE
     report_loss(true);
     co_return rc;
 }
 
-asio::awaitable<int> tree_command(tree_args a) {
-    auto ex = co_await asio::this_coro::executor;
-    auto& io = static_cast<asio::io_context&>(ex.context());
-    int rc = exit_ok;
-    auto c = open_client(io, a, rc);
-    if (!c) co_return rc;
-    co_return co_await tree_view(a, *c, describe);
+asio::awaitable<int> tree_command(const tree_args& a, cnasio::client& c) {
+    co_return co_await tree_view(a, c, describe);
 }
 
-asio::awaitable<int> listen_command(listen_args a) {
-    auto ex = co_await asio::this_coro::executor;
-    auto& io = static_cast<asio::io_context&>(ex.context());
+asio::awaitable<int> listen_command(const listen_args& a, cnasio::client& c) {
     int rc = exit_ok;
-    auto c = open_client(io, a, rc);
-    if (!c) co_return rc;
     cnasio::subscription_options so;
     so.queue_limit = 65536;
     error_code ec;
-    auto sub = c->subscribe(a.group, so, ec);
+    auto sub = c.subscribe(a.group, so, ec);
     if (ec) co_return fail(describe(ec, "joining group " + std::to_string(a.group)));
 
-    asio::signal_set signals(ex, SIGINT, SIGTERM);
-    bool stopping = false;
-    on_signals(signals, stopping, [&sub] { sub.cancel(); });
+    stop_on_signals signals(c.get_executor(), [&sub] { sub.cancel(); });
     if (a.ready_line) announce_ready(a.group); // joined, signals caught
     output out;
     cn::message m;
     std::uint64_t seen = 0, overruns = 0;
-    while (!stopping) {
+    while (!signals.stopping()) {
         auto [rec] = co_await sub.async_receive(m, asio::as_tuple(asio::use_awaitable));
         if (rec == cnasio::error::overrun) {
             ++overruns;
@@ -215,7 +187,7 @@ asio::awaitable<int> listen_command(listen_args a) {
             continue;
         }
         if (rec) {
-            if (stopping) break;
+            if (signals.stopping()) break;
             rc = fail(describe(rec, "receiving from group " + std::to_string(a.group)));
             break;
         }
@@ -227,17 +199,11 @@ asio::awaitable<int> listen_command(listen_args a) {
     const auto dropped = sub.stats().dropped;
     if (dropped > 0)
         std::fprintf(stderr, "cnctl: %llu messages dropped by a full queue\n", static_cast<unsigned long long>(dropped));
-    signals.cancel();
     co_return out.finish(rc);
 }
 
 
-asio::awaitable<int> request_command(request_args a) {
-    auto ex = co_await asio::this_coro::executor;
-    auto& io = static_cast<asio::io_context&>(ex.context());
-    int rc = exit_ok;
-    auto c = open_client(io, a, rc);
-    if (!c) co_return rc;
+asio::awaitable<int> request_command(const request_args& a, cnasio::client& c) {
     cnasio::request_options ro;
     ro.match = a.ack_only ? cnasio::match::ack_only : cnasio::match::seq_and_ack;
     ro.timeout = a.timeout;
@@ -246,12 +212,9 @@ asio::awaitable<int> request_command(request_args a) {
     cn::header sent_header{};
     ro.sent = &sent_header;
 
-    asio::signal_set signals(ex, SIGINT, SIGTERM);
-    bool stopping = false;
-    on_signals(signals, stopping, [&c] { c->close(); });
-    auto [ec, reply] = co_await c->async_request(a.id, a.payload, ro, asio::as_tuple(asio::use_awaitable));
-    signals.cancel();
-    if (stopping) co_return exit_ok;
+    stop_on_signals signals(c.get_executor(), [&c] { c.close(); });
+    auto [ec, reply] = co_await c.async_request(a.id, a.payload, ro, asio::as_tuple(asio::use_awaitable));
+    if (signals.stopping()) co_return exit_ok;
     if (ec == cnasio::error::not_registered)
         co_return fail(not_registered(a.id, "request to " + id_text(a.id)) +
                        (sent_header.seq != 0 ? " (it went away before the timeout)" : ""));
@@ -270,16 +233,11 @@ asio::awaitable<int> request_command(request_args a) {
     co_return out.finish(exit_ok);
 }
 
-asio::awaitable<int> send_command(send_args a) {
-    auto ex = co_await asio::this_coro::executor;
-    auto& io = static_cast<asio::io_context&>(ex.context());
-    int rc = exit_ok;
-    auto c = open_client(io, a, rc);
-    if (!c) co_return rc;
+asio::awaitable<int> send_command(const send_args& a, cnasio::client& c) {
     cnasio::request_options ro;
     ro.port_id = a.to;
     ro.check_registered = a.check_registered && a.to == 0;
-    auto [ec] = co_await c->async_send(a.id, a.payload, ro, asio::as_tuple(asio::use_awaitable));
+    auto [ec] = co_await c.async_send(a.id, a.payload, ro, asio::as_tuple(asio::use_awaitable));
     if (ec == cnasio::error::not_registered) co_return fail(not_registered(a.id, "send to " + id_text(a.id)));
     if (ec == boost::system::errc::connection_refused)
         co_return fail("send to " + id_text(a.id) + ": no socket has port id " + std::to_string(a.to));
@@ -287,14 +245,9 @@ asio::awaitable<int> send_command(send_args a) {
     co_return exit_ok;
 }
 
-asio::awaitable<int> ids_command(ids_args a) {
-    auto ex = co_await asio::this_coro::executor;
-    auto& io = static_cast<asio::io_context&>(ex.context());
-    int rc = exit_ok;
-    auto c = open_client(io, a, rc);
-    if (!c) co_return rc;
+asio::awaitable<int> ids_command(const ids_args& a, cnasio::client& c) {
     error_code ec;
-    const auto ids = c->registered_ids(ec);
+    const auto ids = c.registered_ids(ec);
     if (ec) co_return fail(describe(ec, "reading the registered connector ids"));
     output out;
     for (const auto& r : ids)
@@ -310,16 +263,13 @@ asio::awaitable<int> wait_id_command(wait_id_args a) {
     error_code ec;
     cnasio::client c(ex, std::move(co), ec);
     if (ec) co_return fail(describe(ec, "opening the connector socket"));
-    asio::signal_set signals(ex, SIGINT, SIGTERM);
-    bool stopping = false;
-    on_signals(signals, stopping, [&c] { c.close(); });
+    stop_on_signals signals(ex, [&c] { c.close(); });
     const auto t0 = std::chrono::steady_clock::now();
     auto [wec] = a.gone ? co_await c.async_wait_unregistered(a.id, a.timeout, asio::as_tuple(asio::use_awaitable))
                         : co_await c.async_wait_registered(a.id, a.timeout, asio::as_tuple(asio::use_awaitable));
     const auto waited =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
-    signals.cancel();
-    if (stopping) co_return exit_ok;
+    if (signals.stopping()) co_return exit_ok;
     const char* what = a.gone ? "unregistered" : "registered";
     if (wec == cnasio::error::timeout) {
         std::fprintf(stderr, "cnctl: %s not %s within %lld ms\n", id_text(a.id).c_str(), what,
@@ -353,12 +303,17 @@ int run(asio::awaitable<int> task) {
 
 } // namespace
 
-int run_proc(const proc_args& a) { return run(proc_command(a)); }
-int run_listen(const listen_args& a) { return run(listen_command(a)); }
-int run_tree(const tree_args& a) { return run(tree_command(a)); }
-int run_request(const request_args& a) { return run(request_command(a)); }
-int run_send(const send_args& a) { return run(send_command(a)); }
-int run_ids(const ids_args& a) { return run(ids_command(a)); }
+// `a` outlives io.run() in run(): the commands may keep references to it.
+int run_proc(const proc_args& a) { return run(with_client(a, [&a](cnasio::client& c) { return proc_command(a, c); })); }
+int run_listen(const listen_args& a) {
+    return run(with_client(a, [&a](cnasio::client& c) { return listen_command(a, c); }));
+}
+int run_tree(const tree_args& a) { return run(with_client(a, [&a](cnasio::client& c) { return tree_command(a, c); })); }
+int run_request(const request_args& a) {
+    return run(with_client(a, [&a](cnasio::client& c) { return request_command(a, c); }));
+}
+int run_send(const send_args& a) { return run(with_client(a, [&a](cnasio::client& c) { return send_command(a, c); })); }
+int run_ids(const ids_args& a) { return run(with_client(a, [&a](cnasio::client& c) { return ids_command(a, c); })); }
 int run_wait_id(const wait_id_args& a) { return run(wait_id_command(a)); }
 
 } // namespace cnctl

@@ -10,12 +10,10 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
 #include <cerrno>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -172,28 +170,15 @@ struct w1_command {
     }
 };
 
-asio::awaitable<int> w1_main(w1_args a) {
-    auto ex = co_await asio::this_coro::executor;
-    auto& io = static_cast<asio::io_context&>(ex.context());
-    int rc = exit_ok;
-    auto c = open_command_client(io, a, rc);
-    if (!c) co_return rc;
-    asio::signal_set signals(ex, SIGINT, SIGTERM);
-    bool stopping = false;
-    signals.async_wait([&](error_code ec, int) {
-        if (ec) return;
-        stopping = true;
-        c->close();
-    });
-    w1_command cmd{a, *c, {}, exit_ok};
+asio::awaitable<int> w1_main(const w1_args& a, cnasio::client& c) {
+    stop_on_signals signals(c.get_executor(), [&c] { c.close(); });
+    w1_command cmd{a, c, {}, exit_ok};
     co_await cmd.run();
-    signals.cancel();
-    if (stopping) co_return cmd.out.finish(exit_ok);
-    co_return cmd.out.finish(cmd.rc);
+    co_return cmd.out.finish(signals.stopping() ? exit_ok : cmd.rc);
 }
 
 } // namespace
 
-int run_w1(const w1_args& a) { return run_task(w1_main(a)); }
+int run_w1(const w1_args& a) { return run_task(with_client(a, [&a](cnasio::client& c) { return w1_main(a, c); })); }
 
 } // namespace cnctl

@@ -25,11 +25,6 @@ namespace proc = cnasio::proc;
 
 constexpr int exit_no_such_process = 127;
 constexpr int exit_interrupted = 130;
-
-int fail(const std::string& m) {
-    std::fprintf(stderr, "cnctl: %s\n", m.c_str());
-    return exit_runtime;
-}
 } // namespace
 
 int run_wait(const wait_args& a) {
@@ -53,8 +48,7 @@ int run_wait(const wait_args& a) {
     });
     t.async_start([&](cnasio::error_code sec) {
         if (sec) {
-            rc = fail("starting process events: " + sec.message() +
-                      (sec == boost::system::errc::operation_not_permitted ? " (run as root)" : ""));
+            rc = fail_with(describe_error(sec, "starting process events"));
             signals.cancel();
             return;
         }
@@ -68,7 +62,7 @@ int run_wait(const wait_args& a) {
                     std::fprintf(stderr, "cnctl: wait: %d ended while events were lost: status unknown\n", pid);
                     status[i] = exit_runtime;
                 } else if (wec) {
-                    if (!interrupted) rc = fail("waiting for " + std::to_string(pid) + ": " + wec.message());
+                    if (!interrupted) rc = fail_with("waiting for " + std::to_string(pid) + ": " + wec.message());
                     status[i] = exit_runtime;
                 } else {
                     const unsigned sig = ws & 0x7fu;
