@@ -11,7 +11,8 @@
 //   start_stream(id, ...)              ->   stream_start: the same, for an answer handed out part by part
 //   stream_next(stream, op, into)      ->   a completion now or when a part comes (or the answer ends)
 //   cancel_next(stream, number, all)   ->   a completion (operation_aborted); `all`: the request ends too
-//   close_stream(stream)               ->   the request ends (its later parts count as late)
+//   cancel_stream(stream)              ->   the request ends (operation_aborted; later parts are late)
+//   close_stream(stream)               ->   the same, and the stream goes
 //   send_failed(ticket, ec)            ->   a completion
 //   cancel_request(ticket)             ->   a completion (operation_aborted)
 //   subscribe(group, options)          ->   subscribe_result: join the group or not
@@ -265,6 +266,14 @@ public:
         completion& c = push_completion(s->waiter);
         c.ec = aborted_error();
         end_wait(*s);
+    }
+
+    /// Ends the stream's request if it is pending, as cancel_request does: a
+    /// waiting stream_next ends with operation_aborted; queued parts stay,
+    /// then the stream's end is operation_aborted.
+    void cancel_stream(stream_ref ref) {
+        if (part_stream_state* s = find(ref); s && requests_.find(s->t))
+            finish(s->t, aborted_error(), nullptr, table::outcome::expired);
     }
 
     /// Ends a stream for good: a pending request ends (operation_aborted; its
