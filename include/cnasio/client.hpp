@@ -27,8 +27,8 @@
 // program that makes its requests and lets go of its subscriptions sees
 // io_context::run() return without close().
 //
-// Cancellation: async_request and subscription::async_receive honour terminal,
-// partial and total cancellation. A cancelled request leaves the pending table
+// Cancellation: async_request, part_stream::async_next and
+// subscription::async_receive honour terminal, partial and total cancellation. A cancelled request leaves the pending table
 // at once and a reply arriving later is counted as late.
 #pragma once
 
@@ -39,6 +39,7 @@
 #include <cnasio/detail/client_state.hpp>
 #include <cnasio/error.hpp>
 #include <cnasio/options.hpp>
+#include <cnasio/part_stream.hpp>
 #include <cnasio/subscription.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -183,6 +184,22 @@ public:
                                                                          std::move(handler), nullptr, parts);
             },
             token, id, payload, &parts, std::move(options));
+    }
+
+    /// Sends `payload` and returns its answer as a stream of parts, taken one
+    /// at a time with part_stream::async_next (see part_stream.hpp): the
+    /// messages `options.match` gives the request go to `options.parts`, the
+    /// part rule, in the order they arrive, and the answer ends after the
+    /// part it calls the last (without a rule, the first matching message is
+    /// the only part). The timeout covers the whole answer. Up to
+    /// `queue_limit` parts (at least 1) wait for a taker; one more ends the
+    /// answer with error::parts_overflow. The request is sent now; the
+    /// payload need not outlive the call. Errors at start (those of
+    /// async_request) are the stream's end, given by its first async_next.
+    part_stream request_stream(connector::id id, std::span<const std::byte> payload, request_options options,
+                               std::size_t queue_limit = 1024) {
+        const auto ref = state_->start_stream(id, payload, std::move(options), queue_limit);
+        return part_stream(state_, ref);
     }
 
     /// Sends one message that expects no reply. Completion: void(error_code).

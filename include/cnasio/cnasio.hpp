@@ -12,6 +12,7 @@
 #include <cnasio/options.hpp>
 #include <cnasio/client_options.hpp>
 #include <cnasio/subscription.hpp>
+#include <cnasio/part_stream.hpp>
 #include <cnasio/client.hpp>
 #include <cnasio/proc/event.hpp>
 #include <cnasio/proc/loss.hpp>

@@ -52,6 +52,11 @@ enum class error {
     w1_crc_mismatch,                 ///< data read from a device failed its CRC8
     w1_power_on_reset,               ///< a DS18B20 returned its power-on value 85 °C: no conversion ran
     w1_wrong_family,                 ///< the device is not of the family the operation is for
+
+    // streamed multi-part answers (part_stream.hpp) and bundled connector messages (framing.hpp)
+    end_of_answer,                   ///< a streamed answer's last part was handed out: no more parts
+    parts_overflow,                  ///< a streamed answer's part came while its queue was full: the answer ends
+    bundle_trailing_bytes,           ///< bytes after a netlink message's last cn_msg that form no whole cn_msg
 };
 
 namespace detail {
@@ -108,6 +113,11 @@ public:
         case error::w1_power_on_reset:
             return "the DS18B20 returned its power-on value 85 °C: the conversion did not run (check its power)";
         case error::w1_wrong_family: return "the 1-Wire device is not of the family this operation is for";
+        case error::end_of_answer: return "end of the answer: its last part was handed out";
+        case error::parts_overflow:
+            return "a part of a streamed answer came while its queue was full: the answer was ended";
+        case error::bundle_trailing_bytes:
+            return "netlink message ends with bytes that form no whole cn_msg after its last one";
         }
         return "unknown cnasio error";
     }

@@ -5,7 +5,9 @@
 // - the walk ends, within one step per 16 bytes (+1 for the truncation report);
 // - it agrees, message for message, with a plain model of the rules written
 //   in framing.hpp (NOOP and error-0 skipped, errno of NLMSG_ERROR, which
-//   lengths end the walk and which lose one message);
+//   lengths end the walk and which lose one message, every cn_msg of a
+//   W1_CN_BUNDLE netlink message, 1-3 trailing bytes as padding and 4-19 as
+//   bundle_trailing_bytes);
 // - every good message lies inside the datagram and its header fields are
 //   the bytes at their wire offsets;
 // - a truncated datagram never passes without an error;
@@ -28,6 +30,7 @@ struct step {
     std::size_t at = 0;          // offset of the netlink message
     std::size_t payload_at = 0;  // good messages: offset and size of the payload
     std::size_t payload_len = 0;
+    std::size_t cn_at = 0;       // good messages: offset of the cn_msg (several per netlink message in a bundle)
 };
 
 template <class T>
@@ -80,10 +83,23 @@ std::vector<step> model(std::span<const std::byte> d, bool truncated) {
             }
         } else if (body_len < 20) {
             out.push_back({error::connector_header_truncated, off});
-        } else if (read_at<std::uint16_t>(d, body + 16) > body_len - 20) {
-            out.push_back({error::connector_length_beyond_message, off});
         } else {
-            out.push_back({{}, off, body + 20, read_at<std::uint16_t>(d, body + 16)});
+            // cn_msg after cn_msg, back to back, to the end of the netlink message.
+            const std::size_t stop = off + len;
+            for (std::size_t cn = body;;) {
+                const std::size_t left = stop - cn;
+                if (left < 20) {
+                    if (left > 3) out.push_back({error::bundle_trailing_bytes, off});
+                    break;
+                }
+                const std::size_t data_len = read_at<std::uint16_t>(d, cn + 16);
+                if (data_len > left - 20) {
+                    out.push_back({error::connector_length_beyond_message, off});
+                    break;
+                }
+                out.push_back({{}, off, cn + 20, data_len, cn});
+                cn += 20 + data_len;
+            }
         }
         off = next;
     }
@@ -143,11 +159,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         FUZZ_CHECK(m.header.nlmsg_flags == read_at<std::uint16_t>(d, at + 6));
         FUZZ_CHECK(m.header.nlmsg_seq == read_at<std::uint32_t>(d, at + 8));
         FUZZ_CHECK(m.header.nlmsg_pid == read_at<std::uint32_t>(d, at + 12));
-        FUZZ_CHECK(m.header.id.idx == read_at<std::uint32_t>(d, at + 16));
-        FUZZ_CHECK(m.header.id.val == read_at<std::uint32_t>(d, at + 20));
-        FUZZ_CHECK(m.header.seq == read_at<std::uint32_t>(d, at + 24));
-        FUZZ_CHECK(m.header.ack == read_at<std::uint32_t>(d, at + 28));
-        FUZZ_CHECK(m.header.flags == read_at<std::uint16_t>(d, at + 34));
+        const std::size_t cn = want.cn_at;
+        FUZZ_CHECK(m.header.id.idx == read_at<std::uint32_t>(d, cn + 0));
+        FUZZ_CHECK(m.header.id.val == read_at<std::uint32_t>(d, cn + 4));
+        FUZZ_CHECK(m.header.seq == read_at<std::uint32_t>(d, cn + 8));
+        FUZZ_CHECK(m.header.ack == read_at<std::uint32_t>(d, cn + 12));
+        FUZZ_CHECK(m.header.flags == read_at<std::uint16_t>(d, cn + 18));
         seen.push_back(want);
         good.push_back(m);
     }

@@ -215,3 +215,162 @@ TEST_SUITE("w1: the client against a stand-in w1 core") {
         CHECK(f.c->pending_requests() == 0);
     }
 }
+
+namespace {
+
+// Takes every part of stream `s` with async_next until its end; returns the
+// parts and the end's error.
+struct stream_reader {
+    std::vector<connector::message> parts;
+    error_code end;
+    bool done = false;
+    void take(part_stream& s) {
+        s.async_next([this, &s](error_code ec, connector::message m) {
+            if (ec) {
+                end = ec;
+                done = true;
+                return;
+            }
+            parts.push_back(std::move(m));
+            take(s);
+        });
+    }
+};
+
+request_options stream_options(const fixture& f, std::size_t commands, std::uint16_t flags = 0) {
+    request_options ro;
+    ro.match = match::seq_only;
+    ro.parts = w1::reply_rule(commands);
+    ro.port_id = f.o.port_id;
+    ro.timeout = 2s;
+    ro.flags = flags;
+    return ro;
+}
+
+} // namespace
+
+TEST_SUITE("w1: streamed answers and W1_CN_BUNDLE through the socket") {
+    TEST_CASE("streamed: a search split over three data replies comes part by part, then end_of_answer") {
+        fixture f;
+        f.peer.set_ids_per_reply(1);
+        const w1::command_spec search[] = {{w1::command::search, {}}};
+        connector::header sent;
+        request_options ro = stream_options(f, 1);
+        ro.sent = &sent;
+        part_stream s = f.c->request_stream(w1::connector_id, w1::master_request(test::w1_peer::master, search),
+                                            std::move(ro));
+        stream_reader r;
+        r.take(s);
+        f.wait(r);
+        REQUIRE(r.done);
+        CHECK(r.end == error::end_of_answer);
+        REQUIRE(r.parts.size() == 4); // three data replies, one status
+        w1::answer a;
+        REQUIRE_FALSE(w1::read_answer(sent, r.parts, 1, a));
+        CHECK(a.slaves == std::vector<w1::rom_id>{rom_a, rom_b, rom_c});
+        CHECK(s.ended());
+        CHECK(s.parts() == 4);
+        CHECK(f.c->stats().replies == 4);
+        CHECK(f.c->pending_requests() == 0);
+    }
+
+    TEST_CASE("streamed: a silent peer ends the stream with a timeout; dropping a stream makes its parts late") {
+        fixture f;
+        f.peer.set_silent(true);
+        const w1::command_spec reset[] = {{w1::command::reset, {}}};
+        request_options ro = stream_options(f, 1);
+        ro.timeout = 200ms;
+        part_stream s = f.c->request_stream(w1::connector_id, w1::master_request(test::w1_peer::master, reset),
+                                            std::move(ro));
+        stream_reader r;
+        const auto t0 = std::chrono::steady_clock::now();
+        r.take(s);
+        f.wait(r);
+        REQUIRE(r.done);
+        CHECK(r.end == error::timeout);
+        CHECK(std::chrono::steady_clock::now() - t0 >= 200ms);
+        CHECK(r.parts.empty());
+        f.peer.set_silent(false);
+
+        // A stream destroyed before its answer: the answer's parts all count as late.
+        {
+            const std::vector<std::byte> ones(9, std::byte{0xff});
+            const w1::command_spec read[] = {{w1::command::read, ones}};
+            part_stream gone = f.c->request_stream(w1::connector_id, w1::slave_request(rom_a, read),
+                                                   stream_options(f, 1));
+        }
+        CHECK(f.c->pending_requests() == 0);
+        // The client reads only while something waits on it: a request makes it read what came (the
+        // peer answers in order, so the dropped read's parts come first).
+        fixture::result<std::vector<std::uint32_t>> masters;
+        w1::async_list_masters(*f.c, f.o, [&](error_code ec, std::vector<std::uint32_t> v) {
+            masters = {true, ec, std::move(v)};
+        });
+        f.wait(masters);
+        CHECK_FALSE(masters.ec);
+        CHECK(f.c->stats().late_replies == 2); // the read's data and status
+    }
+
+    TEST_CASE("streamed: partial cancellation ends only the wait; the parts are still taken afterwards") {
+        fixture f;
+        f.peer.set_silent(true);
+        const w1::command_spec reset[] = {{w1::command::reset, {}}};
+        part_stream s = f.c->request_stream(w1::connector_id, w1::master_request(test::w1_peer::master, reset),
+                                            stream_options(f, 1));
+        asio::cancellation_signal cancel;
+        fixture::result<int> first;
+        s.async_next(asio::bind_cancellation_slot(cancel.slot(), [&](error_code ec, connector::message) {
+            first = {true, ec, 0};
+        }));
+        cancel.emit(asio::cancellation_type::partial);
+        f.wait(first);
+        CHECK(first.ec == asio::error::operation_aborted);
+        CHECK_FALSE(s.ended());
+        CHECK(f.c->pending_requests() == 1);
+        // A terminal cancellation ends the answer.
+        fixture::result<int> second;
+        s.async_next(asio::bind_cancellation_slot(cancel.slot(), [&](error_code ec, connector::message) {
+            second = {true, ec, 0};
+        }));
+        cancel.emit(asio::cancellation_type::terminal);
+        f.wait(second);
+        CHECK(second.ec == asio::error::operation_aborted);
+        CHECK(s.ended());
+        CHECK(f.c->pending_requests() == 0);
+    }
+
+    TEST_CASE("W1_CN_BUNDLE: a bundled answer in one datagram gives every part, streamed and gathered") {
+        fixture f;
+        // Select, Read Scratchpad: the status of the write, the 9 bytes, the status of the read.
+        const std::byte select_read[] = {std::byte{w1::ds18b20::read_scratchpad}};
+        const std::vector<std::byte> ones(9, std::byte{0xff});
+        const w1::command_spec cmds[] = {{w1::command::write, select_read}, {w1::command::read, ones}};
+        const auto before = f.peer.datagrams();
+        const auto datagrams_before = f.c->stats().datagrams;
+        part_stream s = f.c->request_stream(w1::connector_id, w1::slave_request(rom_a, cmds),
+                                            stream_options(f, 2, w1::cn_bundle));
+        stream_reader r;
+        r.take(s);
+        f.wait(r);
+        REQUIRE(r.done);
+        CHECK(r.end == error::end_of_answer);
+        CHECK(r.parts.size() == 3);
+        CHECK(f.peer.datagrams() - before == 1);
+        CHECK(f.c->stats().datagrams - datagrams_before == 1);
+        for (const auto& p : r.parts) CHECK((p.header.flags & w1::cn_bundle) != 0);
+
+        // The typed operations with the flag: the same readings, one datagram per request.
+        f.o.flags = w1::cn_bundle;
+        const auto peer_before = f.peer.datagrams();
+        const auto requests_before = f.peer.requests();
+        fixture::result<w1::ds18b20::reading> t;
+        w1::async_read_temperature(*f.c, rom_b, f.o, [&](error_code ec, w1::ds18b20::reading v) { t = {true, ec, v}; });
+        f.wait(t);
+        REQUIRE(t.done);
+        CHECK_FALSE(t.ec);
+        CHECK(t.value.millicelsius() == -10500);
+        CHECK(f.peer.datagrams() - peer_before == f.peer.requests() - requests_before);
+        CHECK(f.c->stats().malformed == 0);
+        CHECK(f.c->stats().unsolicited == 0);
+    }
+}

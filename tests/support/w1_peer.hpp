@@ -1,5 +1,6 @@
 // A user-space stand-in for the kernel's w1 core (drivers/w1/w1_netlink.c,
-// 5.10/6.1, without W1_CN_BUNDLE) with one bus master and DS18B20s on it, in
+// 5.10/6.1; with W1_CN_BUNDLE in a request's flags, all its replies go in one
+// netlink message, cn_msg after cn_msg, as the kernel packs them) with one bus master and DS18B20s on it, in
 // a thread. It answers as the kernel does: data replies with ack = seq + 1,
 // one status reply per command with the request's ack, a status with no
 // command for an unknown master or slave, ENODEV with the first command when
@@ -47,6 +48,8 @@ public:
     /// Send the slave ids of a search in data replies of at most this many ids.
     void set_ids_per_reply(std::size_t n) { ids_per_reply_ = n; }
     std::size_t requests() const noexcept { return requests_; }
+    /// Datagrams sent (a bundle is one).
+    std::size_t datagrams() const noexcept { return datagrams_; }
 
 private:
     void run() {
@@ -57,7 +60,13 @@ private:
             ++requests_;
             if (silent_) continue;
             connector::for_each_message(
-                bytes, false, [&](const connector::message_view& m) { answer(m, from); },
+                bytes, false,
+                [&](const connector::message_view& m) {
+                    bundle_.clear();
+                    bundling_ = (m.header.flags & w1::cn_bundle) != 0;
+                    answer(m, from);
+                    if (bundling_ && !bundle_.empty()) flush_bundle(m.header, from);
+                },
                 [](error_code, const connector::message_view&) {});
         }
     }
@@ -83,7 +92,43 @@ private:
         connector::header h = rq.header;
         h.ack = ack;
         h.nlmsg_pid = sock_.port_id();
-        sock_.send(h, p, to);
+        emit(h, p, to);
+    }
+
+    // One reply: a datagram of its own, or the next cn_msg of the bundle.
+    void emit(const connector::header& h, std::span<const std::byte> payload, std::uint32_t to) {
+        if (!bundling_) {
+            ++datagrams_;
+            sock_.send(h, payload, to);
+            return;
+        }
+        const std::size_t at = bundle_.size();
+        bundle_.resize(at + connector::connector_header_size + payload.size());
+        std::byte* cn = bundle_.data() + at;
+        const auto len = static_cast<std::uint16_t>(payload.size());
+        std::memcpy(cn + 0, &h.id.idx, 4);
+        std::memcpy(cn + 4, &h.id.val, 4);
+        std::memcpy(cn + 8, &h.seq, 4);
+        std::memcpy(cn + 12, &h.ack, 4);
+        std::memcpy(cn + 16, &len, 2);
+        std::memcpy(cn + 18, &h.flags, 2);
+        if (!payload.empty()) std::memcpy(cn + connector::connector_header_size, payload.data(), payload.size());
+    }
+
+    // The bundle as one netlink message (NLMSG_DONE, the request's seq, as cn_netlink_send_mult builds it).
+    void flush_bundle(const connector::header& rq, std::uint32_t to) {
+        std::vector<std::byte> d(connector::netlink_header_size);
+        const auto total = static_cast<std::uint32_t>(d.size() + bundle_.size());
+        const std::uint16_t type = NLMSG_DONE, flags = 0;
+        const std::uint32_t pid = sock_.port_id();
+        std::memcpy(d.data() + 0, &total, 4);
+        std::memcpy(d.data() + 4, &type, 2);
+        std::memcpy(d.data() + 6, &flags, 2);
+        std::memcpy(d.data() + 8, &rq.seq, 4);
+        std::memcpy(d.data() + 12, &pid, 4);
+        d.insert(d.end(), bundle_.begin(), bundle_.end());
+        ++datagrams_;
+        sock_.send_raw(d, to);
     }
 
     void answer(const connector::message_view& rq, std::uint32_t to) {
@@ -97,7 +142,7 @@ private:
                 std::memcpy(p.data() + w1::msg_header_size, ids, 4);
                 connector::header h = rq.header;
                 h.ack = data_ack;
-                sock_.send(h, p, to);
+                emit(h, p, to);
                 return;
             }
             w1_sensor* sensor = nullptr;
@@ -168,7 +213,9 @@ private:
     std::vector<w1_sensor> sensors_;
     peer sock_;
     std::atomic<bool> stop_{false}, silent_{false};
-    std::atomic<std::size_t> ids_per_reply_{64}, requests_{0};
+    std::atomic<std::size_t> ids_per_reply_{64}, requests_{0}, datagrams_{0};
+    std::vector<std::byte> bundle_; // the cn_msg of a bundle being built (the peer's thread only)
+    bool bundling_ = false;
     std::thread thread_;
 };
 

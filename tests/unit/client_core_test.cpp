@@ -638,3 +638,249 @@ TEST_CASE("client_core: without a parts vector the last part is the reply") {
     CHECK(text_of(done[0].message) == "end");
     CHECK(f.core.stats().replies == 2);
 }
+
+// ---- streamed multi-part answers (start_stream, stream_next) ----
+
+namespace {
+
+using cnasio::detail::stream_ref;
+
+// A stream with its request, plus helpers to ask for the next part.
+struct stream_fixture : fixture {
+    client_core::stream_start s;
+    op_id next_op = 100;
+
+    void start(request_options o = parts_options(), std::size_t limit = 16) {
+        s = core.start_stream(module_id, 0, std::move(o), t0, limit);
+        REQUIRE(s.start.send);
+    }
+    // Asks for the next part and returns the completions that came out at once.
+    std::vector<completion> next() {
+        core.stream_next(s.stream, next_op++);
+        return take_all();
+    }
+    // Takes parts until the end, returning their texts and the end's error.
+    std::vector<std::string> drain(error_code& end) {
+        std::vector<std::string> out;
+        for (;;) {
+            auto done = next();
+            REQUIRE(done.size() == 1);
+            if (done[0].ec) {
+                end = done[0].ec;
+                return out;
+            }
+            out.push_back(text_of(done[0].message));
+        }
+    }
+};
+
+} // namespace
+
+TEST_CASE("streamed parts in order: each next takes one part, then end_of_answer; later ones are duplicates") {
+    stream_fixture f;
+    f.start();
+    const header& h = f.s.start.header;
+    CHECK(f.next().empty()); // nothing yet: it waits
+    CHECK(f.core.stream_waits(f.s.stream, 100));
+    f.feed(part_of(h, h.seq + 1), "one"); // completes the waiting next at once
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].op == 100);
+    CHECK_FALSE(done[0].ec);
+    CHECK(text_of(done[0].message) == "one");
+    f.feed(part_of(h, h.ack), "two"); // nobody waits: queued
+    f.feed(part_of(h, 7), "end");
+    CHECK_FALSE(f.core.has_completions());
+    CHECK(f.core.stream_queued(f.s.stream) == 2);
+    CHECK_FALSE(f.core.request_pending(f.s.start.t)); // the request ended at its last part
+    CHECK(f.core.stream_ended(f.s.stream));
+    error_code end;
+    CHECK(f.drain(end) == std::vector<std::string>{"two", "end"});
+    CHECK(end == error::end_of_answer);
+    auto again = f.next(); // the end is sticky
+    REQUIRE(again.size() == 1);
+    CHECK(again[0].ec == error::end_of_answer);
+    CHECK(f.core.stats().replies == 3);
+    CHECK(f.core.stream_parts(f.s.stream) == 3);
+    f.feed(part_of(h, 1), "more");
+    CHECK(f.core.stats().duplicate_replies == 1);
+    CHECK_FALSE(f.core.wants_read());
+    f.core.close_stream(f.s.stream);
+    CHECK(f.core.streams() == 0);
+    CHECK(f.next()[0].ec == error::client_closed); // a stale stream
+}
+
+TEST_CASE("streamed parts out of order: the rule's last part ends the answer; what follows it is a duplicate") {
+    stream_fixture f;
+    f.start();
+    const header& h = f.s.start.header;
+    f.feed(part_of(h, 0), "end");
+    f.feed(part_of(h, 0), "one");
+    error_code end;
+    CHECK(f.drain(end) == std::vector<std::string>{"end"});
+    CHECK(end == error::end_of_answer);
+    CHECK(f.core.stats().duplicate_replies == 1);
+    CHECK(f.core.stats().replies == 1);
+}
+
+TEST_CASE("streamed parts with the last part missing: the parts that came, then a timeout at the deadline") {
+    stream_fixture f;
+    request_options o = parts_options();
+    o.timeout = 100ms;
+    f.start(std::move(o));
+    const header& h = f.s.start.header;
+    f.feed(part_of(h, 0), "one");
+    f.feed(part_of(h, 0), "two");
+    auto first = f.next();
+    REQUIRE(first.size() == 1);
+    CHECK(text_of(first[0].message) == "one");
+    f.core.on_timer(t0 + 99ms);
+    CHECK(f.core.request_pending(f.s.start.t));
+    f.core.on_timer(t0 + 100ms);
+    CHECK(f.core.stats().timeouts == 1);
+    CHECK_FALSE(f.core.has_completions()); // nobody waits: the end waits behind the queued part
+    error_code end;
+    CHECK(f.drain(end) == std::vector<std::string>{"two"});
+    CHECK(end == error::timeout);
+    f.feed(part_of(h, 0), "end");
+    CHECK(f.core.stats().late_replies == 1);
+}
+
+TEST_CASE("streamed parts: a timeout in the middle of the stream completes the waiting next with it") {
+    stream_fixture f;
+    f.start();
+    const header& h = f.s.start.header;
+    f.feed(part_of(h, 0), "one");
+    CHECK(text_of(f.next()[0].message) == "one");
+    CHECK(f.next().empty()); // waits for the second part
+    f.core.on_timer(t0 + 1000ms);
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].ec == error::timeout);
+    f.feed(part_of(h, 0), "two");
+    CHECK(f.core.stats().late_replies == 1);
+    CHECK(f.core.stream_queued(f.s.stream) == 0);
+}
+
+TEST_CASE("streamed parts: a second request interleaved; each stream gets its own parts, and a gathered one too") {
+    stream_fixture f;
+    f.start();
+    const auto b = f.core.start_stream(module_id, 0, parts_options(), t0, 16);
+    std::vector<message> gathered;
+    const auto g = f.core.start_request(50, module_id, 0, parts_options(), t0, nullptr, &gathered);
+    const header& a = f.s.start.header;
+    f.feed(part_of(b.start.header, 0), "b1");
+    f.feed(part_of(a, 0), "a1");
+    f.feed(part_of(g.header, 0), "g1");
+    f.feed(part_of(b.start.header, 0), "b2");
+    f.feed(part_of(a, 0), "end");
+    f.feed(part_of(g.header, 0), "end");
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].op == 50);
+    CHECK(texts(gathered) == std::vector<std::string>{"g1", "end"});
+    error_code end;
+    CHECK(f.drain(end) == std::vector<std::string>{"a1", "end"});
+    CHECK(end == error::end_of_answer);
+    CHECK(f.core.stream_queued(b.stream) == 2);
+    CHECK_FALSE(f.core.stream_ended(b.stream));
+    f.core.stream_next(b.stream, 7);
+    done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(text_of(done[0].message) == "b1");
+}
+
+TEST_CASE("streamed parts: cancel mid-stream; partial cancellation ends the wait, terminal the answer") {
+    stream_fixture f;
+    f.start();
+    const header& h = f.s.start.header;
+    CHECK(f.next().empty());
+    const auto n = f.core.next_number(f.s.stream);
+    f.core.cancel_next(f.s.stream, n + 1, true); // stale: nothing
+    CHECK_FALSE(f.core.has_completions());
+    f.core.cancel_next(f.s.stream, n, false);
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].ec == cnasio::detail::aborted_error());
+    CHECK(f.core.request_pending(f.s.start.t)); // the answer goes on
+    f.feed(part_of(h, 0), "one");
+    CHECK(f.core.stream_queued(f.s.stream) == 1);
+    CHECK(text_of(f.next()[0].message) == "one");
+    CHECK(f.next().empty());
+    f.core.cancel_next(f.s.stream, f.core.next_number(f.s.stream), true);
+    done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].ec == cnasio::detail::aborted_error());
+    CHECK_FALSE(f.core.request_pending(f.s.start.t));
+    f.feed(part_of(h, 0), "two");
+    CHECK(f.core.stats().late_replies == 1);
+    CHECK(f.next()[0].ec == cnasio::detail::aborted_error()); // the answer's end, sticky
+}
+
+TEST_CASE("streamed parts: closing the stream ends its request and its wait; later parts are late") {
+    stream_fixture f;
+    f.start();
+    const header& h = f.s.start.header;
+    f.feed(part_of(h, 0), "one");
+    CHECK(text_of(f.next()[0].message) == "one");
+    CHECK(f.next().empty());
+    f.core.close_stream(f.s.stream);
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].ec == cnasio::detail::aborted_error());
+    CHECK_FALSE(f.core.wants_read());
+    f.feed(part_of(h, 0), "end");
+    CHECK(f.core.stats().late_replies == 1);
+    CHECK(f.core.streams() == 0);
+}
+
+TEST_CASE("streamed parts: a full queue ends the answer with parts_overflow after the parts it holds") {
+    stream_fixture f;
+    f.start(parts_options(), 2);
+    const header& h = f.s.start.header;
+    f.feed(part_of(h, 0), "one");
+    f.feed(part_of(h, 0), "two");
+    CHECK(f.core.request_pending(f.s.start.t));
+    f.feed(part_of(h, 0), "three"); // no room
+    CHECK_FALSE(f.core.request_pending(f.s.start.t));
+    f.feed(part_of(h, 0), "end");
+    CHECK(f.core.stats().late_replies == 1);
+    CHECK(f.core.stream_parts(f.s.stream) == 3);
+    error_code end;
+    CHECK(f.drain(end) == std::vector<std::string>{"one", "two"});
+    CHECK(end == error::parts_overflow);
+}
+
+TEST_CASE("streamed parts: a failed start, a failed send, a read error and close each end the stream") {
+    stream_fixture f;
+    auto big = f.core.start_stream(module_id, cnasio::connector::max_payload + 1, parts_options(), t0, 4);
+    CHECK_FALSE(big.start.send);
+    f.core.stream_next(big.stream, 1);
+    CHECK(f.take_all().at(0).ec == error::payload_too_large);
+    const auto failed = f.core.failed_stream(error::not_registered);
+    f.core.stream_next(failed, 2);
+    CHECK(f.take_all().at(0).ec == error::not_registered);
+
+    f.start();
+    f.core.send_failed(f.s.start.t, cnasio::errno_code(EPERM));
+    CHECK(f.next().at(0).ec == std::errc::operation_not_permitted);
+
+    f.start();
+    CHECK(f.next().empty());
+    f.core.on_read_error(cnasio::errno_code(EIO));
+    CHECK(f.take_all().at(0).ec == std::errc::io_error);
+
+    f.start();
+    f.core.stream_next(f.s.stream, 3);
+    f.core.stream_next(f.s.stream, 4); // one wait at a time
+    auto two = f.take_all();
+    REQUIRE(two.size() == 1);
+    CHECK(two[0].op == 4);
+    CHECK(two[0].ec == cnasio::detail::in_progress_error());
+    f.core.close();
+    CHECK(f.take_all().at(0).ec == cnasio::detail::aborted_error());
+    auto late = f.core.start_stream(module_id, 0, parts_options(), t0, 4);
+    CHECK_FALSE(late.start.send);
+    f.core.stream_next(late.stream, 5);
+    CHECK(f.take_all().at(0).ec == error::client_closed);
+}

@@ -263,14 +263,31 @@ TEST_SUITE("framing: parsing") {
         }
     }
 
-    TEST_CASE("cn_msg.len shorter than the netlink payload: the rest is padding") {
-        wire w;
-        w.add(36 + 8, NLMSG_DONE, 1, 0, 3, "abcdefgh");
-        walk r(w.span());
-        CHECK(r.errors.empty());
-        CHECK(r.payloads == std::vector<std::string>{"abc"});
+    TEST_CASE("cn_msg.len shorter than the netlink payload by 1 to 3 bytes: the rest is padding") {
+        for (std::uint32_t pad = 1; pad <= 3; ++pad) {
+            CAPTURE(pad);
+            wire w;
+            w.add(36 + 3 + pad, NLMSG_DONE, 1, 0, 3, std::string_view("abcdefgh", 3 + pad));
+            w.add_message(2, 0, "after");
+            walk r(w.span());
+            CHECK(r.errors.empty());
+            CHECK(r.payloads == std::vector<std::string>{"abc", "after"});
+        }
     }
 
+    TEST_CASE("4 to 19 bytes after the last cn_msg form no cn_msg: bundle_trailing_bytes, the message itself kept") {
+        for (std::uint32_t extra : {4u, 5u, 19u}) {
+            CAPTURE(extra);
+            wire w;
+            const std::string data = "abc" + std::string(extra, 'x');
+            w.add(static_cast<std::uint32_t>(36 + data.size()), NLMSG_DONE, 1, 0, 3, data);
+            w.add_message(2, 0, "after");
+            walk r(w.span());
+            CHECK(r.payloads == std::vector<std::string>{"abc", "after"});
+            REQUIRE(r.errors.size() == 1);
+            CHECK(r.errors[0] == error::bundle_trailing_bytes);
+        }
+    }
     TEST_CASE("NLMSG_NOOP is skipped, NLMSG_ERROR carries the errno, an error 0 ack is skipped") {
         wire w;
         auto at = w.bytes.size();
@@ -346,6 +363,106 @@ TEST_SUITE("framing: parsing") {
             std::vector<std::byte> exact(w.bytes.begin(), w.bytes.begin() + static_cast<std::ptrdiff_t>(n));
             walk r(exact);
             CHECK(r.payloads.size() + r.errors.size() <= 2);
+        }
+    }
+}
+
+namespace {
+
+// A W1_CN_BUNDLE netlink message as drivers/w1/w1_netlink.c builds it: one
+// nlmsghdr, then cn_msg after cn_msg (each with its own len and ack), back to
+// back with no padding, then `extra` raw bytes inside nlmsg_len.
+struct bundled_part {
+    std::uint32_t ack;
+    std::string data;
+    std::uint16_t len_field; // what the cn_msg claims
+};
+wire bundle(const std::vector<bundled_part>& parts, std::string_view extra = {}, std::uint32_t seq = 9) {
+    wire w;
+    std::size_t at = 16;
+    for (const auto& p : parts) {
+        w.put<std::uint32_t>(at + 0, 3); // CN_W1_IDX
+        w.put<std::uint32_t>(at + 4, 1);
+        w.put<std::uint32_t>(at + 8, seq);
+        w.put<std::uint32_t>(at + 12, p.ack);
+        w.put<std::uint16_t>(at + 16, p.len_field);
+        w.put<std::uint16_t>(at + 18, 1); // W1_CN_BUNDLE, copied from the request
+        w.bytes.resize(at + 20 + p.data.size());
+        std::memcpy(w.bytes.data() + at + 20, p.data.data(), p.data.size());
+        at += 20 + p.data.size();
+    }
+    w.bytes.resize(at + extra.size());
+    std::memcpy(w.bytes.data() + at, extra.data(), extra.size());
+    w.put<std::uint32_t>(0, static_cast<std::uint32_t>(w.bytes.size()));
+    w.put<std::uint16_t>(4, NLMSG_DONE);
+    w.put<std::uint16_t>(6, 0);
+    w.put<std::uint32_t>(8, seq);
+    w.put<std::uint32_t>(12, 0);
+    w.bytes.resize((w.bytes.size() + 3) & ~std::size_t{3});
+    return w;
+}
+
+} // namespace
+
+TEST_SUITE("framing: W1_CN_BUNDLE bundles") {
+    TEST_CASE("every cn_msg of a bundled netlink message is yielded, in order, each with its own header") {
+        // Status, data, status of a scratchpad read: 9-, 12- and 9-byte-long bodies leave the cn_msg unaligned.
+        wire w = bundle({{5, "status--1", 9}, {10, "data-9bytes!", 12}, {5, "status--2", 9}});
+        w.add_message(2, 0, "after");
+        walk r(w.span());
+        CHECK(r.errors.empty());
+        REQUIRE(r.payloads == std::vector<std::string>{"status--1", "data-9bytes!", "status--2", "after"});
+        const std::uint32_t acks[] = {5, 10, 5};
+        for (int i = 0; i < 3; ++i) {
+            CAPTURE(i);
+            const header& h = r.views[i].header;
+            CHECK(h.id == id{3, 1});
+            CHECK(h.seq == 9);
+            CHECK(h.ack == acks[i]);
+            CHECK(h.flags == 1);
+            CHECK(h.nlmsg_type == NLMSG_DONE);
+            CHECK(h.nlmsg_seq == 9); // the netlink header's, for every cn_msg in it
+        }
+    }
+
+    TEST_CASE("a bundled cn_msg of len 0 (the kernel's empty flush) is a message like any other") {
+        walk r(bundle({{0, "", 0}, {5, "st", 2}}).span());
+        CHECK(r.errors.empty());
+        CHECK(r.payloads == std::vector<std::string>{"", "st"});
+    }
+
+    TEST_CASE("bytes after a bundle's last cn_msg: up to 3 are padding, 4 to 19 bundle_trailing_bytes") {
+        walk padded(bundle({{5, "a", 1}, {6, "b", 1}}, "\0\0\0").span());
+        CHECK(padded.errors.empty());
+        CHECK(padded.payloads == std::vector<std::string>{"a", "b"});
+        for (std::size_t extra : {4u, 19u}) {
+            CAPTURE(extra);
+            wire w = bundle({{5, "a", 1}, {6, "b", 1}}, std::string(extra, '\0'));
+            w.add_message(2, 0, "after");
+            walk r(w.span());
+            CHECK(r.payloads == std::vector<std::string>{"a", "b", "after"});
+            REQUIRE(r.errors.size() == 1);
+            CHECK(r.errors[0] == error::bundle_trailing_bytes);
+        }
+    }
+
+    TEST_CASE("a bundled cn_msg whose len runs past its netlink message loses the rest of that message only") {
+        wire w = bundle({{5, "ok", 2}, {6, "short", 40}, {7, "never", 5}});
+        w.add_message(2, 0, "after");
+        walk r(w.span());
+        CHECK(r.payloads == std::vector<std::string>{"ok", "after"});
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0] == error::connector_length_beyond_message);
+        CHECK(r.views.size() == 2);
+    }
+
+    TEST_CASE("every prefix of a bundle parses without reading past it") {
+        // Under ASan, reading one byte too far in any prefix fails this test.
+        wire w = bundle({{5, "status--1", 9}, {10, "data", 4}, {5, "s", 1}}, "xxxxx");
+        for (std::size_t n = 0; n <= w.bytes.size(); ++n) {
+            std::vector<std::byte> exact(w.bytes.begin(), w.bytes.begin() + static_cast<std::ptrdiff_t>(n));
+            walk r(exact);
+            CHECK(r.payloads.size() + r.errors.size() <= 4);
         }
     }
 }

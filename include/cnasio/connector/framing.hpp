@@ -15,6 +15,19 @@
 // - NLMSG_DONE and every other type: a connector message. The kernel's connector
 //   sends NLMSG_DONE and ignores the type of what it receives, so user-space
 //   peers use whatever they like.
+//
+// Bundles: the kernel's connector sends a cn_msg and the `len` bytes its
+// caller gives after it (cn_netlink_send_mult). Every caller but one gives the
+// cn_msg's own data (cn_netlink_send passes msg->len), so one cn_msg fills its
+// netlink message; the w1 core, asked with W1_CN_BUNDLE, packs several cn_msg
+// (each with its header and len, back to back, unpadded) into one. The reader
+// yields every cn_msg of a netlink message, in order, each with the netlink
+// header's fields: whoever set the flag gets every part, and nobody else sees
+// a difference. Bytes after the last cn_msg: fewer than 4 are alignment
+// padding (samples/connector/ucon.c sizes its messages with NLMSG_SPACE) and
+// are skipped; 4 to 19 form no cn_msg and give error::bundle_trailing_bytes;
+// a bundled cn_msg whose len runs past the netlink message gives
+// error::connector_length_beyond_message and ends that netlink message.
 #pragma once
 
 #include <cnasio/connector/message.hpp>
@@ -63,7 +76,8 @@ constexpr std::size_t align4(std::size_t n) noexcept { return (n + 3u) & ~std::s
 /// clear and `m` is a connector message, or `ec` says why this message cannot
 /// be used (header fields in `m` are filled where they could be read). A
 /// broken netlink length ends the walk, since nothing after it can be found;
-/// a bad connector length only loses its own message.
+/// a bad connector length only loses its own message (and, in a bundle, the
+/// cn_msg after it in the same netlink message).
 class datagram_reader {
 public:
     /// `truncated`: the kernel reported MSG_TRUNC (the buffer was too small).
@@ -117,6 +131,7 @@ private:
     // else; next_slow() then re-reads the same message and says what is wrong with it.
     bool next_whole(message_view& m) noexcept {
         using namespace detail;
+        if (bundle_pos_) return false; // inside a bundle: the slow path walks it
         const std::size_t rest = static_cast<std::size_t>(end_ - pos_);
         if (rest < header_size) return false;
         const std::byte* msg = pos_;
@@ -124,7 +139,9 @@ private:
         const auto type = load<std::uint16_t>(msg + nlmsg_type_at);
         const std::byte* body = msg + netlink_header_size;
         const std::size_t data_len = load<std::uint16_t>(body + cn_len_at);
-        if (len < header_size || len > rest || is_control_type(type) || data_len > len - header_size) return false;
+        if (len < header_size || len > rest || is_control_type(type) || data_len > len - header_size ||
+            len - header_size - data_len > max_padding)
+            return false;
         m.header.nlmsg_type = type;
         m.header.nlmsg_flags = load<std::uint16_t>(msg + nlmsg_flags_at);
         m.header.nlmsg_seq = load<std::uint32_t>(msg + nlmsg_seq_at);
@@ -145,6 +162,7 @@ private:
     __attribute__((noinline)) bool next_slow(message_view& m, error_code& ec) noexcept {
         using namespace detail;
         ec.clear();
+        if (bundle_pos_) return next_bundled(m, ec);
         for (;;) {
             const std::size_t rest = static_cast<std::size_t>(end_ - pos_);
             if (rest == 0) {
@@ -223,8 +241,44 @@ private:
                 return true;
             }
             m.payload = {body + connector_header_size, data_len};
+            if (body_len - connector_header_size - data_len > max_padding) { // more cn_msg follow: a bundle
+                bundle_pos_ = body + connector_header_size + data_len;
+                bundle_end_ = msg + len;
+                bundle_header_ = m.header;
+            }
             return true;
         }
+    }
+
+    // The next cn_msg of a bundle, or what is wrong with the bytes left in it.
+    bool next_bundled(message_view& m, error_code& ec) noexcept {
+        using namespace detail;
+        const std::byte* cn = bundle_pos_;
+        const std::size_t rest = static_cast<std::size_t>(bundle_end_ - cn);
+        m.header = bundle_header_;
+        m.payload = {};
+        if (rest < connector_header_size) {
+            bundle_pos_ = nullptr;
+            clear_connector_fields(m);
+            if (rest <= max_padding) return next_slow(m, ec); // only padding was left
+            ec = error::bundle_trailing_bytes;
+            return true;
+        }
+        m.header.id.idx = load<std::uint32_t>(cn + cn_idx_at);
+        m.header.id.val = load<std::uint32_t>(cn + cn_val_at);
+        m.header.seq = load<std::uint32_t>(cn + cn_seq_at);
+        m.header.ack = load<std::uint32_t>(cn + cn_ack_at);
+        m.header.flags = load<std::uint16_t>(cn + cn_flags_at);
+        const std::size_t data_len = load<std::uint16_t>(cn + cn_len_at);
+        if (data_len > rest - connector_header_size) {
+            bundle_pos_ = nullptr; // nothing after it can be found
+            ec = error::connector_length_beyond_message;
+            return true;
+        }
+        m.payload = {cn + connector_header_size, data_len};
+        bundle_pos_ = rest - connector_header_size - data_len > max_padding ? cn + connector_header_size + data_len
+                                                                             : nullptr;
+        return true;
     }
 
     static void clear_connector_fields(message_view& m) noexcept {
@@ -241,8 +295,14 @@ private:
         return true;
     }
 
+    // Bytes after a netlink message's last cn_msg that are taken for alignment padding.
+    static constexpr std::size_t max_padding = 3;
+
     const std::byte* pos_;
     const std::byte* end_;
+    const std::byte* bundle_pos_ = nullptr; // the next cn_msg of a bundle (null: none)
+    const std::byte* bundle_end_ = nullptr; // the end of the bundle's netlink message
+    header bundle_header_{};                // the bundle's netlink fields
     bool truncated_;
     std::size_t skipped_ = 0;
 };

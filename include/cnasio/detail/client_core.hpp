@@ -8,6 +8,11 @@
 //
 // Events in                                  Actions out
 //   start_request(op, id, ...)         ->   request_start: the message to send (or none: op already failed)
+//   start_stream(id, ...)              ->   stream_start: the same, for an answer handed out part by part
+//   stream_next(stream, op, into)      ->   a completion now or when a part comes (or the answer ends)
+//   cancel_next(stream, number, all)   ->   a completion (operation_aborted); `all`: the request ends too
+//   cancel_stream(stream)              ->   the request ends (operation_aborted; later parts are late)
+//   close_stream(stream)               ->   the same, and the stream goes
 //   send_failed(ticket, ec)            ->   a completion
 //   cancel_request(ticket)             ->   a completion (operation_aborted)
 //   subscribe(group, options)          ->   subscribe_result: join the group or not
@@ -40,6 +45,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <span>
@@ -75,6 +81,12 @@ struct completion {
 
 /// Names a subscription inside the core; stale once it is removed.
 struct subscription_ref {
+    std::uint32_t index = 0;
+    std::uint32_t generation = 0;
+};
+
+/// Names a streamed request inside the core; stale once it is closed.
+struct stream_ref {
     std::uint32_t index = 0;
     std::uint32_t generation = 0;
 };
@@ -134,7 +146,9 @@ public:
         part_rule rule{};                // request_options::parts: a multi-part answer
         std::vector<connector::message>* parts = nullptr; // where the parts go (a multi-part answer)
         connector::header sent{};        // what was sent, for the part rule
+        std::uint32_t stream = no_stream; // a streamed answer: its parts go to streams_[stream]
     };
+    static constexpr std::uint32_t no_stream = 0xffffffffu;
     using table = correlator<pending_request>;
     using ticket = table::ticket;
 
@@ -175,11 +189,139 @@ public:
         if (parts) parts->clear();
         r.t = requests_.add(ro.match, r.header.seq, ack, std::move(ro.matcher), now + timeout,
                             pending_request{op, into, id, ro.check_registered && ro.port_id == 0,
-                                            std::move(ro.parts), parts, r.header},
+                                            std::move(ro.parts), parts, r.header, no_stream},
                             id);
         r.send = true;
         return r;
     }
+
+    /// A streamed request: its answer is handed out part by part (stream_next)
+    /// instead of ending one operation. The stream holds the parts that came
+    /// while nobody waited, up to `queue_limit` (at least 1); a part beyond
+    /// that ends the request with error::parts_overflow (that part is lost
+    /// and the parts after it count as late). When the request ends, however
+    /// it ends, the queued parts are still handed out first, then the end:
+    /// error::end_of_answer after the last part, else the request's error
+    /// (timeout, operation_aborted, the send's error, ...). The stream stays
+    /// until close_stream(), which the owner must call.
+    struct stream_start {
+        request_start start; ///< start.send false: the stream has ended already (its error is its end)
+        stream_ref stream{};
+    };
+    stream_start start_stream(connector::id id, std::size_t payload_size, request_options ro, clock::time_point now,
+                              std::size_t queue_limit) {
+        stream_start r;
+        r.stream = add_stream(queue_limit);
+        part_stream_state& s = *streams_[r.stream.index].s;
+        if (closed_) return end_stream(s, error::client_closed), r;
+        if (payload_size > connector::max_payload) return end_stream(s, error::payload_too_large), r;
+        std::uint32_t ack;
+        do ack = rng_(); while (!requests_.ack_free(ack));
+        r.start.header = make_header(id, ro.flags, ack);
+        r.start.port_id = ro.port_id;
+        const auto timeout = ro.timeout.count() > 0 ? ro.timeout : options_.default_timeout;
+        s.t = requests_.add(ro.match, r.start.header.seq, ack, std::move(ro.matcher), now + timeout,
+                            pending_request{0, nullptr, id, ro.check_registered && ro.port_id == 0,
+                                            std::move(ro.parts), nullptr, r.start.header, r.stream.index},
+                            id);
+        r.start.t = s.t;
+        r.start.send = true;
+        return r;
+    }
+
+    /// A stream that ended before its request could be sent (e.g. the glue's
+    /// registry check failed): its first stream_next gives `ec`.
+    stream_ref failed_stream(error_code ec) {
+        const stream_ref ref = add_stream(1);
+        end_stream(*streams_[ref.index].s, ec);
+        return ref;
+    }
+
+    /// Asks for the next part: the oldest queued part completes `op` at once
+    /// (into `*into` when given, else in the completion's message); with none
+    /// queued, the end once the answer has ended (and again at every later
+    /// call), else `op` waits. One at a time per stream: a second ends with
+    /// in_progress. A stale stream ends `op` with client_closed.
+    void stream_next(stream_ref ref, op_id op, connector::message* into = nullptr) {
+        part_stream_state* s = find(ref);
+        if (!s) return complete(op, error::client_closed);
+        if (s->waiting) return complete(op, in_progress_error());
+        s->waiting = true;
+        s->waiter = op;
+        s->into = into;
+        serve(*s);
+    }
+
+    /// Cancels wait `number` of a stream, if still waiting: it ends with
+    /// operation_aborted. With `end_request` the request ends too (its stream
+    /// then ends with operation_aborted, after the parts queued); without, the
+    /// answer keeps coming and queueing.
+    void cancel_next(stream_ref ref, std::uint64_t number, bool end_request) {
+        part_stream_state* s = find(ref);
+        if (!s || !s->waiting || s->next_number != number) return;
+        if (end_request && requests_.find(s->t)) {
+            finish(s->t, aborted_error(), nullptr, table::outcome::expired); // serves the waiter with the end
+            return;
+        }
+        completion& c = push_completion(s->waiter);
+        c.ec = aborted_error();
+        end_wait(*s);
+    }
+
+    /// Ends the stream's request if it is pending, as cancel_request does: a
+    /// waiting stream_next ends with operation_aborted; queued parts stay,
+    /// then the stream's end is operation_aborted.
+    void cancel_stream(stream_ref ref) {
+        if (part_stream_state* s = find(ref); s && requests_.find(s->t))
+            finish(s->t, aborted_error(), nullptr, table::outcome::expired);
+    }
+
+    /// Ends a stream for good: a pending request ends (operation_aborted; its
+    /// later parts count as late), a waiting stream_next ends with
+    /// operation_aborted, queued parts are dropped, and `ref` goes stale.
+    void close_stream(stream_ref ref) {
+        part_stream_state* s = find(ref);
+        if (!s) return;
+        if (requests_.find(s->t)) finish(s->t, aborted_error(), nullptr, table::outcome::expired);
+        if (s->waiting) {
+            completion& c = push_completion(s->waiter);
+            c.ec = aborted_error();
+            end_wait(*s);
+        }
+        auto& slot = streams_[ref.index];
+        slot.s.reset();
+        ++slot.generation;
+        free_streams_.push_back(ref.index);
+    }
+
+    /// The number of the stream's wait in progress (or of the next one): a
+    /// cancellation names it, so that a stale one does nothing.
+    std::uint64_t next_number(stream_ref ref) const noexcept {
+        const part_stream_state* s = find(ref);
+        return s ? s->next_number : 0;
+    }
+    /// True when `op` waits on the stream.
+    bool stream_waits(stream_ref ref, op_id op) const noexcept {
+        const part_stream_state* s = find(ref);
+        return s && s->waiting && s->waiter == op;
+    }
+    /// Parts queued and not yet handed out.
+    std::size_t stream_queued(stream_ref ref) const noexcept {
+        const part_stream_state* s = find(ref);
+        return s ? s->queue.size() : 0;
+    }
+    /// Parts the stream took so far (handed out, queued, or lost to a full queue).
+    std::uint64_t stream_parts(stream_ref ref) const noexcept {
+        const part_stream_state* s = find(ref);
+        return s ? s->parts : 0;
+    }
+    /// True once the stream's request has ended (its queued parts may still wait).
+    bool stream_ended(stream_ref ref) const noexcept {
+        const part_stream_state* s = find(ref);
+        return !s || s->ended;
+    }
+    /// Streams not yet closed.
+    std::size_t streams() const noexcept { return streams_.size() - free_streams_.size(); }
 
     /// The headers of a message that expects no reply.
     connector::header one_way_header(connector::id id, std::uint16_t flags) { return make_header(id, flags, rng_()); }
@@ -422,6 +564,71 @@ public:
     void set_port_id(std::uint32_t port) noexcept { port_id_ = port; }
 
 private:
+    struct part_stream_state {
+        ticket t{};                                // its request (stale once ended)
+        std::deque<connector::message> queue;      // parts not yet handed out
+        std::size_t limit = 1;
+        std::uint64_t parts = 0;
+        error_code end;                            // how the answer ended, once ended
+        bool ended = false;
+        bool waiting = false;
+        op_id waiter = 0;
+        connector::message* into = nullptr;
+        std::uint64_t next_number = 0;
+    };
+    struct stream_slot {
+        std::unique_ptr<part_stream_state> s;
+        std::uint32_t generation = 0;
+    };
+
+    stream_ref add_stream(std::size_t limit) {
+        std::uint32_t index;
+        if (!free_streams_.empty()) {
+            index = free_streams_.back();
+            free_streams_.pop_back();
+        } else {
+            index = static_cast<std::uint32_t>(streams_.size());
+            streams_.emplace_back();
+        }
+        auto& slot = streams_[index];
+        slot.s = std::make_unique<part_stream_state>();
+        slot.s->limit = limit == 0 ? 1 : limit;
+        return {index, slot.generation};
+    }
+
+    part_stream_state* find(stream_ref ref) const noexcept {
+        if (ref.index >= streams_.size()) return nullptr;
+        const auto& slot = streams_[ref.index];
+        return slot.generation == ref.generation ? slot.s.get() : nullptr;
+    }
+
+    // The stream's request ended with `ec` (clear: its last part came).
+    void end_stream(part_stream_state& s, error_code ec) {
+        s.ended = true;
+        s.end = ec ? ec : make_error_code(error::end_of_answer);
+        serve(s);
+    }
+
+    // Completes the stream's wait if there is a part or the end to give it.
+    void serve(part_stream_state& s) {
+        if (!s.waiting || (s.queue.empty() && !s.ended)) return;
+        completion& c = push_completion(s.waiter);
+        connector::message* into = s.into;
+        end_wait(s);
+        if (s.queue.empty()) {
+            c.ec = s.end;
+            return;
+        }
+        (into ? *into : c.message) = std::move(s.queue.front());
+        s.queue.pop_front();
+    }
+
+    void end_wait(part_stream_state& s) noexcept {
+        s.waiting = false;
+        s.into = nullptr;
+        ++s.next_number;
+    }
+
     struct subscriber {
         subscriber(unsigned g, const subscription_options& o)
             : group(g), only_id(o.only_id), queue(o.queue_limit, o.byte_limit, o.policy) {}
@@ -468,6 +675,7 @@ private:
     void finish(ticket t, error_code ec, const connector::message_view* reply, table::outcome how) {
         auto p = requests_.take(t, how);
         if (!p) return;
+        if (p->stream != no_stream) return end_stream(*streams_[p->stream].s, ec);
         completion& c = push_completion(p->op);
         c.ec = ec;
         if (reply) {
@@ -484,6 +692,18 @@ private:
         pending_request* p = requests_.find(t);
         const part_verdict v = p->rule ? p->rule(p->sent, m) : part_verdict::last;
         if (v == part_verdict::not_part) return false;
+        if (p->stream != no_stream) {
+            part_stream_state& s = *streams_[p->stream].s;
+            ++s.parts;
+            if (s.queue.size() >= s.limit) { // nobody takes them: end the answer rather than grow without bound
+                finish(t, error::parts_overflow, nullptr, table::outcome::expired);
+                return true;
+            }
+            s.queue.emplace_back().assign(m);
+            serve(s);
+            if (v == part_verdict::last) finish(t, {}, nullptr, table::outcome::replied);
+            return true;
+        }
         if (p->parts) p->parts->emplace_back().assign(m);
         if (v == part_verdict::last) finish(t, {}, p->parts ? nullptr : &m, table::outcome::replied);
         return true;
@@ -561,6 +781,8 @@ private:
     std::uint32_t port_id_;
     table requests_;
     std::vector<subscriber_slot> subs_;
+    std::vector<stream_slot> streams_;
+    std::vector<std::uint32_t> free_streams_;
     std::vector<std::uint32_t> free_subs_;
     fanout<subscriber> subscribers_;
     std::size_t held_bytes_ = 0;

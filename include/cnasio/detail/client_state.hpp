@@ -149,6 +149,61 @@ public:
         settle();
     }
 
+    /// A streamed request (client::request_stream): registered, sent, and its
+    /// first parts read as for start_request; its parts and its end are handed
+    /// out by start_next. Errors at start become the stream's end.
+    stream_ref start_stream(connector::id id, std::span<const std::byte> payload, request_options ro,
+                            std::size_t queue_limit) {
+        const bool to_kernel = ro.port_id == 0;
+        connector::header* const sent = ro.sent;
+        if (ro.check_registered && to_kernel && !core_.closed()) { // as for start_request
+            error_code ec;
+            const auto ids = connector::read_registry(options_.netns, ec);
+            if (ec || !connector::contains(ids, id)) {
+                const auto ref = core_.failed_stream(ec ? ec : make_error_code(error::not_registered));
+                settle();
+                return ref;
+            }
+        }
+        if (!core_.closed()) size_receive_buffer(options_.request_receive_buffer, false);
+        const auto r = core_.start_stream(id, payload.size(), std::move(ro), clock::now(), queue_limit);
+        if (r.start.send) {
+            error_code ec;
+            send(r.start.header, payload, r.start.port_id, ec);
+            if (ec)
+                core_.send_failed(r.start.t, ec);
+            else {
+                if (sent) *sent = r.start.header;
+                if (to_kernel) drain_for(r.start.t); // the kernel answers inside sendto(), see start_request
+            }
+        }
+        settle();
+        return r.stream;
+    }
+
+    /// Waits for the next part of stream `ref`: `Erased` is message_handler
+    /// (the part in the completion) or status_handler (the part into `*into`).
+    template <class Erased, class Handler>
+    void start_next(stream_ref ref, Handler&& handler, connector::message* into) {
+        const op_id op = add_op<Erased>(std::forward<Handler>(handler));
+        core_.stream_next(ref, op, into);
+        if (core_.stream_waits(ref, op))
+            watch_cancellation(op, next_canceller{weak_from_this(), ref, core_.next_number(ref)});
+        settle();
+    }
+
+    /// Ends the request of stream `ref` if it is pending (operation_aborted).
+    void cancel_stream(stream_ref ref) {
+        core_.cancel_stream(ref);
+        settle();
+    }
+
+    /// Ends stream `ref` (its request too, if pending).
+    void close_stream(stream_ref ref) {
+        core_.close_stream(ref);
+        settle();
+    }
+
     /// A message that expects no reply; completes with the send's result.
     template <class Handler>
     void start_send(connector::id id, std::span<const std::byte> payload, const request_options& ro,
@@ -330,6 +385,27 @@ private:
             if (type == boost::asio::cancellation_type::none) return;
             if (auto s = state.lock()) {
                 s->core_.cancel_receive(ref, number);
+                s->settle();
+            }
+        }
+    };
+
+    // A cancellation that allows partial or total ends only the wait for a
+    // part, with no other effect: the answer keeps queueing. One that allows
+    // terminal alone ends the whole answer too (the request leaves the table;
+    // its later parts count as late).
+    struct next_canceller {
+        next_canceller(std::weak_ptr<client_state> s, stream_ref r, std::uint64_t n)
+            : state(std::move(s)), ref(r), number(n) {}
+        std::weak_ptr<client_state> state;
+        stream_ref ref;
+        std::uint64_t number;
+        void operator()(boost::asio::cancellation_type type) {
+            if (type == boost::asio::cancellation_type::none) return;
+            if (auto s = state.lock()) {
+                using ct = boost::asio::cancellation_type;
+                const bool terminal_only = (type & (ct::partial | ct::total)) == ct::none;
+                s->core_.cancel_next(ref, number, terminal_only);
                 s->settle();
             }
         }

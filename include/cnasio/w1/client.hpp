@@ -61,6 +61,10 @@ struct options {
     /// Where requests go: 0, the kernel; a user-space port id stands in for
     /// the w1 core in tests (admit it on the client: client_options::admitted_ports).
     std::uint32_t port_id = 0;
+    /// cn_msg.flags of the requests: w1::cn_bundle asks the kernel to pack
+    /// an answer's replies into fewer datagrams (the framing layer reads every
+    /// cn_msg of a bundle, so the result is the same).
+    std::uint16_t flags = 0;
 };
 
 /// What a search asks for.
@@ -99,6 +103,7 @@ struct exchange {
         ro.sent = &sent;
         ro.check_registered = o.check_registered;
         ro.port_id = o.port_id;
+        ro.flags = o.flags;
         c.async_request_parts(connector_id, payload, parts, std::move(ro), std::forward<Self>(self));
     }
 

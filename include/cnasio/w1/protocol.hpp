@@ -25,9 +25,9 @@
 //   ENODEV and the first command, and the rest of the commands are skipped.
 // - LIST_MASTERS gets data replies only (no status), in pages of 4 KiB.
 // - With W1_CN_BUNDLE in the request's cn_msg.flags, the kernel packs several
-//   cn_msg into one netlink message; cnasio sends without it, so every reply
-//   is one netlink message of its own (the framing layer reads one cn_msg per
-//   netlink message).
+//   cn_msg (each with its header, back to back) into one netlink message; the
+//   framing layer yields each of them, so an answer's parts are the same with
+//   or without it (w1::options::flags).
 // So a request's answer is the stream of messages with its seq and id, and it
 // ends with the status of its last command: reply_rule() says so to the
 // client (request_options::parts).
@@ -53,7 +53,7 @@ namespace cnasio::w1 {
 
 /// The w1 core's connector id {CN_W1_IDX, CN_W1_VAL}.
 inline constexpr connector::id connector_id{3, 1};
-/// cn_msg.flags bit asking the kernel to bundle replies (not used by cnasio).
+/// cn_msg.flags bit asking the kernel to bundle replies (W1_CN_BUNDLE).
 inline constexpr std::uint16_t cn_bundle = 1;
 
 /// w1_netlink_msg.type

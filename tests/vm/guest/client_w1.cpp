@@ -164,6 +164,81 @@ asio::awaitable<void> temperatures(asio::io_context& io)
     }
 }
 
+// Takes every part of a streamed answer; returns the error that ended it.
+asio::awaitable<cnasio::error_code> take_all(cnasio::part_stream& s, std::vector<cnasio::connector::message>& parts)
+{
+    for (;;) {
+        auto [ec, part] = co_await s.async_next(tuple_awaitable);
+        if (ec)
+            co_return ec;
+        parts.push_back(std::move(part));
+    }
+}
+
+cnasio::request_options w1_request(std::size_t commands, std::uint16_t flags, cnasio::connector::header* sent)
+{
+    cnasio::request_options o;
+    o.match = cnasio::match::seq_only;
+    o.parts = w1::reply_rule(commands);
+    o.flags = flags;
+    o.sent = sent;
+    o.timeout = 5s;
+    return o;
+}
+
+asio::awaitable<void> streamed_and_bundled(asio::io_context& io)
+{
+    cnasio::client c(io.get_executor());
+    // A search streamed part by part: the ids, then the status; then end_of_answer.
+    cnasio::connector::header sent;
+    const w1::command_spec search[] = {{w1::command::search, {}}};
+    auto s = c.request_stream(w1::connector_id, w1::master_request(master_ids.at(0), search),
+                              w1_request(1, 0, &sent));
+    std::vector<cnasio::connector::message> parts;
+    auto end = co_await take_all(s, parts);
+    w1::answer a;
+    const auto aec = w1::read_answer(sent, parts, 1, a);
+    std::printf("  search streamed: %zu parts, %zu slaves, end: %s\n", parts.size(), a.slaves.size(),
+                end.message().c_str());
+    CHECK(end == cnasio::error::end_of_answer);
+    CHECK(!aec);
+    CHECK(a.slaves.size() == devices_n);
+
+    // Read Scratchpad with W1_CN_BUNDLE: status, data and status in one datagram, every part through cnasio.
+    const auto datagrams = c.stats().datagrams;
+    const std::byte read_scratchpad[] = {std::byte{w1::ds18b20::read_scratchpad}};
+    const std::vector<std::byte> ones(9, std::byte{0xff});
+    const w1::command_spec cmds[] = {{w1::command::write, read_scratchpad}, {w1::command::read, ones}};
+    auto b = c.request_stream(w1::connector_id, w1::slave_request(rom(1), cmds), w1_request(2, w1::cn_bundle, &sent));
+    parts.clear();
+    end = co_await take_all(b, parts);
+    a = {};
+    const auto bec = w1::read_answer(sent, parts, 2, a);
+    std::printf("  W1_CN_BUNDLE: %zu parts in %llu datagram(s), %zu data bytes, end: %s\n", parts.size(),
+                static_cast<unsigned long long>(c.stats().datagrams - datagrams), a.data.size(),
+                end.message().c_str());
+    CHECK(end == cnasio::error::end_of_answer);
+    CHECK(!bec);
+    CHECK(parts.size() == 3u);
+    CHECK(a.statuses == 2u);
+    CHECK(a.data.size() == 9u);
+    CHECK(c.stats().datagrams - datagrams == 1u);
+    for (const auto& p : parts)
+        CHECK((p.header.flags & w1::cn_bundle) != 0);
+
+    // The typed read with the flag set: the temperature set before, exactly.
+    w1::options o;
+    o.flags = w1::cn_bundle;
+    auto [tec, r] = co_await w1::async_read_temperature(c, rom(1), o, tuple_awaitable);
+    std::printf("  bundled temperature: %s, %d mC (set %d mC)\n", tec ? tec.message().c_str() : "ok",
+                r.millicelsius(), set_mc[1]);
+    CHECK(!tec);
+    CHECK(r.millicelsius() == set_mc[1]);
+    CHECK(c.stats().malformed == 0u);
+    CHECK(c.stats().late_replies == 0u);
+    CHECK(c.stats().duplicate_replies == 0u);
+}
+
 asio::awaitable<void> crc_error(asio::io_context& io)
 {
     cnasio::client c(io.get_executor());
@@ -283,6 +358,7 @@ int main()
     REQUIRE(!master_ids.empty());
     run("power-on value", power_on_value);
     run("temperatures", temperatures);
+    run("streamed parts, W1_CN_BUNDLE", streamed_and_bundled);
     run("CRC error", crc_error);
     run("missing presence pulse", no_presence);
     run("raw blocks, alarm search", raw_blocks);
