@@ -195,7 +195,9 @@ struct options {
     std::size_t requests = 20000;
     unsigned coalesce_us = 200; // the coalescing variants' client_options::coalesce_window; 0: none
     bool verbose = false;
-    std::string side;   // "baseline" or "cnasio": run only that side (profiling); empty: both
+    // "baseline" or "cnasio": run only that side (profiling); empty: both. bench_proc_storm also
+    // takes "rawsleep" and "coalesce": only that variant (a profile of one loop).
+    std::string side;
     std::string target; // bench_request: "echo", "proc" or "inflight"; bench_recv: "unicast" or "multicast"; empty: all
     bool runs(const char* s) const { return side.empty() || side == s; }
     bool measures(const char* t) const { return target.empty() || target == t; }
@@ -226,13 +228,13 @@ inline options parse_options(int argc, char** argv)
         else if (a == "--target")
             o.target = value();
         else {
-            std::fprintf(stderr, "usage: %s [--rounds N] [--seconds S] [--requests N] [--coalesce US] [-v] [--side baseline|cnasio] "
+            std::fprintf(stderr, "usage: %s [--rounds N] [--seconds S] [--requests N] [--coalesce US] [-v] [--side baseline|cnasio|rawsleep|coalesce] "
                                  "[--target echo|proc|inflight]\n", argv[0]);
             std::exit(2);
         }
     }
     if (o.rounds < 1 || o.seconds <= 0 || o.requests < 1000 ||
-        !(o.side.empty() || o.side == "baseline" || o.side == "cnasio"))
+        !(o.side.empty() || o.side == "baseline" || o.side == "cnasio" || o.side == "rawsleep" || o.side == "coalesce"))
         die_msg("bad option value");
     return o;
 }

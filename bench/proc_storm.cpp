@@ -181,10 +181,16 @@ round_figures run_once(factory make, const options& opt, const char* side)
     stats s;
     s.storm_tgid = static_cast<std::uint32_t>(storm.pid);
     double cpu_us = 0;
+    double user_us = 0;
+    double sleeps = 0;
     std::thread thread([&] {
         const double c0 = thread_cpu_us();
+        const double u0 = thread_user_us();
+        const auto z0 = thread_sleeps();
         l->run(s);
         cpu_us = thread_cpu_us() - c0;
+        user_us = thread_user_us() - u0;
+        sleeps = static_cast<double>(thread_sleeps() - z0);
     });
     while (!s.ready.load())
         ::usleep(100);
@@ -214,6 +220,9 @@ round_figures run_once(factory make, const options& opt, const char* side)
         std::fprintf(stderr, "bench_proc_storm: %s: %llu datagrams rejected, %llu sequence numbers went back\n",
                      side, static_cast<unsigned long long>(s.rejected),
                      static_cast<unsigned long long>(s.seq_backwards));
+    if (opt.verbose && received > 0)
+        std::fprintf(stderr, "  %-8s user CPU %.3f us/ev, sleeps (voluntary context switches) per event %.3f\n", side,
+                     user_us / static_cast<double>(received), sleeps / static_cast<double>(received));
     if (opt.verbose && !std::isnan(s.library_reads))
         std::fprintf(stderr, "  %-8s events per read %.2f, per readiness wake-up %.2f\n", side,
                      static_cast<double>(received) / s.library_reads, static_cast<double>(received) / s.library_wakeups);
@@ -288,9 +297,9 @@ int main(int argc, char** argv)
         }
         if (have_cnasio && opt.runs("cnasio"))
             plain.record(&figure::cnasio, run_once(plain_cnasio, opt, "cnasio"));
-        if (opt.coalesce_us > 0 && opt.runs("baseline"))
+        if (opt.coalesce_us > 0 && (opt.runs("baseline") || opt.side == "rawsleep"))
             against_sleep.record(&figure::baseline, run_once(sleeping_baseline, opt, "rawsleep"));
-        if (have_cnasio && opt.coalesce_us > 0 && opt.runs("cnasio")) {
+        if (have_cnasio && opt.coalesce_us > 0 && (opt.runs("cnasio") || opt.side == "coalesce")) {
             const round_figures f = run_once(coalescing_cnasio, opt, "coalesce");
             coalesced.record(&figure::cnasio, f);
             against_sleep.record(&figure::cnasio, f);

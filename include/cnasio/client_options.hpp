@@ -45,7 +45,9 @@ struct client_options {
     /// message (process events in a fork storm) then costs one wake-up per
     /// window; the price is that latency, one extra timer wake-up and empty
     /// read after every burst, and a receive buffer that must hold a window's
-    /// worth of datagrams (bench/README.md has the figures). Replies to
+    /// worth of datagrams (bench/README.md has the figures), and four more
+    /// file descriptors: the socket is kept out of the executor's reactor,
+    /// which would otherwise be woken by every datagram of a window. Replies to
     /// requests to the kernel are read right after sendto() and never wait;
     /// other replies may. Cancellation and timeouts are not delayed.
     std::chrono::microseconds coalesce_window{0};

@@ -34,6 +34,7 @@ extern "C" std::size_t __sanitizer_get_current_allocated_bytes();
 
 #include <linux/cn_proc.h>
 #include <malloc.h>
+#include <sys/resource.h>
 
 namespace asio = boost::asio;
 using namespace cnasio;
@@ -1138,6 +1139,50 @@ TEST_SUITE("client: coalescing") {
         CHECK(a.at[1] - t0 >= 150ms);                      // the rest waited for the window to close...
         CHECK(a.at[10] - a.at[1] < 5ms);                   // ...and came in the turn that read them
         CHECK(a.at[10] - t0 < 350ms);
+    }
+
+    // The thread's voluntary context switches: each is a sleep ended by a wake-up.
+    static long thread_sleeps() {
+        rusage ru{};
+        ::getrusage(RUSAGE_THREAD, &ru);
+        return ru.ru_nvcsw;
+    }
+
+    TEST_CASE("datagrams arriving while a window is open do not wake the thread that runs the client") {
+        test::peer sender;
+        asio::io_context io;
+        client_options o = admitting(sender.port_id());
+        o.coalesce_window = 300ms;
+        client c(io.get_executor(), o);
+        error_code ec;
+        auto s = c.subscribe(0, {}, ec);
+        REQUIRE_FALSE(ec);
+        arrivals a(s);
+        run_for(io, 20ms); // the loop waits
+        // Message 0 opens the window; the next twenty come 5 ms apart inside
+        // it. Each of them would end a sleep of this thread if the socket
+        // stayed registered for input with io's reactor (Asio keeps it so,
+        // whether or not a read waits).
+        std::thread t([&] {
+            for (int i = 0; i <= 20; ++i) {
+                CHECK(sender.send({}, bytes(std::to_string(i)), c.port_id()) == 0);
+                std::this_thread::sleep_for(5ms);
+            }
+        });
+        const long sleeps0 = thread_sleeps();
+        run_for(io, 250ms); // all sent, the window (opened by message 0) still open
+        const long sleeps = thread_sleeps() - sleeps0;
+        t.join();
+        // Message 0 and whatever came before this thread got to read it (a
+        // loaded machine may run it late); the rest wait for the window.
+        CHECK(a.texts.size() < 21);
+        // Message 0's wake-up and a spare one (the run_for deadline; this
+        // thread's own scheduling); arrivals would add about twenty.
+        CHECK(sleeps <= 5);
+        run_for(io, 500ms);
+        REQUIRE(a.texts.size() == 21);
+        for (int i = 0; i <= 20; ++i) CHECK(a.texts[static_cast<std::size_t>(i)] == std::to_string(i));
+        CHECK(c.stats().wakeups == 1);
     }
 
     TEST_CASE("a message after a quiet spell is handed out at once; one within a window waits at most the window") {

@@ -41,6 +41,7 @@
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/recycling_allocator.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -55,6 +56,9 @@
 #include <utility>
 #include <variant>
 #include <vector>
+
+#include <sys/epoll.h>
+#include <unistd.h>
 
 namespace cnasio::detail {
 
@@ -88,14 +92,16 @@ public:
     // without a bind_executor (whose second executor costs a type-erased
     // work-tracking copy per operation).
     client_state(const executor_type& ex, client_options o)
-        : ex_(ex), sock_(ex), timer_(ex), send_retry_(ex), registry_timer_(ex), coalesce_timer_(ex),
-          options_(std::move(o)),
+        : ex_(ex), quiet_(o.coalesce_window.count() > 0 ? std::make_unique<boost::asio::io_context>(1) : nullptr),
+          sock_(quiet_ ? executor_type(quiet_->get_executor()) : ex), quiet_wait_(ex), timer_(ex), send_retry_(ex),
+          registry_timer_(ex), coalesce_timer_(ex), options_(std::move(o)),
           core_(core_options{options_.default_timeout, options_.admitted_ports, options_.subscription_bytes},
                 nonblocking_seed()) {}
 
     /// Opens and binds the socket; on failure the client is closed.
     void open(error_code& ec) {
         sock_.open(ec, 0, options_.netns, options_.protocol);
+        if (!ec && quiet_) open_quiet_wait(ec);
         if (ec) core_.close();
         else core_.set_port_id(sock_.port_id());
     }
@@ -315,6 +321,7 @@ public:
         registry_timer_.cancel();
         registry_at_ = clock::time_point::max();
         stop_coalescing();
+        quiet_wait_.close(ignored);
         sock_.close(ignored);
         send_queue_.clear();
         timer_at_ = clock::time_point::max();
@@ -531,7 +538,13 @@ private:
             if (!reading_ && !draining_ && !coalescing_) arm_read();
         } else if (reading_ && !busy) {
             error_code ignored;
-            sock_.next_layer().cancel(ignored); // the wait ends with operation_aborted: nothing keeps run() busy
+            // The wait ends with operation_aborted: nothing keeps run() busy.
+            if (quiet_) {
+                disarm_quiet_wait(); // or arrivals would wake the reactor with nobody reading
+                quiet_wait_.cancel(ignored);
+            } else {
+                sock_.next_layer().cancel(ignored);
+            }
         } else if (coalescing_ && !busy) {
             stop_coalescing(); // what is queued stays queued: the next readiness wait sees it at once
         }
@@ -661,15 +674,68 @@ private:
     // turn, even when another thread's reactor took the earlier edge.
     void arm_read() {
         reading_ = true;
-        sock_.next_layer().async_wait(boost::asio::socket_base::wait_read, [self = shared_from_this()](error_code ec) {
+        auto on_ready = [self = shared_from_this()](error_code ec) {
             self->reading_ = false;
             self->on_readable(ec);
-        });
+        };
+        if (!quiet_) return sock_.next_layer().async_wait(boost::asio::socket_base::wait_read, std::move(on_ready));
+        // Coalescing: re-arm the socket's one-shot entry in the wait set; like
+        // Asio's EPOLL_CTL_MOD above, the kernel re-checks readiness here, so
+        // what arrived since the last drain (or an ENOBUFS) is not missed.
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLONESHOT;
+        if (::epoll_ctl(quiet_wait_.native_handle(), EPOLL_CTL_MOD, sock_.native_handle(), &ev) != 0) {
+            const error_code ec(errno, boost::system::system_category());
+            return boost::asio::post(ex_, [on_ready = std::move(on_ready), ec]() mutable { on_ready(ec); });
+        }
+        quiet_wait_.async_wait(boost::asio::posix::descriptor_base::wait_read, std::move(on_ready));
+    }
+
+    // Coalescing (client_options::coalesce_window) must keep arrivals from
+    // waking the thread while a window is open. Asio registers a socket with
+    // its reactor edge-triggered for input for the socket's whole life, and
+    // every datagram queued wakes that reactor's epoll_wait whether or not an
+    // operation waits (a fork storm's events then cost a wake-up per one or
+    // two events with or without a window: bench/README.md). So a coalescing
+    // client registers its socket with a private io_context that nobody runs
+    // (its epoll set takes the arrivals and wakes nobody) and waits instead
+    // on an epoll set of its own, registered with the client's executor, in
+    // which the socket is one-shot: armed by arm_read(), disarmed by the
+    // wake-up that reports it (on_readable), so the datagrams of a window
+    // reach no reactor. Costs four file descriptors per coalescing client
+    // (the private reactor's epoll, eventfd and timerfd, and this set).
+    void open_quiet_wait(error_code& ec) {
+        const int fd = ::epoll_create1(EPOLL_CLOEXEC);
+        if (fd < 0) {
+            ec.assign(errno, boost::system::system_category());
+            return;
+        }
+        epoll_event ev{};
+        ev.events = EPOLLONESHOT; // disarmed until arm_read()
+        if (::epoll_ctl(fd, EPOLL_CTL_ADD, sock_.native_handle(), &ev) != 0) {
+            ec.assign(errno, boost::system::system_category());
+            ::close(fd);
+            return;
+        }
+        quiet_wait_.assign(fd, ec);
+        if (ec) ::close(fd);
+    }
+
+    void disarm_quiet_wait() {
+        epoll_event ev{};
+        ev.events = EPOLLONESHOT;
+        ::epoll_ctl(quiet_wait_.native_handle(), EPOLL_CTL_MOD, sock_.native_handle(), &ev);
     }
 
     void on_readable(error_code ec) {
         if (core_.closed() || ec == boost::asio::error::operation_aborted) return settle();
         ++core_.stats().wakeups;
+        if (quiet_ && !ec) {
+            // Takes the report, which disarms the one-shot entry: until
+            // arm_read(), arrivals wake nobody.
+            epoll_event ev{};
+            ::epoll_wait(quiet_wait_.native_handle(), &ev, 1, 0);
+        }
         if (ec) {
             core_.on_read_error(ec); // a broken socket: every pending request learns why
             return finish_turn();
@@ -774,7 +840,11 @@ private:
     }
 
     executor_type ex_;
+    // Coalescing only (see open_quiet_wait): the io_context the socket is
+    // registered with, never run; declared before sock_, which it outlives.
+    std::unique_ptr<boost::asio::io_context> quiet_;
     connector::socket sock_;
+    boost::asio::posix::stream_descriptor quiet_wait_; // the one-shot wait set (coalescing only)
     boost::asio::steady_timer timer_;
     boost::asio::steady_timer send_retry_;
     boost::asio::steady_timer registry_timer_; // the registry watcher's poll (see poll_registry)
