@@ -306,8 +306,10 @@ int main(int argc, char** argv) {
                bytes{15, 0}, bytes{0, 0, 0, 0}, bytes{3, 2, 0, 3, 0}, bytes{5, 0, 0}, bytes{12, 0}, bytes{4, 0}}));
     }
 
-    // fuzz_correlator: memory limit, then ops (byte % 6), see the target:
-    //   0 add: how, key, ack, deadline   1 end: pick   2 classify: seq, ack, first byte
+    // fuzz_correlator: settings (memory limit byte % 9; compaction threshold 8 + byte / 9, 255:
+    // the production 1,024), then ops (byte % 6), see the target:
+    //   0 add: how (% 4: seq+ack, ack only, custom, seq only; >> 2: connector id), key, ack, deadline
+    //   1 end: pick   2 classify: seq (0x80: counted back from the last), ack, first byte, connector id
     //   3 expire: time   4 burst: size   5 next deadline
     w("correlator", "reply-then-duplicate",
       bytes{2, 0, 0, 0, 5, 3, 2, 1, 6, 0, 2, 1, 6, 0, 2, 9, 6, 0, 0, 1, 0, 5, 3, 2, 7, 6, 0, 3, 3, 2, 2, 6, 0});
@@ -316,6 +318,13 @@ int main(int argc, char** argv) {
     w("correlator", "ack-reused-in-small-memory",
       bytes{2, 0, 0, 0, 5, 1, 1, 0, 0, 0, 0, 5, 1, 1, 0, 0, 0, 0, 9, 1, 1, 0, 2, 2, 6, 0, 2, 1, 6, 0});
     w("correlator", "burst", bytes{8, 4, 200, 3, 15, 5, 4, 1});
+    // seq_only: a reply needs seq and connector id, whatever the ack; then a
+    // duplicate, a late one after expiry, and one for another id.
+    w("correlator", "seq-only",
+      bytes{2, 0, 3, 0, 5, 3, 0, 7, 0, 7, 9, 2, 1, 0, 0, 1, 2, 1, 9, 0, 0, 2, 1, 7, 0, 0, 3, 9, 2, 2, 1, 0, 1,
+            2, 2, 1, 0, 0});
+    // The production threshold (byte 255): a large burst reaches the rebuild at 1,024 stale records.
+    w("correlator", "burst-production", bytes{255, 0, 0, 0, 1, 3, 4, 0xff, 5, 3, 15, 5});
 
     // fuzz_bpf_filter: a u32 event mask, then a datagram.
     auto masked = [](std::uint32_t mask, const bytes& d) {
