@@ -250,13 +250,17 @@ int main(int argc, char** argv) {
     // fuzz_client_dispatch: settings, then a script of ops (op byte % 16), see the target.
     //   settings: u64 seed, timeout (1 + 8 * byte ms), flags (bit 0: byte limits may bind,
     //   then a u16 budget; the rest: our port id)
-    //   0 request: how, key, timeout   (how % 3: seq+ack, ack only, custom; 0x10 into; 0x60 too large)
+    //   0 request: how, key, timeout, shape   (how % 3: seq+ack, ack only, custom; 0x10 into; 0x60 too
+    //     large; shape: & 3 == 3 seq only, >> 2 & 3 part rule (1 by flags, 2 by count), >> 4 & 3 count - 1,
+    //     0x40 parts gathered)
     //   1 cancel: pick   2 clock: step (x16 ms; 0x80: no timer run)   9 send failed: pick
     //   3 subscribe: group, id pick, limit, flags (1 drop_newest, 2 then a byte limit / 8, 4 join fails)
     //   4 unsubscribe: pick   5 receive: pick, how (% 3: value, into, batch; >> 2: batch max)
     //   6 overrun   10 read error   11 cancel receive: pick, how   12 try receive: pick
     //   7 raw datagram: port pick, group, truncated?, u16 length, bytes
-    //   8 built datagram: port pick, group, truncated?, count, per message: how, request pick, ...
+    //   8 built datagram: port pick, group, truncated?, count, per message: how (4: the request's id,
+    //     8: not aimed at it, 0x10: another seq, 0x20: ack instead of ack + 1), request pick, ...,
+    //     length (% 24; >> 5: cn_msg.flags, 0 more, 1 last, 2 not a part, 3 last)
     //   13 admit: port   14 a glue completion: ec   15 close (byte % 4 == 0), else 8
     {
         auto settings = [](std::uint64_t seed, std::uint8_t timeout, bool tight, std::uint16_t budget = 0) {
@@ -283,13 +287,13 @@ int main(int argc, char** argv) {
         // A request answered by the kernel (seq, ack + 1), then a duplicate,
         // then a forger's copy claiming nlmsg_pid 0.
         w("client_dispatch", "request-reply",
-          cat({settings(2, 100, false), bytes{0, 0, 0, 0}, bytes{8, 0, 0, 1, 0, 0, 0, 4, 'p', 'o', 'n', 'g'},
+          cat({settings(2, 100, false), bytes{0, 0, 0, 0, 0}, bytes{8, 0, 0, 1, 0, 0, 0, 4, 'p', 'o', 'n', 'g'},
                bytes{8, 0, 0, 1, 0, 0, 0, 0}, bytes{8, 2, 0, 1, 0, 0x40, 0, 0}}));
         // Ack-only, custom and into requests, the clock, a timeout, a cancel,
         // late replies, a failed send and a read error.
         w("client_dispatch", "timeouts-and-late",
-          cat({settings(3, 100, false), bytes{0, 1, 0, 9}, bytes{0, 2, 'k', 5}, bytes{0, 0x10, 0, 3},
-               bytes{0, 0, 0, 0}, bytes{2, 2}, bytes{1, 0}, bytes{8, 1, 0, 1, 1, 0, 0, 0, 0x10, 2, 5, 0},
+          cat({settings(3, 100, false), bytes{0, 1, 0, 9, 0}, bytes{0, 2, 'k', 5, 0}, bytes{0, 0x10, 0, 3, 0},
+               bytes{0, 0, 0, 0, 0}, bytes{2, 2}, bytes{1, 0}, bytes{8, 1, 0, 1, 1, 0, 0, 0, 0x10, 2, 5, 0},
                bytes{8, 0, 0, 1, 0, 0x08, 0, 1, 2, 2, 'k', 'k'}, bytes{9, 1}, bytes{10}, bytes{2, 0x7f}}));
         // Unicast to group-0 subscribers with an id filter, full queues, a batch receive.
         w("client_dispatch", "group0-queue",
@@ -300,10 +304,18 @@ int main(int argc, char** argv) {
         w("client_dispatch", "byte-budget",
           cat({settings(5, 100, true, 300), bytes{3, 1, 0, 5, 2, 20}, bytes{3, 1, 0, 5, 3, 40}, raw(0, 1, three),
                raw(0, 1, three), raw(0, 1, user_47), bytes{5, 0, 14}, bytes{12, 1}, raw(0, 1, three), bytes{5, 1, 0}}));
+        // Multi-part answers, match::seq_only, parts gathered: by flags (more, last, then
+        // a duplicate, and one for another id); by count, cut by a timeout, then a late part.
+        w("client_dispatch", "multi-part",
+          cat({settings(7, 100, false), bytes{0, 1, 0, 0, 0x47},
+               bytes{8, 0, 0, 1, 3, 0x04, 0, 0x03, 'o', 'n', 'e', 0x24, 0, 0x23, 'e', 'n', 'd', 0x04, 0, 0x02, 'x', 'x',
+                     0x00, 0, 0x21, 'y'},
+               bytes{0, 1, 0, 5, 0x5b}, bytes{8, 0, 0, 1, 0, 0x04, 1, 0x01, 'a'}, bytes{2, 2},
+               bytes{8, 0, 0, 1, 0, 0x04, 1, 0x01, 'b'}}));
         // close() with work pending, then everything fails with client_closed.
         w("client_dispatch", "close-then-ops",
-          cat({settings(6, 100, false), bytes{0, 0, 0, 0}, bytes{3, 2, 0, 3, 0}, bytes{5, 0, 0}, bytes{14, 1},
-               bytes{15, 0}, bytes{0, 0, 0, 0}, bytes{3, 2, 0, 3, 0}, bytes{5, 0, 0}, bytes{12, 0}, bytes{4, 0}}));
+          cat({settings(6, 100, false), bytes{0, 0, 0, 0, 0}, bytes{3, 2, 0, 3, 0}, bytes{5, 0, 0}, bytes{14, 1},
+               bytes{15, 0}, bytes{0, 0, 0, 0, 0}, bytes{3, 2, 0, 3, 0}, bytes{5, 0, 0}, bytes{12, 0}, bytes{4, 0}}));
     }
 
     // fuzz_correlator: settings (memory limit byte % 9; compaction threshold 8 + byte / 9, 255:
