@@ -295,7 +295,7 @@ public:
 
     std::size_t size() const noexcept { return live_; }
     bool empty() const noexcept { return live_ == 0; }
-    /// Deadline records kept (bounded: at most about three per pending request).
+    /// Deadline records kept (bounded: about three per pending request + compact_after).
     std::size_t deadline_records() const noexcept { return deadlines_.size(); }
 
 private:
@@ -348,7 +348,8 @@ private:
     }
 
     // Ended requests leave their deadline record in the heap (removing from
-    // the middle of a heap is costly); rebuild once they outnumber the rest.
+    // the middle of a heap is costly); rebuild once they number compact_after_
+    // and at least twice the pending requests: O(1) amortised per take.
     void compact_deadlines() {
         if (stale_deadlines_ < compact_after_ || stale_deadlines_ < 2 * live_) return;
         std::erase_if(deadlines_, [&](const deadline_record& r) {
