@@ -5,8 +5,9 @@
 //
 // The input: a prefix of settings (seed, default timeout, whether the byte
 // budgets can bind), then a script of operations (op byte % 16, see
-// LLVMFuzzerTestOneInput): start a request (any match mode, reply in the
-// completion or into a message, a payload size that may be too large), fail
+// LLVMFuzzerTestOneInput): start a request (any match mode, seq_only too; a
+// part rule or none; parts gathered in a vector, or the last part the reply
+// in the completion or into a message; a payload size that may be too large), fail
 // its send, cancel one (also an ended one: a stale ticket), a read error,
 // advance the clock and run the timer, subscribe (any group, id filter, queue
 // and byte limits, policy), unsubscribe, start, cancel (by current or stale
@@ -23,8 +24,16 @@
 // - every message counts in exactly one of replies, unsolicited, late,
 //   duplicate, rejected, malformed, and each count is the model's;
 // - a request completes once, with the reply the model picked (seq/ack+1,
-//   ack only, or the custom predicate; duplicates and late replies dropped),
-//   or with its timeout / send error / read error / operation_aborted;
+//   ack only, seq and connector id, or the custom predicate; duplicates and
+//   late replies dropped, remembered by ack + 1 or, for seq_only, by seq and
+//   id), or with its timeout / send error / read error / operation_aborted;
+// - a multi-part answer: the part rule is offered every message the match
+//   rules give the request, once each, with the headers the request was sent
+//   with; a message it disowns is unrelated (to subscribers); the request
+//   ends at the last part (the reply, or with the parts gathered: no message
+//   in the completion), the timeout covering the whole answer; the gathered
+//   vector holds exactly the parts, in order, also after a timeout or cancel;
+//   parts after the last count as duplicates, after a timeout or cancel as late;
 // - each subscriber gets the messages of its group and id, in order, its queue
 //   bounded by its limit, drops counted by its policy, overruns signalled once.
 //   When the byte limits can bind (a per-subscription byte_limit or the
@@ -59,9 +68,15 @@ using clock_type = client_core::clock;
 
 namespace {
 
+// The model's own code: its branches and loops say nothing about the core, and
+// instrumenting them (edges, comparisons, counters, the features libFuzzer
+// weighs after each run) costs a large share of each execution. Clang's
+// attribute; the targets are built by clang only.
+#define FUZZ_MODEL __attribute__((no_sanitize("coverage")))
+
 constexpr std::uint32_t admitted_port = 4242;
 
-bool same(const message& a, const message_view& b) {
+FUZZ_MODEL bool same(const message& a, const message_view& b) {
     const auto& x = a.header;
     const auto& y = b.header;
     return x.id == y.id && x.seq == y.seq && x.ack == y.ack && x.flags == y.flags && x.nlmsg_type == y.nlmsg_type &&
@@ -97,14 +112,44 @@ struct op_record {
 
 enum class req_state { pending, replied, expired };
 
+// A request's part rule (request_options::parts), a pure function of what the
+// model knows, so that the model can say what the rule answers:
+// - by_flags: the message's cn_msg.flags % 4: 0 more, 1 last, 2 not_part, 3 last;
+// - by_count: the n-th message offered is the last (no message is refused).
+enum class rule_kind { none, by_flags, by_count };
+
+part_verdict rule_verdict(rule_kind kind, std::size_t count_to, std::size_t call, const message_view& m) {
+    if (kind == rule_kind::by_count) return call == count_to ? part_verdict::last : part_verdict::more;
+    switch (m.header.flags % 4) {
+    case 0: return part_verdict::more;
+    case 2: return part_verdict::not_part;
+    default: return part_verdict::last;
+    }
+}
+
+// Where the parts of a multi-part answer go. The gathered form appends each
+// to a vector the request was started with; without one the last part is
+// the reply. (A streamed form, each part handed out as it comes, would be a
+// third form here, with its own expectations in on_part / on_last.)
+enum class answer_form { reply, gathered };
+
 struct request_model {
     op_id op = 0;
     client_core::ticket ticket{};
     std::uint32_t seq = 0, ack = 0;
+    connector::id id{};
     match mode = match::seq_and_ack;
     std::uint8_t key = 0; // match::custom: replies whose payload starts with this byte
     clock_type::time_point deadline{};
     req_state state = req_state::pending;
+    rule_kind rule = rule_kind::none;
+    std::size_t count_to = 1;     // rule_kind::by_count
+    std::size_t rule_calls = 0;   // the model's count of messages the rule was offered
+    std::size_t core_calls = 0;   // the rule's own count, kept by the rule
+    bool rule_saw_other = false;  // the rule was given headers other than the request's
+    answer_form form = answer_form::reply;
+    std::unique_ptr<std::vector<message>> parts; // answer_form::gathered: the core's vector
+    std::vector<message> want_parts;             // ...and what the model says it holds
 };
 
 // ---- subscribers ----
@@ -153,6 +198,13 @@ struct harness {
         req_state how;
     };
     std::map<std::uint32_t, memory> recent;
+    // Ended match::seq_only requests by seq (seqs are never reused).
+    struct seq_memory {
+        connector::id id;
+        req_state how;
+    };
+    std::map<std::uint32_t, seq_memory> recent_seq;
+    std::vector<std::byte> datagram_bytes; // datagram()'s, kept to spare allocations
 
     explicit harness(fuzz::input& in) {
         const auto seed = in.take<std::uint64_t>();
@@ -161,7 +213,7 @@ struct harness {
         tight = (settings & 1u) != 0;
         port_id = settings >> 1u;
         budget = tight ? std::size_t{in.take<std::uint16_t>()} % 4096 : std::size_t{64} << 20;
-        ops.reserve(256);
+        ops.reserve(32);
         core = std::make_unique<client_core>(
             detail::core_options{.default_timeout = default_timeout, .admitted_ports = admitted, .subscription_bytes = budget},
             seed, port_id);
@@ -187,7 +239,7 @@ struct harness {
     }
 
     // Takes the next message of subscriber s's offered sequence that equals m.
-    void take_offered(subscriber_model& s, const message& m) {
+    FUZZ_MODEL void take_offered(subscriber_model& s, const message& m) {
         FUZZ_CHECK(!s.exact);
         bool found = false; // else: a message it was not offered, or out of order
         while (!found && !s.queue.empty()) {
@@ -197,7 +249,7 @@ struct harness {
         FUZZ_CHECK(found);
     }
 
-    void pop_completions() {
+    FUZZ_MODEL void pop_completions() {
         detail::completion c;
         while (core->pop_completion(c)) {
             FUZZ_CHECK(c.op < ops.size());
@@ -228,6 +280,7 @@ struct harness {
                 if (r.kind == target_kind::into) FUZZ_CHECK(c.message.payload.empty() && c.message.header.seq == 0);
             } else {
                 FUZZ_CHECK(c.message.payload.empty() && c.count == 0);
+                if (r.kind == target_kind::into) FUZZ_CHECK(r.into->payload.empty() && r.into->header.seq == 0);
             }
         }
         // Nothing the model ended is missing; with the checks above, every
@@ -246,7 +299,39 @@ struct harness {
         r.state = how;
         op_record& o = expect(r.op, ec);
         if (reply) o.messages.emplace_back(*reply);
-        if (r.mode != match::custom) recent.insert_or_assign(r.ack + 1u, memory{r.seq, r.mode, how});
+        if (r.mode == match::seq_only)
+            recent_seq.insert_or_assign(r.seq, seq_memory{r.id, how});
+        else if (r.mode != match::custom)
+            recent.insert_or_assign(r.ack + 1u, memory{r.seq, r.mode, how});
+    }
+
+    // A gathered answer holds exactly the parts the model says, in order:
+    // what came before a timeout or cancellation stays, nothing comes after
+    // the end. check() compares sizes after every op, and everything here at
+    // the end of the input.
+    FUZZ_MODEL void check_parts(const request_model& r) const {
+        if (r.form != answer_form::gathered) return;
+        FUZZ_CHECK(r.parts->size() == r.want_parts.size());
+        for (std::size_t i = 0; i < r.want_parts.size(); ++i) FUZZ_CHECK(same((*r.parts)[i], r.want_parts[i]));
+    }
+
+    // A message the match rule gave request r: the part rule's verdict, and
+    // where the part goes. False: not a part (it goes on as unrelated).
+    FUZZ_MODEL bool model_part(request_model& r, const message_view& m) {
+        const part_verdict v = r.rule == rule_kind::none ? part_verdict::last
+                                                          : rule_verdict(r.rule, r.count_to, ++r.rule_calls, m);
+        if (v == part_verdict::not_part) return false;
+        ++stats.replies;
+        switch (r.form) {
+        case answer_form::gathered:
+            r.want_parts.emplace_back(m);
+            if (v == part_verdict::last) end_request(r, req_state::replied, {});
+            break;
+        case answer_form::reply:
+            if (v == part_verdict::last) end_request(r, req_state::replied, {}, &m);
+            break;
+        }
+        return true;
     }
 
     void start_request(fuzz::input& in) {
@@ -254,8 +339,14 @@ struct harness {
         const auto how = in.take<std::uint8_t>();
         const auto key = in.take<std::uint8_t>();
         const auto timeout_pick = in.take<std::uint8_t>();
+        // Bits 0-1: 3 for match::seq_only; 2-3: the part rule (1 by flags, 2 by
+        // count, else none); 4-5: the count; 6: the parts gathered in a vector.
+        const auto shape = in.take<std::uint8_t>();
         request_options ro;
-        ro.match = how % 3 == 0 ? match::seq_and_ack : how % 3 == 1 ? match::ack_only : match::custom;
+        ro.match = (shape & 3u) == 3u ? match::seq_only
+                   : how % 3 == 0     ? match::seq_and_ack
+                   : how % 3 == 1     ? match::ack_only
+                                      : match::custom;
         ro.timeout = std::chrono::milliseconds(timeout_pick % 4 == 0 ? 0 : timeout_pick * 4);
         ro.port_id = (how & 0x80u) ? admitted_port : 0;
         ro.flags = key;
@@ -264,7 +355,21 @@ struct harness {
         const std::size_t payload = (how & 0x60u) == 0x60u ? connector::max_payload + (key & 1u) : key;
         const op_id op = new_op(into ? target_kind::into : target_kind::value);
         const connector::id id{how % 5u, 1};
-        const auto r = core->start_request(op, id, payload, ro, now, into ? ops[op].into.get() : nullptr);
+        const rule_kind rule = (shape >> 2 & 3u) == 1u ? rule_kind::by_flags
+                               : (shape >> 2 & 3u) == 2u ? rule_kind::by_count
+                                                         : rule_kind::none;
+        const std::size_t count_to = 1 + (shape >> 4 & 3u);
+        const std::size_t index = requests.size(); // of its model, if it starts
+        if (rule != rule_kind::none)
+            ro.parts = [this, index, rule, count_to](const connector::header& sent, const message_view& m) {
+                request_model& r = requests[index];
+                r.rule_saw_other |= sent.seq != r.seq || sent.ack != r.ack || !(sent.id == r.id);
+                return rule_verdict(rule, count_to, ++r.core_calls, m);
+            };
+        std::unique_ptr<std::vector<message>> parts;
+        if (shape & 0x40u) parts = std::make_unique<std::vector<message>>(1); // the start clears it
+        const auto r =
+            core->start_request(op, id, payload, std::move(ro), now, into ? ops[op].into.get() : nullptr, parts.get());
         if (closed || payload > connector::max_payload) {
             FUZZ_CHECK(!r.send);
             expect(op, closed ? make_error_code(error::client_closed) : make_error_code(error::payload_too_large));
@@ -275,14 +380,27 @@ struct harness {
         FUZZ_CHECK(r.header.nlmsg_pid == port_id);
         FUZZ_CHECK(r.header.nlmsg_seq == r.header.seq && r.header.seq == last_seq + 1);
         last_seq = r.header.seq;
-        for (auto& o : requests) // no two pending requests expect one ack
-            if (o.state == req_state::pending && o.mode != match::custom) FUZZ_CHECK(o.ack != r.header.ack);
+        for (auto& o : requests) // no two pending requests expect one ack (custom and seq_only expect none)
+            if (o.state == req_state::pending && (o.mode == match::seq_and_ack || o.mode == match::ack_only))
+                FUZZ_CHECK(o.ack != r.header.ack);
         request_model& m = requests.emplace_back();
+        FUZZ_CHECK(requests.size() == index + 1);
+        m.id = id;
+        m.rule = rule;
+        m.count_to = count_to;
+        if (parts) {
+            FUZZ_CHECK(parts->empty());
+            m.form = answer_form::gathered;
+            m.parts = std::move(parts);
+        }
         m.op = op;
         m.ticket = r.t;
         m.seq = r.header.seq;
         m.ack = r.header.ack;
-        m.mode = ro.match;
+        m.mode = (shape & 3u) == 3u ? match::seq_only
+                 : how % 3 == 0     ? match::seq_and_ack
+                 : how % 3 == 1     ? match::ack_only
+                                    : match::custom;
         m.key = key;
         m.deadline = now + (ro.timeout.count() > 0 ? ro.timeout : default_timeout);
     }
@@ -327,7 +445,7 @@ struct harness {
     // -- subscribers --
 
     // The index of an active subscriber, or -1.
-    int pick_index(std::size_t pick) {
+    FUZZ_MODEL int pick_index(std::size_t pick) {
         std::size_t n = 0;
         for (const auto& s : subscribers) n += s.active;
         if (n == 0) return -1;
@@ -340,7 +458,7 @@ struct harness {
         return i < 0 ? nullptr : &subscribers[static_cast<std::size_t>(i)];
     }
 
-    std::size_t members(unsigned group) const {
+    FUZZ_MODEL std::size_t members(unsigned group) const {
         std::size_t n = 0;
         for (auto& s : subscribers) n += s.active && s.group == group;
         return n;
@@ -406,7 +524,7 @@ struct harness {
     }
 
     // Hands s's queued messages to a receive that takes up to `max` of them.
-    void model_take(subscriber_model& s, op_record& o, std::size_t max, std::size_t core_queued, int index) {
+    FUZZ_MODEL void model_take(subscriber_model& s, op_record& o, std::size_t max, std::size_t core_queued, int index) {
         if (s.exact) {
             FUZZ_CHECK(core_queued == s.queue.size());
             while (o.messages.size() < max && !s.queue.empty()) {
@@ -422,7 +540,7 @@ struct harness {
     }
 
     // A receive of s is waiting; it completes if something is there.
-    void model_serve(subscriber_model& s, std::size_t core_queued, int index) {
+    FUZZ_MODEL void model_serve(subscriber_model& s, std::size_t core_queued, int index) {
         if (!s.waiting) return;
         if (s.overrun_pending) {
             s.overrun_pending = false;
@@ -538,32 +656,39 @@ struct harness {
     // -- what was read --
 
     // The model's verdict for one good message from a trusted sender.
-    void model_deliver(const message_view& m, unsigned group) {
+    FUZZ_MODEL void model_deliver(const message_view& m, unsigned group) {
+        // The request the match rules give the message: by ack + 1 (one
+        // pending ack-keyed request per ack), by seq and connector id, by a
+        // custom predicate in start order.
+        request_model* to = nullptr;
         for (auto& r : requests) {
-            if (r.state != req_state::pending || r.mode == match::custom || r.ack + 1u != m.ack()) continue;
-            if (r.mode == match::ack_only || r.seq == m.seq()) {
-                ++stats.replies;
-                end_request(r, req_state::replied, {}, &m);
-                return;
-            }
-            break; // one pending request per expected ack
+            if (r.state != req_state::pending || r.ack + 1u != m.ack()) continue;
+            if (r.mode != match::seq_and_ack && r.mode != match::ack_only) continue;
+            if (r.mode == match::ack_only || r.seq == m.seq()) to = &r;
+            break;
         }
-        for (auto& r : requests) {
-            if (r.state == req_state::pending && r.mode == match::custom && custom_accepts(r.key, m)) {
-                ++stats.replies;
-                end_request(r, req_state::replied, {}, &m);
-                return;
-            }
-        }
-        if (auto it = recent.find(m.ack()); it != recent.end()) {
-            const memory& mem = it->second;
-            if (mem.mode == match::ack_only || mem.seq == m.seq()) {
-                if (mem.how == req_state::replied)
-                    ++stats.duplicate_replies;
-                else
-                    ++stats.late_replies;
-                return;
-            }
+        if (!to)
+            for (auto& r : requests)
+                if (r.state == req_state::pending && r.mode == match::seq_only && r.seq == m.seq() && r.id == m.id()) {
+                    to = &r;
+                    break;
+                }
+        if (!to)
+            for (auto& r : requests)
+                if (r.state == req_state::pending && r.mode == match::custom && custom_accepts(r.key, m)) {
+                    to = &r;
+                    break;
+                }
+        if (to) {
+            if (model_part(*to, m)) return;
+            // Not a part: unrelated, whatever an ended request's memory says.
+        } else if (auto it = recent.find(m.ack());
+                   it != recent.end() && (it->second.mode == match::ack_only || it->second.seq == m.seq())) {
+            ++(it->second.how == req_state::replied ? stats.duplicate_replies : stats.late_replies);
+            return;
+        } else if (auto is = recent_seq.find(m.seq()); is != recent_seq.end() && is->second.id == m.id()) {
+            ++(is->second.how == req_state::replied ? stats.duplicate_replies : stats.late_replies);
+            return;
         }
         ++stats.unsolicited;
         std::size_t n = 0;
@@ -616,7 +741,8 @@ struct harness {
         const unsigned group = (group_pick & 0x80u) ? group_pick & 0x7fu : group_pick % 4u;
         const bool truncated = (in.take<std::uint8_t>() & 0x7u) == 0;
 
-        std::vector<std::byte> bytes;
+        std::vector<std::byte>& bytes = datagram_bytes;
+        bytes.clear();
         if (!structured) {
             const auto raw = in.take_bytes(in.take_upto(512));
             bytes.assign(raw.begin(), raw.end());
@@ -627,7 +753,7 @@ struct harness {
                 const auto how = in.take<std::uint8_t>();
                 const auto pick = in.take<std::uint8_t>();
                 const request_model* r = requests.empty() ? nullptr : &requests[pick % requests.size()];
-                h.id = {how % 3u, 1};
+                h.id = r && (how & 0x4u) ? r->id : connector::id{how % 3u, 1};
                 if (r && (how & 0x8u) == 0) {
                     h.seq = (how & 0x10u) == 0 ? r->seq : in.take<std::uint8_t>();
                     h.ack = (how & 0x20u) == 0 ? r->ack + 1u : r->ack;
@@ -638,7 +764,9 @@ struct harness {
                 // A forger claims to be the kernel.
                 h.nlmsg_pid = (how & 0x40u) != 0 ? 0u : port;
                 h.nlmsg_type = (how & 0x80u) != 0 ? in.take<std::uint8_t>() % 5 : NLMSG_DONE;
-                const auto payload = in.take_bytes(in.take<std::uint8_t>() % 24);
+                const auto length = in.take<std::uint8_t>();
+                h.flags = length >> 5; // for the part rule by flags
+                const auto payload = in.take_bytes(length % 24);
                 error_code ec;
                 auto one = connector::build_datagram(h, payload, ec);
                 FUZZ_CHECK(!ec);
@@ -683,7 +811,7 @@ struct harness {
 
     // -- the checks, after each operation --
 
-    void check() {
+    FUZZ_MODEL void check() {
         pop_completions();
         const client_stats& a = core->stats();
         FUZZ_CHECK(a.datagrams == stats.datagrams);
@@ -704,6 +832,12 @@ struct harness {
             const bool pending = r.state == req_state::pending;
             FUZZ_CHECK(core->request_pending(r.ticket) == pending);
             FUZZ_CHECK(ops[r.op].expected == !pending);
+            // The rule is offered each message the match rules give the request, once, with its headers.
+            FUZZ_CHECK(r.core_calls == r.rule_calls && !r.rule_saw_other);
+            if (r.form == answer_form::gathered) {
+                FUZZ_CHECK(r.parts->size() == r.want_parts.size());
+                if (!r.want_parts.empty()) FUZZ_CHECK(same(r.parts->back(), r.want_parts.back()));
+            }
             if (!pending) continue;
             ++live;
             if (!earliest || r.deadline < *earliest) earliest = r.deadline;
@@ -788,5 +922,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(h.core->pending_requests() == 0 && !h.core->wants_read() && !h.core->next_deadline());
     h.close(); // a second close changes nothing
     h.check();
+    for (const auto& r : h.requests) h.check_parts(r);
     return 0;
 }

@@ -250,13 +250,17 @@ int main(int argc, char** argv) {
     // fuzz_client_dispatch: settings, then a script of ops (op byte % 16), see the target.
     //   settings: u64 seed, timeout (1 + 8 * byte ms), flags (bit 0: byte limits may bind,
     //   then a u16 budget; the rest: our port id)
-    //   0 request: how, key, timeout   (how % 3: seq+ack, ack only, custom; 0x10 into; 0x60 too large)
+    //   0 request: how, key, timeout, shape   (how % 3: seq+ack, ack only, custom; 0x10 into; 0x60 too
+    //     large; shape: & 3 == 3 seq only, >> 2 & 3 part rule (1 by flags, 2 by count), >> 4 & 3 count - 1,
+    //     0x40 parts gathered)
     //   1 cancel: pick   2 clock: step (x16 ms; 0x80: no timer run)   9 send failed: pick
     //   3 subscribe: group, id pick, limit, flags (1 drop_newest, 2 then a byte limit / 8, 4 join fails)
     //   4 unsubscribe: pick   5 receive: pick, how (% 3: value, into, batch; >> 2: batch max)
     //   6 overrun   10 read error   11 cancel receive: pick, how   12 try receive: pick
     //   7 raw datagram: port pick, group, truncated?, u16 length, bytes
-    //   8 built datagram: port pick, group, truncated?, count, per message: how, request pick, ...
+    //   8 built datagram: port pick, group, truncated?, count, per message: how (4: the request's id,
+    //     8: not aimed at it, 0x10: another seq, 0x20: ack instead of ack + 1), request pick, ...,
+    //     length (% 24; >> 5: cn_msg.flags, 0 more, 1 last, 2 not a part, 3 last)
     //   13 admit: port   14 a glue completion: ec   15 close (byte % 4 == 0), else 8
     {
         auto settings = [](std::uint64_t seed, std::uint8_t timeout, bool tight, std::uint16_t budget = 0) {
@@ -283,13 +287,13 @@ int main(int argc, char** argv) {
         // A request answered by the kernel (seq, ack + 1), then a duplicate,
         // then a forger's copy claiming nlmsg_pid 0.
         w("client_dispatch", "request-reply",
-          cat({settings(2, 100, false), bytes{0, 0, 0, 0}, bytes{8, 0, 0, 1, 0, 0, 0, 4, 'p', 'o', 'n', 'g'},
+          cat({settings(2, 100, false), bytes{0, 0, 0, 0, 0}, bytes{8, 0, 0, 1, 0, 0, 0, 4, 'p', 'o', 'n', 'g'},
                bytes{8, 0, 0, 1, 0, 0, 0, 0}, bytes{8, 2, 0, 1, 0, 0x40, 0, 0}}));
         // Ack-only, custom and into requests, the clock, a timeout, a cancel,
         // late replies, a failed send and a read error.
         w("client_dispatch", "timeouts-and-late",
-          cat({settings(3, 100, false), bytes{0, 1, 0, 9}, bytes{0, 2, 'k', 5}, bytes{0, 0x10, 0, 3},
-               bytes{0, 0, 0, 0}, bytes{2, 2}, bytes{1, 0}, bytes{8, 1, 0, 1, 1, 0, 0, 0, 0x10, 2, 5, 0},
+          cat({settings(3, 100, false), bytes{0, 1, 0, 9, 0}, bytes{0, 2, 'k', 5, 0}, bytes{0, 0x10, 0, 3, 0},
+               bytes{0, 0, 0, 0, 0}, bytes{2, 2}, bytes{1, 0}, bytes{8, 1, 0, 1, 1, 0, 0, 0, 0x10, 2, 5, 0},
                bytes{8, 0, 0, 1, 0, 0x08, 0, 1, 2, 2, 'k', 'k'}, bytes{9, 1}, bytes{10}, bytes{2, 0x7f}}));
         // Unicast to group-0 subscribers with an id filter, full queues, a batch receive.
         w("client_dispatch", "group0-queue",
@@ -300,14 +304,24 @@ int main(int argc, char** argv) {
         w("client_dispatch", "byte-budget",
           cat({settings(5, 100, true, 300), bytes{3, 1, 0, 5, 2, 20}, bytes{3, 1, 0, 5, 3, 40}, raw(0, 1, three),
                raw(0, 1, three), raw(0, 1, user_47), bytes{5, 0, 14}, bytes{12, 1}, raw(0, 1, three), bytes{5, 1, 0}}));
+        // Multi-part answers, match::seq_only, parts gathered: by flags (more, last, then
+        // a duplicate, and one for another id); by count, cut by a timeout, then a late part.
+        w("client_dispatch", "multi-part",
+          cat({settings(7, 100, false), bytes{0, 1, 0, 0, 0x47},
+               bytes{8, 0, 0, 1, 3, 0x04, 0, 0x03, 'o', 'n', 'e', 0x24, 0, 0x23, 'e', 'n', 'd', 0x04, 0, 0x02, 'x', 'x',
+                     0x00, 0, 0x21, 'y'},
+               bytes{0, 1, 0, 5, 0x5b}, bytes{8, 0, 0, 1, 0, 0x04, 1, 0x01, 'a'}, bytes{2, 2},
+               bytes{8, 0, 0, 1, 0, 0x04, 1, 0x01, 'b'}}));
         // close() with work pending, then everything fails with client_closed.
         w("client_dispatch", "close-then-ops",
-          cat({settings(6, 100, false), bytes{0, 0, 0, 0}, bytes{3, 2, 0, 3, 0}, bytes{5, 0, 0}, bytes{14, 1},
-               bytes{15, 0}, bytes{0, 0, 0, 0}, bytes{3, 2, 0, 3, 0}, bytes{5, 0, 0}, bytes{12, 0}, bytes{4, 0}}));
+          cat({settings(6, 100, false), bytes{0, 0, 0, 0, 0}, bytes{3, 2, 0, 3, 0}, bytes{5, 0, 0}, bytes{14, 1},
+               bytes{15, 0}, bytes{0, 0, 0, 0, 0}, bytes{3, 2, 0, 3, 0}, bytes{5, 0, 0}, bytes{12, 0}, bytes{4, 0}}));
     }
 
-    // fuzz_correlator: memory limit, then ops (byte % 6), see the target:
-    //   0 add: how, key, ack, deadline   1 end: pick   2 classify: seq, ack, first byte
+    // fuzz_correlator: settings (memory limit byte % 9; compaction threshold 8 + byte / 9, 255:
+    // the production 1,024), then ops (byte % 6), see the target:
+    //   0 add: how (% 4: seq+ack, ack only, custom, seq only; >> 2: connector id), key, ack, deadline
+    //   1 end: pick   2 classify: seq (0x80: counted back from the last), ack, first byte, connector id
     //   3 expire: time   4 burst: size   5 next deadline
     w("correlator", "reply-then-duplicate",
       bytes{2, 0, 0, 0, 5, 3, 2, 1, 6, 0, 2, 1, 6, 0, 2, 9, 6, 0, 0, 1, 0, 5, 3, 2, 7, 6, 0, 3, 3, 2, 2, 6, 0});
@@ -316,6 +330,13 @@ int main(int argc, char** argv) {
     w("correlator", "ack-reused-in-small-memory",
       bytes{2, 0, 0, 0, 5, 1, 1, 0, 0, 0, 0, 5, 1, 1, 0, 0, 0, 0, 9, 1, 1, 0, 2, 2, 6, 0, 2, 1, 6, 0});
     w("correlator", "burst", bytes{8, 4, 200, 3, 15, 5, 4, 1});
+    // seq_only: a reply needs seq and connector id, whatever the ack; then a
+    // duplicate, a late one after expiry, and one for another id.
+    w("correlator", "seq-only",
+      bytes{2, 0, 3, 0, 5, 3, 0, 7, 0, 7, 9, 2, 1, 0, 0, 1, 2, 1, 9, 0, 0, 2, 1, 7, 0, 0, 3, 9, 2, 2, 1, 0, 1,
+            2, 2, 1, 0, 0});
+    // The production threshold (byte 255): a large burst reaches the rebuild at 1,024 stale records.
+    w("correlator", "burst-production", bytes{255, 0, 0, 0, 1, 3, 4, 0xff, 5, 3, 15, 5});
 
     // fuzz_bpf_filter: a u32 event mask, then a datagram.
     auto masked = [](std::uint32_t mask, const bytes& d) {

@@ -488,6 +488,27 @@ TEST_CASE("correlator: deadline records stay bounded under churn") {
     CHECK(d.deadline_records() == 0);
 }
 
+TEST_CASE("correlator: compact_after sets when stale deadline records are dropped") {
+    // One pending request with the earliest deadline keeps next_deadline from
+    // popping the stale records of the ones answered after it.
+    for (const std::size_t threshold : {std::size_t{8}, std::size_t{32}, table::default_compact_after}) {
+        CAPTURE(threshold);
+        table c(4096, threshold);
+        const auto keeper = add(c, match::ack_only, 0, 0xabcdef, "keeper", t0);
+        std::size_t most = 0;
+        for (std::uint32_t i = 0; i < 3000; ++i) {
+            const auto t = add(c, match::seq_and_ack, i + 1, i, "short", t0 + 1s);
+            REQUIRE(c.take(t, outcome::replied).has_value());
+            most = std::max(most, c.deadline_records());
+        }
+        // The keeper's record and threshold - 1 stale ones: the take that
+        // makes the threshold-th stale record rebuilds the heap.
+        CHECK(most == threshold);
+        CHECK(c.find(keeper) != nullptr);
+        CHECK(c.next_deadline() == t0);
+    }
+}
+
 TEST_CASE("correlator: many requests answered in a shuffled order each get their own reply") {
     constexpr std::uint32_t n = 10000;
     cnasio::detail::correlator<std::uint32_t> c(n);

@@ -144,7 +144,16 @@ public:
     /// How a request ended, remembered to classify what comes after.
     enum class outcome { replied, expired };
 
-    explicit correlator(std::size_t remembered = 4096) : recent_limit_(remembered) {}
+    /// Records of ended requests a deadline-heap rebuild waits for (see
+    /// compact_deadlines()): the client keeps the default.
+    static constexpr std::size_t default_compact_after = 1024;
+
+    /// `remembered`: ended requests kept to tell duplicates and late replies
+    /// apart. `compact_after`: a test seam, so that a fuzzer reaches the
+    /// deadline-heap rebuild with a dozen requests instead of a thousand; the
+    /// records kept stay below about 3 per pending request + `compact_after`.
+    explicit correlator(std::size_t remembered = 4096, std::size_t compact_after = default_compact_after)
+        : recent_limit_(remembered), compact_after_(compact_after) {}
 
     /// The next seq to send: locally unique, incremented per message.
     std::uint32_t next_seq() noexcept { return ++seq_; }
@@ -286,7 +295,7 @@ public:
 
     std::size_t size() const noexcept { return live_; }
     bool empty() const noexcept { return live_ == 0; }
-    /// Deadline records kept (bounded: at most about three per pending request).
+    /// Deadline records kept (bounded: about three per pending request + compact_after).
     std::size_t deadline_records() const noexcept { return deadlines_.size(); }
 
 private:
@@ -339,9 +348,10 @@ private:
     }
 
     // Ended requests leave their deadline record in the heap (removing from
-    // the middle of a heap is costly); rebuild once they outnumber the rest.
+    // the middle of a heap is costly); rebuild once they number compact_after_
+    // and at least twice the pending requests: O(1) amortised per take.
     void compact_deadlines() {
-        if (stale_deadlines_ < 1024 || stale_deadlines_ < 2 * live_) return;
+        if (stale_deadlines_ < compact_after_ || stale_deadlines_ < 2 * live_) return;
         std::erase_if(deadlines_, [&](const deadline_record& r) {
             const slot& s = slots_[r.which.index];
             return !(s.live && s.generation == r.which.generation);
@@ -365,6 +375,7 @@ private:
     u32_index recent_seq_index_; // seq -> position in recent_ (match::seq_only)
     std::size_t recent_next_ = 0;
     std::size_t recent_limit_;
+    std::size_t compact_after_;
 };
 
 } // namespace detail
