@@ -52,6 +52,9 @@ enum class error {
     w1_crc_mismatch,                 ///< data read from a device failed its CRC8
     w1_power_on_reset,               ///< a DS18B20 returned its power-on value 85 °C: no conversion ran
     w1_wrong_family,                 ///< the device is not of the family the operation is for
+
+    // sending
+    send_queue_full,                 ///< messages waiting for room at full peers already hold client_options::send_queue_bytes
 };
 
 namespace detail {
@@ -108,6 +111,8 @@ public:
         case error::w1_power_on_reset:
             return "the DS18B20 returned its power-on value 85 °C: the conversion did not run (check its power)";
         case error::w1_wrong_family: return "the 1-Wire device is not of the family this operation is for";
+        case error::send_queue_full:
+            return "send queue full: messages waiting for peers that do not read hold client_options::send_queue_bytes";
         }
         return "unknown cnasio error";
     }
