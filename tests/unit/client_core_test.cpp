@@ -426,7 +426,7 @@ TEST_CASE("client_core: subscription queues are bounded in bytes, per subscripti
         for (auto s : subs)
             while (core.try_receive(s, m, ec)) {
             }
-        CHECK(core.held_bytes() <= 1000 * cnasio::detail::subscriber_queue::idle_spare_limit);
+        CHECK(core.held_bytes() <= 1000 * cnasio::detail::subscriber_queue::idle_slot_limit);
     }
 }
 
