@@ -30,6 +30,11 @@ struct client_options {
     std::size_t subscription_bytes = 64u << 20;
     /// Network namespace file to create the socket in (e.g. "/proc/1/ns/net"); empty: the caller's.
     std::string netns{};
+    /// Bytes of datagrams the client may hold for peers whose receive queue
+    /// is full (sendto() gave EAGAIN); past it, a send fails with
+    /// error::send_queue_full. Each peer has its own queue, kept in order: a
+    /// peer that stops reading holds back only what goes to it.
+    std::size_t send_queue_bytes = 4u << 20;
     /// Netlink family (NETLINK_CONNECTOR unless a peer speaks connector framing elsewhere).
     netlink::protocol protocol = netlink::protocol::connector();
     /// Datagrams read per scheduler turn before the loop lets other handlers

@@ -57,6 +57,8 @@ enum class error {
     end_of_answer,                   ///< a streamed answer's last part was handed out: no more parts
     parts_overflow,                  ///< a streamed answer's part came while its queue was full: the answer ends
     bundle_trailing_bytes,           ///< bytes after a netlink message's last cn_msg that form no whole cn_msg
+    // sending
+    send_queue_full,                 ///< messages waiting for room at full peers already hold client_options::send_queue_bytes
 };
 
 namespace detail {
@@ -118,6 +120,8 @@ public:
             return "a part of a streamed answer came while its queue was full: the answer was ended";
         case error::bundle_trailing_bytes:
             return "netlink message ends with bytes that form no whole cn_msg after its last one";
+        case error::send_queue_full:
+            return "send queue full: messages waiting for peers that do not read hold client_options::send_queue_bytes";
         }
         return "unknown cnasio error";
     }

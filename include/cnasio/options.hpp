@@ -113,6 +113,11 @@ struct client_stats {
     std::uint64_t malformed = 0;         ///< messages the framing layer refused (dropped)
     std::uint64_t overruns = 0;          ///< ENOBUFS reports: the kernel dropped messages for us
     std::uint64_t timeouts = 0;          ///< requests that ended with error::timeout
+    // A peer whose receive queue is full (EAGAIN) gets later messages from the
+    // client's send queue for it, retried every 200 us.
+    std::uint64_t sends_queued = 0;      ///< messages queued because their peer was full
+    std::uint64_t sends_late = 0;        ///< ...of which sent from the queue later
+    std::uint64_t sends_dropped = 0;     ///< ...of which never sent: their request ended first, their late send failed, or the client closed
 };
 
 } // namespace cnasio

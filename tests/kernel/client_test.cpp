@@ -1075,10 +1075,10 @@ TEST_SUITE("client: work and memory") {
             while (s.try_receive(m, ec)) {
             }
         m = connector::message{};
-        CHECK(c.held_bytes() <= subscribers * detail::subscriber_queue::idle_spare_limit);
+        CHECK(c.held_bytes() <= subscribers * detail::subscriber_queue::idle_slot_limit);
         const long after = memory_kib();
         MESSAGE("after consuming: ", after, " KiB, ", c.held_bytes() / 1024, " KiB held");
-        CHECK(after - before < 10 * 1024); // idle_spare_limit (8 KiB) per subscriber at most, and the rings
+        CHECK(after - before < 10 * 1024); // large slots' storage given back: the rings remain
     }
 }
 
@@ -1297,5 +1297,128 @@ TEST_SUITE("client: coalescing") {
         io.run_for(5s);
         CHECK(io.stopped());
         CHECK(steady::now() - t0 < 1s);
+    }
+}
+
+TEST_SUITE("client: the send queue") {
+    TEST_CASE("a peer that stops reading holds back only its own requests; those that end while queued never reach it") {
+        // The stalled peer's receive queue holds a handful of datagrams (the
+        // smallest buffer); after that, sendto() to it gives EAGAIN and the
+        // client queues what goes to it.
+        test::peer stalled;
+        {
+            int smallest = 0;
+            REQUIRE(::setsockopt(stalled.fd(), SOL_SOCKET, SO_RCVBUF, &smallest, sizeof smallest) == 0);
+        }
+        test::echo_peer echo;
+        client_options co;
+        co.admitted_ports = {stalled.port_id(), echo.port_id()};
+        asio::io_context io;
+        client c(io.get_executor(), co);
+
+        constexpr int n = 64;
+        std::vector<outcome> stalled_outcomes(n);
+        std::vector<connector::header> sent(n);
+        request_options so;
+        so.port_id = stalled.port_id();
+        so.timeout = 400ms;
+        for (int i = 0; i < n; ++i) {
+            so.sent = &sent[i];
+            c.async_request(echo_id, bytes("to the stalled peer " + std::to_string(i)), so,
+                            stalled_outcomes[i].handler());
+        }
+        const auto queued = c.stats().sends_queued;
+        REQUIRE(queued > 0);
+        REQUIRE(queued < n); // some reached the peer's queue before it filled
+
+        // The echo peer and the kernel are not held back.
+        const auto start = std::chrono::steady_clock::now();
+        request_options eo;
+        eo.port_id = echo.port_id();
+        eo.timeout = 2s;
+        outcome to_echo;
+        c.async_request(echo_id, bytes("to the echo peer"), eo, to_echo.handler());
+        error_code ec;
+        auto proc_sub = c.subscribe(CN_IDX_PROC, {}, ec); // the ack of LISTEN comes through group 1
+        REQUIRE_FALSE(ec);
+        request_options ko;
+        ko.match = match::ack_only;
+        ko.timeout = 2s;
+        outcome to_kernel;
+        c.async_request(connector::proc_id, connector::as_payload(std::uint32_t{PROC_CN_MCAST_LISTEN}), ko,
+                        to_kernel.handler());
+        io.restart();
+        while (!(to_echo.done && to_kernel.done) && std::chrono::steady_clock::now() - start < 3s)
+            io.run_one_for(50ms);
+        const auto took = std::chrono::steady_clock::now() - start;
+        CHECK(to_echo.done);
+        CHECK_FALSE(to_echo.ec);
+        CHECK(test::text_of(to_echo.reply.payload) == "to the echo peer");
+        CHECK(to_kernel.done);
+        CHECK_FALSE(to_kernel.ec);
+        CHECK(took < 300ms); // before any of the stalled peer's requests timed out
+        for (const auto& o : stalled_outcomes) CHECK_FALSE(o.done);
+
+        // The stalled peer's requests time out, the queued ones taken out of the queue.
+        run_for(io, 600ms);
+        for (const auto& o : stalled_outcomes) {
+            CHECK(o.done);
+            CHECK(o.ec == error::timeout);
+        }
+        CHECK(c.stats().sends_dropped == queued);
+        CHECK(c.stats().sends_late == 0);
+
+        // The peer reads again: it finds exactly the requests that reached it before it filled,
+        // in order, and none of those that timed out in the client's queue, even with the client
+        // still running (the retry timer would have sent them by now).
+        std::vector<std::uint32_t> seqs;
+        connector::message m;
+        std::uint32_t from = 0;
+        for (;;) {
+            run_for(io, 5ms);
+            if (!stalled.receive(m, from, 100)) break;
+            seqs.push_back(m.seq());
+        }
+        run_for(io, 50ms);
+        while (stalled.receive(m, from, 50)) seqs.push_back(m.seq());
+        REQUIRE(seqs.size() == n - queued);
+        for (std::size_t i = 0; i < seqs.size(); ++i) CHECK(seqs[i] == sent[i].seq);
+
+        // With room again, the next request to it goes straight out.
+        outcome again;
+        so.sent = nullptr;
+        so.timeout = 100ms;
+        c.async_request(echo_id, bytes("again"), so, again.handler());
+        CHECK(c.stats().sends_queued == queued);
+        CHECK(stalled.receive(m, from, 500));
+        run_for(io, 200ms);
+        c.async_send(connector::proc_id, connector::as_payload(std::uint32_t{PROC_CN_MCAST_IGNORE}), {},
+                     [](error_code e) { CHECK_FALSE(e); });
+        run_for(io, 50ms);
+    }
+
+    TEST_CASE("past send_queue_bytes a request to a stalled peer fails at once with send_queue_full") {
+        test::peer stalled;
+        int smallest = 0;
+        REQUIRE(::setsockopt(stalled.fd(), SOL_SOCKET, SO_RCVBUF, &smallest, sizeof smallest) == 0);
+        client_options co;
+        co.admitted_ports = {stalled.port_id()};
+        co.send_queue_bytes = 1000;
+        asio::io_context io;
+        client c(io.get_executor(), co);
+        request_options so;
+        so.port_id = stalled.port_id();
+        so.timeout = 300ms;
+        std::vector<outcome> outcomes(64);
+        for (auto& o : outcomes) c.async_request(echo_id, bytes(std::string(100, 'x')), so, o.handler());
+        run_for(io, 20ms);
+        int full = 0;
+        for (auto& o : outcomes) full += o.done && o.ec == error::send_queue_full;
+        CHECK(full > 0);
+        CHECK(c.stats().sends_queued > 0);
+        CHECK(c.stats().sends_queued <= 1000 / (16 + 20 + 100) + 1); // an empty queue takes one past the bound
+        run_for(io, 500ms);
+        for (auto& o : outcomes) CHECK(o.done);
+        CHECK(c.pending_requests() == 0);
     }
 }

@@ -2,7 +2,7 @@
 // parameter. The test suite runs a short one (meson.build); bench/README.md
 // records a 10-minute run.
 //
-//   soak [--seconds S] [--inflight N] [--receive-buffer BYTES] [--coalesce US]
+//   soak [--seconds S] [--inflight N] [--receive-buffer BYTES] [--coalesce US] [--stalled-peer 1]
 //
 // What runs together, for S seconds:
 //  - a fork storm: a child process forks and reaps bursts of children; a
@@ -88,10 +88,12 @@ struct settings {
     int inflight = 64;
     std::size_t receive_buffer = 0; // 0: the client's default for the proc listener
     long coalesce_us = 0;
+    bool stalled_peer = false; // the silent peer never reads: its queue fills, the client queues what goes to it
 };
 
 [[noreturn]] void usage(const char* why) {
-    std::fprintf(stderr, "soak: %s\nusage: soak [--seconds S] [--inflight N] [--receive-buffer BYTES] [--coalesce US]\n",
+    std::fprintf(stderr, "soak: %s\nusage: soak [--seconds S] [--inflight N] [--receive-buffer BYTES] [--coalesce US] "
+                 "[--stalled-peer 0|1]\n",
                  why);
     std::exit(2);
 }
@@ -107,6 +109,7 @@ settings parse(int argc, char** argv) {
         else if (a == "--inflight") s.inflight = static_cast<int>(std::strtol(v, &end, 10));
         else if (a == "--receive-buffer") s.receive_buffer = std::strtoull(v, &end, 10);
         else if (a == "--coalesce") s.coalesce_us = std::strtol(v, &end, 10);
+        else if (a == "--stalled-peer") s.stalled_peer = std::strtol(v, &end, 10) != 0;
         else usage("unknown option");
         if (end == v || *end != '\0') usage("not a number");
     }
@@ -346,15 +349,16 @@ int main(int argc, char** argv) {
 
     cnasio::test::echo_peer echo;
     // The silent peer reads and drops every request: a module that never
-    // answers. (One that stops reading fills its queue, and the client's send
-    // queue keeps order across peers: every later request, to any peer, waits
-    // behind it. bench/README.md, soak.)
+    // answers. With --stalled-peer it never reads either: its queue fills and
+    // the client queues what goes to it, which must hold back nothing else.
     cnasio::test::peer silent;
     std::atomic<bool> silent_stop{false};
     std::thread silent_reader([&] {
         std::vector<std::byte> bytes;
         std::uint32_t from = 0;
-        while (!silent_stop) silent.receive(bytes, from, 20);
+        while (!silent_stop)
+            if (cfg.stalled_peer) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            else silent.receive(bytes, from, 20);
     });
     cnasio::test::peer sender;
     cnasio::client_options ro;
@@ -494,6 +498,10 @@ int main(int argc, char** argv) {
         for (const auto& f : fails) std::printf("soak: FAIL: %s\n", f.c_str());
         return 1;
     }
+    const auto& cs = c.stats();
+    std::printf("soak: send queue (stalled peer: %s): %llu queued, %llu sent late, %llu dropped\n",
+                cfg.stalled_peer ? "yes" : "no", static_cast<unsigned long long>(cs.sends_queued),
+                static_cast<unsigned long long>(cs.sends_late), static_cast<unsigned long long>(cs.sends_dropped));
     std::printf("soak: PASS\n");
     return 0;
 }

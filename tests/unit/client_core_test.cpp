@@ -6,7 +6,9 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <span>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -424,7 +426,7 @@ TEST_CASE("client_core: subscription queues are bounded in bytes, per subscripti
         for (auto s : subs)
             while (core.try_receive(s, m, ec)) {
             }
-        CHECK(core.held_bytes() <= 1000 * cnasio::detail::subscriber_queue::idle_spare_limit);
+        CHECK(core.held_bytes() <= 1000 * cnasio::detail::subscriber_queue::idle_slot_limit);
     }
 }
 
@@ -883,4 +885,181 @@ TEST_CASE("streamed parts: a failed start, a failed send, a read error and close
     CHECK_FALSE(late.start.send);
     f.core.stream_next(late.stream, 5);
     CHECK(f.take_all().at(0).ec == error::client_closed);
+
+// ---- the send queue ----
+
+namespace {
+
+// A scripted socket for flush_sends: ports in `full` answer EAGAIN, ports in
+// `broken` the given error; the others take the datagram, recorded in order.
+struct scripted_sends {
+    std::vector<std::uint32_t> full;
+    std::vector<std::uint32_t> broken;
+    error_code broken_with = error_code(ECONNREFUSED, boost::system::system_category());
+    std::vector<std::pair<std::uint32_t, std::vector<std::byte>>> sent;
+
+    auto try_send() {
+        return [this](std::uint32_t port, std::span<const std::byte> d) -> error_code {
+            if (std::find(full.begin(), full.end(), port) != full.end()) return cnasio::detail::would_block_error();
+            if (std::find(broken.begin(), broken.end(), port) != broken.end()) return broken_with;
+            sent.emplace_back(port, std::vector<std::byte>(d.begin(), d.end()));
+            return {};
+        };
+    }
+};
+
+request_options to_port(std::uint32_t port, std::chrono::milliseconds timeout = 0ms) {
+    request_options o;
+    o.port_id = port;
+    o.timeout = timeout;
+    return o;
+}
+
+} // namespace
+
+TEST_CASE("client_core: a full peer holds back only what goes to it, in order; the rest is sent at once") {
+    fixture f;
+    scripted_sends sock;
+    // Request A to peer 100 met EAGAIN: the glue queues it.
+    const auto a = f.core.start_request(1, module_id, 1, to_port(100), t0);
+    CHECK_FALSE(f.core.send_waits(100));
+    f.core.queue_request(a.t, datagram(a.header, "A"));
+    CHECK(f.core.has_queued_sends());
+    // B to the same peer must queue behind A, whatever the socket would say; C to
+    // peer 200 and D to the kernel are not held back.
+    CHECK(f.core.send_waits(100));
+    const auto b = f.core.start_request(2, module_id, 1, to_port(100), t0);
+    f.core.queue_request(b.t, datagram(b.header, "B"));
+    CHECK_FALSE(f.core.send_waits(200));
+    CHECK_FALSE(f.core.send_waits(0));
+    CHECK(f.core.stats().sends_queued == 2);
+
+    sock.full = {100};
+    f.core.flush_sends(sock.try_send());
+    CHECK(sock.sent.empty());
+    CHECK(f.core.has_queued_sends());
+
+    sock.full.clear();
+    f.core.flush_sends(sock.try_send());
+    REQUIRE(sock.sent.size() == 2);
+    CHECK(sock.sent[0] == std::pair{std::uint32_t{100}, datagram(a.header, "A")});
+    CHECK(sock.sent[1] == std::pair{std::uint32_t{100}, datagram(b.header, "B")});
+    CHECK_FALSE(f.core.has_queued_sends());
+    CHECK_FALSE(f.core.send_waits(100));
+    CHECK(f.core.queued_send_bytes() == 0);
+    CHECK(f.core.stats().sends_late == 2);
+    CHECK(f.core.stats().sends_dropped == 0);
+    CHECK(f.core.pending_requests() == 2); // sent: now they wait for their replies
+    CHECK_FALSE(f.core.has_completions());
+}
+
+TEST_CASE("client_core: two full peers each keep their order; one getting room does not wait for the other") {
+    fixture f;
+    scripted_sends sock;
+    std::vector<std::vector<std::byte>> to100, to200;
+    for (int i = 0; i < 3; ++i) {
+        const auto r1 = f.core.start_request(op_id(i), module_id, 1, to_port(100), t0);
+        to100.push_back(datagram(r1.header, "x"));
+        f.core.queue_request(r1.t, to100.back());
+        const auto r2 = f.core.start_request(op_id(10 + i), module_id, 1, to_port(200), t0);
+        to200.push_back(datagram(r2.header, "y"));
+        f.core.queue_request(r2.t, to200.back());
+    }
+    sock.full = {100};
+    f.core.flush_sends(sock.try_send());
+    REQUIRE(sock.sent.size() == 3);
+    for (int i = 0; i < 3; ++i) CHECK(sock.sent[i].second == to200[i]);
+    CHECK(f.core.send_waits(100));
+    CHECK_FALSE(f.core.send_waits(200));
+    sock.full.clear();
+    f.core.flush_sends(sock.try_send());
+    REQUIRE(sock.sent.size() == 6);
+    for (int i = 0; i < 3; ++i) CHECK(sock.sent[3 + i].second == to100[i]);
+}
+
+TEST_CASE("client_core: a queued request that times out, is cancelled or closed is never sent") {
+    fixture f;
+    scripted_sends sock;
+    const auto a = f.core.start_request(1, module_id, 1, to_port(100, 10ms), t0);
+    f.core.queue_request(a.t, datagram(a.header, "A"));
+    const auto b = f.core.start_request(2, module_id, 1, to_port(100, 500ms), t0);
+    f.core.queue_request(b.t, datagram(b.header, "B"));
+    const auto c = f.core.start_request(3, module_id, 1, to_port(100, 500ms), t0);
+    f.core.queue_request(c.t, datagram(c.header, "C"));
+    CHECK(f.core.queue_message(100, datagram(c.header, "M")) == error_code{});
+    const std::size_t bytes = f.core.queued_send_bytes();
+
+    f.core.on_timer(t0 + 10ms); // A times out
+    f.core.cancel_request(b.t); // B is cancelled
+    auto done = f.take_all();
+    REQUIRE(done.size() == 2);
+    CHECK(done[0].op == 1);
+    CHECK(done[0].ec == error::timeout);
+    CHECK(done[1].op == 2);
+    CHECK(done[1].ec == cnasio::detail::aborted_error());
+    CHECK(f.core.stats().sends_dropped == 2);
+    CHECK(f.core.queued_send_bytes() == bytes - datagram(a.header, "A").size() - datagram(b.header, "B").size());
+
+    f.core.flush_sends(sock.try_send());
+    REQUIRE(sock.sent.size() == 2);
+    CHECK(sock.sent[0].second == datagram(c.header, "C"));
+    CHECK(sock.sent[1].second == datagram(c.header, "M"));
+    CHECK(f.core.stats().sends_late == 2);
+
+    // Close: a queued request ends with operation_aborted and a queued one-way message goes too.
+    const auto d = f.core.start_request(4, module_id, 1, to_port(100), t0);
+    f.core.queue_request(d.t, datagram(d.header, "D"));
+    CHECK(f.core.queue_message(100, datagram(d.header, "N")) == error_code{});
+    f.core.close();
+    CHECK_FALSE(f.core.has_queued_sends());
+    CHECK(f.core.queued_send_bytes() == 0);
+    CHECK(f.core.stats().sends_dropped == 4);
+    f.core.flush_sends(sock.try_send());
+    CHECK(sock.sent.size() == 2);
+}
+
+TEST_CASE("client_core: a queued send that fails later ends its request with the send's error") {
+    fixture f;
+    scripted_sends sock;
+    const auto a = f.core.start_request(1, module_id, 1, to_port(100), t0);
+    f.core.queue_request(a.t, datagram(a.header, "A"));
+    CHECK(f.core.queue_message(100, datagram(a.header, "M")) == error_code{});
+    const auto b = f.core.start_request(2, module_id, 1, to_port(200), t0);
+    f.core.queue_request(b.t, datagram(b.header, "B"));
+    sock.broken = {100}; // the peer went away: ECONNREFUSED
+    f.core.flush_sends(sock.try_send());
+    auto done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].op == 1);
+    CHECK(done[0].ec == std::errc::connection_refused);
+    CHECK_FALSE(f.core.request_pending(a.t));
+    CHECK(f.core.request_pending(b.t));
+    CHECK(f.core.stats().sends_dropped == 2); // A and the one-way message
+    CHECK(f.core.stats().sends_late == 1);    // B
+    CHECK_FALSE(f.core.has_queued_sends());
+}
+
+TEST_CASE("client_core: the send queue is bounded in bytes; past it a send fails with send_queue_full") {
+    client_core core{core_options{.default_timeout = 1000ms, .admitted_ports = {}, .subscription_bytes = 64u << 20,
+                                  .send_queue_bytes = 100},
+                     42};
+    const auto a = core.start_request(1, module_id, 1, to_port(100), t0);
+    // An empty queue takes one message of any size.
+    core.queue_request(a.t, std::vector<std::byte>(150));
+    CHECK(core.request_pending(a.t));
+    CHECK(core.queued_send_bytes() == 150);
+    const auto b = core.start_request(2, module_id, 1, to_port(200), t0);
+    core.queue_request(b.t, std::vector<std::byte>(10));
+    completion c;
+    REQUIRE(core.pop_completion(c));
+    CHECK(c.op == 2);
+    CHECK(c.ec == error::send_queue_full);
+    CHECK(core.queue_message(300, std::vector<std::byte>(1)) == error::send_queue_full);
+    CHECK(core.stats().sends_queued == 1);
+    CHECK(core.queued_send_bytes() == 150);
+    core.cancel_request(a.t);
+    CHECK(core.queued_send_bytes() == 0);
+    CHECK(core.queue_message(300, std::vector<std::byte>(60)) == error_code{});
+    CHECK(core.queue_message(300, std::vector<std::byte>(40)) == error_code{}); // exactly the bound
+    CHECK(core.queue_message(300, std::vector<std::byte>(1)) == error::send_queue_full);
 }

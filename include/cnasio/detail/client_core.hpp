@@ -14,6 +14,8 @@
 //   cancel_stream(stream)              ->   the request ends (operation_aborted; later parts are late)
 //   close_stream(stream)               ->   the same, and the stream goes
 //   send_failed(ticket, ec)            ->   a completion
+//   queue_request / queue_message      ->   the datagram waits for room at its peer (or a completion)
+//   flush_sends(try_send)              ->   queued datagrams sent; completions for late failures
 //   cancel_request(ticket)             ->   a completion (operation_aborted)
 //   subscribe(group, options)          ->   subscribe_result: join the group or not
 //   unsubscribe(sub)                   ->   leave the group or not
@@ -26,6 +28,7 @@
 // State the glue keeps in step after each event:
 //   wants_read()      a readiness wait is outstanding exactly when this holds;
 //   next_deadline()   the timer is armed no later than this;
+//   has_queued_sends() a retry (flush_sends) is scheduled while this holds;
 //   pop_completion()  every completion is handed to its handler, in order.
 //
 // Operations are named by an `op_id` the glue chooses (an index into its
@@ -37,6 +40,7 @@
 #include <cnasio/connector/message.hpp>
 #include <cnasio/detail/correlator.hpp>
 #include <cnasio/detail/fanout.hpp>
+#include <cnasio/detail/send_queue.hpp>
 #include <cnasio/error.hpp>
 #include <cnasio/options.hpp>
 
@@ -62,6 +66,8 @@ using op_id = std::uint32_t;
 inline error_code aborted_error() noexcept { return error_code(ECANCELED, boost::system::system_category()); }
 /// A second receive while one is outstanding; equal to boost::asio::error::in_progress.
 inline error_code in_progress_error() noexcept { return error_code(EINPROGRESS, boost::system::system_category()); }
+/// A send that found its peer's queue full (EAGAIN); equal to boost::asio::error::would_block.
+inline error_code would_block_error() noexcept { return error_code(EAGAIN, boost::system::system_category()); }
 
 /// Where a receive puts what it takes.
 struct receive_target {
@@ -96,6 +102,7 @@ struct core_options {
     std::chrono::milliseconds default_timeout{1000};
     std::vector<std::uint32_t> admitted_ports{};
     std::size_t subscription_bytes = 64u << 20;
+    std::size_t send_queue_bytes = 4u << 20;
 };
 
 /// A small, fast generator for the acks of requests (xoshiro128**). The ack
@@ -147,13 +154,15 @@ public:
         std::vector<connector::message>* parts = nullptr; // where the parts go (a multi-part answer)
         connector::header sent{};        // what was sent, for the part rule
         std::uint32_t stream = no_stream; // a streamed answer: its parts go to streams_[stream]
+        std::uint32_t port_id = 0;       // the destination
+        bool queued = false;             // its datagram waits in the send queue
     };
     static constexpr std::uint32_t no_stream = 0xffffffffu;
     using table = correlator<pending_request>;
     using ticket = table::ticket;
 
     client_core(core_options options, std::uint64_t seed, std::uint32_t port_id = 0)
-        : options_(std::move(options)), rng_(seed), port_id_(port_id) {}
+        : options_(std::move(options)), rng_(seed), port_id_(port_id), sends_(options_.send_queue_bytes) {}
 
     client_core(const client_core&) = delete;
     client_core& operator=(const client_core&) = delete;
@@ -189,7 +198,7 @@ public:
         if (parts) parts->clear();
         r.t = requests_.add(ro.match, r.header.seq, ack, std::move(ro.matcher), now + timeout,
                             pending_request{op, into, id, ro.check_registered && ro.port_id == 0,
-                                            std::move(ro.parts), parts, r.header, no_stream},
+                                            std::move(ro.parts), parts, r.header, no_stream, ro.port_id},
                             id);
         r.send = true;
         return r;
@@ -222,7 +231,7 @@ public:
         const auto timeout = ro.timeout.count() > 0 ? ro.timeout : options_.default_timeout;
         s.t = requests_.add(ro.match, r.start.header.seq, ack, std::move(ro.matcher), now + timeout,
                             pending_request{0, nullptr, id, ro.check_registered && ro.port_id == 0,
-                                            std::move(ro.parts), nullptr, r.start.header, r.stream.index},
+                                            std::move(ro.parts), nullptr, r.start.header, r.stream.index, ro.port_id},
                             id);
         r.start.t = s.t;
         r.start.send = true;
@@ -334,6 +343,67 @@ public:
     void cancel_request(ticket t) { finish(t, aborted_error(), nullptr, table::outcome::expired); }
 
     bool request_pending(ticket t) noexcept { return requests_.find(t) != nullptr; }
+
+    // ---- the send queue: datagrams waiting for room at a full peer ----
+    //
+    // sendto() to a peer whose receive queue is full fails with EAGAIN, and
+    // netlink tells the sender nothing when room comes back: the glue retries
+    // with flush_sends() after a pause while has_queued_sends(). Each
+    // destination has its own queue, so a peer that stops reading holds back
+    // only what goes to it, in order. A queued request that ends (timeout,
+    // cancellation, close) takes its datagram out: it is never sent.
+
+    /// True when messages to `port` wait: the next one must queue behind them
+    /// (queue_request / queue_message) instead of being sent.
+    bool send_waits(std::uint32_t port) const noexcept { return sends_.waits(port); }
+    bool has_queued_sends() const noexcept { return !sends_.empty(); }
+    std::size_t queued_send_bytes() const noexcept { return sends_.bytes(); }
+
+    /// Request `t`'s datagram could not go now (EAGAIN, or others wait for
+    /// its peer): it waits for flush_sends(). Past the byte bound the request
+    /// ends at once with error::send_queue_full.
+    void queue_request(ticket t, std::vector<std::byte> datagram) {
+        pending_request* p = requests_.find(t);
+        if (!p) return;
+        if (!sends_.push(p->port_id, std::move(datagram), t))
+            return finish(t, error::send_queue_full, nullptr, table::outcome::expired);
+        p->queued = true;
+        ++stats_.sends_queued;
+    }
+
+    /// A one-way message waits for room at `port`; error::send_queue_full past
+    /// the byte bound (nothing queued). A later failure has nobody to tell:
+    /// it is counted in stats().sends_dropped.
+    error_code queue_message(std::uint32_t port, std::vector<std::byte> datagram) {
+        if (!sends_.push(port, std::move(datagram), std::nullopt)) return error::send_queue_full;
+        ++stats_.sends_queued;
+        return {};
+    }
+
+    /// Sends what the peers have room for: `try_send(port, datagram)`
+    /// (error_code(uint32_t, span<const byte>)) returns EAGAIN
+    /// (would_block_error()) for a peer still full, which keeps that peer's
+    /// queue; any other error ends the entry's request with it.
+    template <class TrySend>
+    void flush_sends(TrySend&& try_send) {
+        using q = send_queue<ticket>;
+        error_code failure; // of the entry flush() is about to drop
+        sends_.flush(
+            [&](std::uint32_t port, const q::entry& e) {
+                failure = try_send(port, std::span<const std::byte>(e.datagram));
+                if (failure == would_block_error()) return q::attempt::full;
+                // Out of the queue either way: finish() must not look for it there.
+                if (e.ticket)
+                    if (pending_request* p = requests_.find(*e.ticket)) p->queued = false;
+                if (failure) return q::attempt::failed;
+                ++stats_.sends_late;
+                return q::attempt::sent;
+            },
+            [&](const q::entry& e) {
+                ++stats_.sends_dropped;
+                if (e.ticket) finish(*e.ticket, failure, nullptr, table::outcome::expired);
+            });
+    }
     std::size_t pending_requests() const noexcept { return requests_.size(); }
 
     // ---- subscriptions ----
@@ -522,6 +592,7 @@ public:
         closed_ = true;
         for (auto t : requests_.pending()) finish(t, aborted_error(), nullptr, table::outcome::expired);
         subscribers_.for_each([&](subscriber& s) { abort_receive(s); });
+        sends_.clear([&](const send_queue<ticket>::entry&) { ++stats_.sends_dropped; }); // one-way messages
     }
 
     /// Completes `op` with `ec` (an operation the glue could not start).
@@ -675,6 +746,7 @@ private:
     void finish(ticket t, error_code ec, const connector::message_view* reply, table::outcome how) {
         auto p = requests_.take(t, how);
         if (!p) return;
+        if (p->queued && sends_.remove(p->port_id, t)) ++stats_.sends_dropped; // never sent
         if (p->stream != no_stream) return end_stream(*streams_[p->stream].s, ec);
         completion& c = push_completion(p->op);
         c.ec = ec;
@@ -779,6 +851,7 @@ private:
     core_options options_;
     ack_generator rng_;
     std::uint32_t port_id_;
+    send_queue<ticket> sends_;
     table requests_;
     std::vector<subscriber_slot> subs_;
     std::vector<stream_slot> streams_;

@@ -49,7 +49,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <span>
@@ -95,7 +94,8 @@ public:
         : ex_(ex), quiet_(o.coalesce_window.count() > 0 ? std::make_unique<boost::asio::io_context>(1) : nullptr),
           sock_(quiet_ ? executor_type(quiet_->get_executor()) : ex), quiet_wait_(ex), timer_(ex), send_retry_(ex),
           registry_timer_(ex), coalesce_timer_(ex), options_(std::move(o)),
-          core_(core_options{options_.default_timeout, options_.admitted_ports, options_.subscription_bytes},
+          core_(core_options{options_.default_timeout, options_.admitted_ports, options_.subscription_bytes,
+                             options_.send_queue_bytes},
                 nonblocking_seed()) {}
 
     /// Opens and binds the socket; on failure the client is closed.
@@ -140,7 +140,7 @@ public:
         const auto r = core_.start_request(op, id, payload.size(), std::move(ro), clock::now(), into, parts);
         if (r.send) {
             error_code ec;
-            send(r.header, payload, r.port_id, ec);
+            send(r.header, payload, r.port_id, r.t, ec);
             if (ec)
                 core_.send_failed(r.t, ec);
             else {
@@ -175,7 +175,7 @@ public:
         const auto r = core_.start_stream(id, payload.size(), std::move(ro), clock::now(), queue_limit);
         if (r.start.send) {
             error_code ec;
-            send(r.start.header, payload, r.start.port_id, ec);
+            send(r.start.header, payload, r.start.port_id, r.start.t, ec);
             if (ec)
                 core_.send_failed(r.start.t, ec);
             else {
@@ -236,7 +236,7 @@ public:
             ec = error::client_closed;
             return;
         }
-        send(core_.one_way_header(id, ro.flags), payload, ro.port_id, ec);
+        send(core_.one_way_header(id, ro.flags), payload, ro.port_id, std::nullopt, ec);
     }
 
     /// Completes `handler` (void(error_code)) with `ec` through the completion path.
@@ -323,7 +323,6 @@ public:
         stop_coalescing();
         quiet_wait_.close(ignored);
         sock_.close(ignored);
-        send_queue_.clear();
         timer_at_ = clock::time_point::max();
         settle();
     }
@@ -552,40 +551,47 @@ private:
 
     // ---- sending ----
 
-    void send(const connector::header& h, std::span<const std::byte> payload, std::uint32_t port, error_code& ec) {
-        const netlink::endpoint to(options_.protocol, port, 0);
-        if (send_queue_.empty()) {
-            sock_.send(h, payload, ec, to);
+    // Sends now, or queues in the core when the peer's receive queue is full
+    // (EAGAIN) or earlier messages to it still wait: the order to one peer is
+    // kept, and other peers are not held back. `t` names the request the
+    // message carries (none: a one-way message). An error here is the send's
+    // own (or send_queue_full for a one-way message); a request the queue
+    // refuses has ended already.
+    void send(const connector::header& h, std::span<const std::byte> payload, std::uint32_t port,
+              std::optional<client_core::ticket> t, error_code& ec) {
+        if (!core_.send_waits(port)) {
+            sock_.send(h, payload, ec, netlink::endpoint(options_.protocol, port, 0));
             if (ec != boost::asio::error::would_block) return;
             ec.clear();
         }
-        // The peer's queue is full: keep the order, send when it has room.
         std::vector<std::byte> d = connector::build_datagram(h, payload, ec);
         if (ec) return;
-        send_queue_.emplace_back(std::move(d), port);
-        flush_sends();
+        if (t)
+            core_.queue_request(*t, std::move(d));
+        else
+            ec = core_.queue_message(port, std::move(d));
+        arm_send_retry();
     }
 
     // A full peer queue does not make our socket unwritable (netlink has no
     // flow control towards the sender), so waiting for writability would
-    // spin: retry after a short pause instead.
-    void flush_sends() {
-        if (sending_) return;
-        while (!send_queue_.empty()) {
-            error_code ec;
-            auto& [d, port] = send_queue_.front();
-            if (!sock_.try_send(d, netlink::endpoint(options_.protocol, port, 0), ec) && !ec) {
-                sending_ = true;
-                send_retry_.expires_after(std::chrono::microseconds(200));
-                send_retry_.async_wait([self = shared_from_this()](error_code wec) {
-                    self->sending_ = false;
-                    if (!wec && !self->core_.closed()) self->flush_sends();
-                });
-                return;
-            }
-            // A send that fails now has no caller left to tell; its request will time out.
-            send_queue_.pop_front();
-        }
+    // spin: one timer retries every queued destination after a short pause.
+    void arm_send_retry() {
+        if (sending_ || !core_.has_queued_sends()) return;
+        sending_ = true;
+        send_retry_.expires_after(std::chrono::microseconds(200));
+        send_retry_.async_wait([self = shared_from_this()](error_code wec) {
+            self->sending_ = false;
+            if (wec || self->core_.closed()) return;
+            self->core_.flush_sends([&](std::uint32_t port, std::span<const std::byte> d) {
+                error_code ec;
+                if (!self->sock_.try_send(d, netlink::endpoint(self->options_.protocol, port, 0), ec) && !ec)
+                    return would_block_error();
+                return ec;
+            });
+            self->arm_send_retry();
+            self->finish_turn(); // requests whose late send failed
+        });
     }
 
     // Sizes the receive buffer (FORCE, then the capped SO_RCVBUF); a smaller
@@ -861,7 +867,6 @@ private:
     // mapped lazily: a slot's pages cost memory only once a datagram has landed there.
     static constexpr std::size_t receive_slots = 32;
     connector::receive_batch<receive_slots> received_;
-    std::deque<std::pair<std::vector<std::byte>, std::uint32_t>> send_queue_; // waiting for room at a peer
     std::size_t receive_buffer_obtained_ = 0;
     std::size_t receive_buffer_asked_ = 0;
     clock::time_point timer_at_ = clock::time_point::max();
@@ -869,7 +874,7 @@ private:
     bool reading_ = false;       // a readiness wait is outstanding
     bool draining_ = false;      // a drain (or its posted continuation) is in progress
     bool coalescing_ = false;    // a coalescing window is open (its timer runs)
-    bool sending_ = false;       // the send queue waits for its retry timer
+    bool sending_ = false;       // the send retry timer is armed (core_.has_queued_sends())
     bool running_ready_ = false; // inside run_ready()
     bool ready_posted_ = false;  // a run_ready() is posted
 };

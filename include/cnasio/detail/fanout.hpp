@@ -28,17 +28,20 @@ namespace detail {
 /// queued messages (cost()) plus the storage free slots keep for reuse, so a
 /// budget bounds all the memory a queue's messages take: under pressure the
 /// spare storage is given back first, and a dropped message's storage with it.
-/// Free slots keep at most spare_limit bytes, and an emptied queue
-/// idle_spare_limit, so what a burst of large messages grew shrinks back once
-/// it is consumed.
+/// Free slots keep at most spare_limit bytes, so a queue holds at most that
+/// much when idle. An emptied queue gives back the storage of every slot
+/// larger than idle_slot_limit: what a burst of large messages grew shrinks
+/// back once it is consumed, while the small slots a burst of small messages
+/// used stay, so the same burst next time allocates nothing.
 class subscriber_queue {
 public:
     static constexpr std::size_t max_bytes = static_cast<std::size_t>(-1);
     /// Storage kept for reuse in free slots, in bytes: one message of the
     /// largest payload, so that a consumer of such messages does not allocate.
     static constexpr std::size_t spare_limit = 16u << 10;
-    /// What an emptied queue keeps: a burst's storage goes back once consumed.
-    static constexpr std::size_t idle_spare_limit = 8u << 10;
+    /// An emptied queue keeps a free slot's storage only up to this size: a
+    /// large message's storage goes back once consumed.
+    static constexpr std::size_t idle_slot_limit = 4u << 10;
 
     subscriber_queue(std::size_t limit, std::size_t byte_limit, overflow_policy policy)
         : limit_(limit == 0 ? 1 : limit), byte_limit_(byte_limit), policy_(policy) {}
@@ -167,8 +170,11 @@ private:
         head_ = 0;
     }
 
-    // The queue is empty: give back what a burst grew, keeping idle_spare_limit
-    // bytes of storage and the ring if it is small.
+    // The queue is empty: give back what a burst of large messages grew (and
+    // the ring if it grew past shrink_slots). Small slots keep their storage
+    // (keep_spare bounds it by spare_limit): a receive loop fed in bursts of
+    // up to drain_batch small messages would otherwise free and regrow that
+    // storage with every burst.
     void trim() {
         if (ring_.size() > shrink_slots) {
             std::vector<connector::message>().swap(ring_);
@@ -176,10 +182,10 @@ private:
             spare_bytes_ = 0;
             return;
         }
-        for (std::size_t i = 0; spare_bytes_ > idle_spare_limit && i < ring_.size(); ++i) {
-            auto& payload = ring_[i].payload;
-            spare_bytes_ -= payload.capacity();
-            std::vector<std::byte>().swap(payload);
+        for (auto& slot : ring_) {
+            if (slot.payload.capacity() <= idle_slot_limit) continue;
+            spare_bytes_ -= slot.payload.capacity();
+            std::vector<std::byte>().swap(slot.payload);
         }
     }
 

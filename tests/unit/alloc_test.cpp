@@ -1,0 +1,107 @@
+// Allocations in steady state, counted by replacing the global operator new
+// (bench/alloc_counter.cpp, linked into this binary only): once warm, the
+// client core hands out bursts of messages without allocating.
+#include <cnasio/detail/client_core.hpp>
+
+#include "../../bench/alloc_counter.hpp"
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using cnasio::error_code;
+using cnasio::connector::header;
+using cnasio::connector::message;
+using cnasio::detail::client_core;
+using cnasio::detail::completion;
+using cnasio::detail::core_options;
+using cnasio::detail::receive_target;
+
+// drain_batch's default: the most datagrams one drain hands the core.
+constexpr int burst = 256;
+
+std::vector<std::vector<std::byte>> datagrams(std::size_t payload_size) {
+    std::vector<std::vector<std::byte>> out;
+    const std::string payload(payload_size, 'p');
+    for (int i = 0; i < burst; ++i) {
+        header h;
+        h.id = {14, 1};
+        h.seq = static_cast<std::uint32_t>(i);
+        error_code ec;
+        out.push_back(cnasio::connector::build_datagram(h, cnasio::connector::as_payload(payload), ec));
+        REQUIRE_FALSE(ec);
+    }
+    return out;
+}
+
+// Rounds of: a burst of multicasts read in one drain, then taken by the
+// subscriber (`batch`: one batch receive; else one message per receive).
+// Returns the allocations of the rounds after `warm` rounds of warm-up.
+std::uint64_t steady_allocations(client_core& core, const std::vector<std::vector<std::byte>>& ds, bool batch,
+                                 int warm, int rounds) {
+    const auto sub = core.subscribe(5, {}).sub;
+    std::vector<message> into_batch;
+    message into_one;
+    completion c;
+    std::uint64_t before = 0;
+    std::uint64_t taken = 0;
+    for (int r = 0; r < warm + rounds; ++r) {
+        if (r == warm) before = bench::allocations_this_thread();
+        for (const auto& d : ds) core.on_datagram(0, 5, d, false);
+        if (batch) {
+            core.start_receive(sub, 1, receive_target{nullptr, &into_batch, burst});
+            while (core.pop_completion(c)) taken += c.count;
+        } else {
+            for (int i = 0; i < burst; ++i) {
+                core.start_receive(sub, 1, receive_target{&into_one, nullptr, 0});
+                while (core.pop_completion(c)) ++taken;
+            }
+        }
+        CHECK(core.queued(sub) == 0);
+    }
+    const std::uint64_t allocations = bench::allocations_this_thread() - before;
+    CHECK(taken == std::uint64_t(burst) * std::uint64_t(warm + rounds));
+    return allocations;
+}
+
+} // namespace
+
+TEST_CASE("alloc: bursts of drain_batch small messages cost no allocation once warm (batch and single receives)") {
+    for (const std::size_t size : {std::size_t{16}, std::size_t{40}, std::size_t{64}}) {
+        CAPTURE(size);
+        const auto ds = datagrams(size);
+        {
+            client_core core{core_options{}, 1};
+            CHECK(steady_allocations(core, ds, true, 3, 20) == 0);
+        }
+        {
+            client_core core{core_options{}, 1};
+            CHECK(steady_allocations(core, ds, false, 3, 20) == 0);
+        }
+    }
+}
+
+TEST_CASE("alloc: an emptied queue gives back the storage of large messages, and keeps at most spare_limit") {
+    client_core core{core_options{}, 1};
+    const auto sub = core.subscribe(5, {}).sub;
+    const auto big = datagrams(cnasio::connector::max_payload);
+    for (int i = 0; i < 4; ++i) core.on_datagram(0, 5, big[static_cast<std::size_t>(i)], false);
+    message m;
+    error_code ec;
+    while (core.try_receive(sub, m, ec)) {
+    }
+    m = message{};
+    CHECK(core.held_bytes() == 0);
+    const auto small = datagrams(64);
+    for (const auto& d : small) core.on_datagram(0, 5, d, false);
+    while (core.try_receive(sub, m, ec)) {
+    }
+    CHECK(core.held_bytes() > 0); // the small slots' storage stays for the next burst
+    CHECK(core.held_bytes() <= cnasio::detail::subscriber_queue::spare_limit);
+}
