@@ -885,6 +885,7 @@ TEST_CASE("streamed parts: a failed start, a failed send, a read error and close
     CHECK_FALSE(late.start.send);
     f.core.stream_next(late.stream, 5);
     CHECK(f.take_all().at(0).ec == error::client_closed);
+}
 
 // ---- the send queue ----
 
