@@ -131,7 +131,6 @@ private:
     // else; next_slow() then re-reads the same message and says what is wrong with it.
     bool next_whole(message_view& m) noexcept {
         using namespace detail;
-        if (bundle_pos_) return false; // inside a bundle: the slow path walks it
         const std::size_t rest = static_cast<std::size_t>(end_ - pos_);
         if (rest < header_size) return false;
         const std::byte* msg = pos_;
@@ -139,8 +138,11 @@ private:
         const auto type = load<std::uint16_t>(msg + nlmsg_type_at);
         const std::byte* body = msg + netlink_header_size;
         const std::size_t data_len = load<std::uint16_t>(body + cn_len_at);
-        if (len < header_size || len > rest || is_control_type(type) || data_len > len - header_size ||
-            len - header_size - data_len > max_padding)
+        // One unsigned test refuses both a cn_msg.len past the message (the
+        // difference wraps) and a bundle (more than padding after the first
+        // cn_msg): while a bundle is walked, pos_ stays on its netlink message,
+        // so this test sends every call to next_slow() until the bundle ends.
+        if (len < header_size || len > rest || is_control_type(type) || len - header_size - data_len > max_padding)
             return false;
         m.header.nlmsg_type = type;
         m.header.nlmsg_flags = load<std::uint16_t>(msg + nlmsg_flags_at);
@@ -245,6 +247,8 @@ private:
                 bundle_pos_ = body + connector_header_size + data_len;
                 bundle_end_ = msg + len;
                 bundle_header_ = m.header;
+                bundle_next_ = pos_;
+                pos_ = msg; // see next_whole(): it refuses this message until end_bundle()
             }
             return true;
         }
@@ -258,7 +262,7 @@ private:
         m.header = bundle_header_;
         m.payload = {};
         if (rest < connector_header_size) {
-            bundle_pos_ = nullptr;
+            end_bundle();
             clear_connector_fields(m);
             if (rest <= max_padding) return next_slow(m, ec); // only padding was left
             ec = error::bundle_trailing_bytes;
@@ -271,14 +275,21 @@ private:
         m.header.flags = load<std::uint16_t>(cn + cn_flags_at);
         const std::size_t data_len = load<std::uint16_t>(cn + cn_len_at);
         if (data_len > rest - connector_header_size) {
-            bundle_pos_ = nullptr; // nothing after it can be found
+            end_bundle(); // nothing after it in this netlink message can be found
             ec = error::connector_length_beyond_message;
             return true;
         }
         m.payload = {cn + connector_header_size, data_len};
-        bundle_pos_ = rest - connector_header_size - data_len > max_padding ? cn + connector_header_size + data_len
-                                                                             : nullptr;
+        if (rest - connector_header_size - data_len > max_padding)
+            bundle_pos_ = cn + connector_header_size + data_len;
+        else
+            end_bundle();
         return true;
+    }
+
+    void end_bundle() noexcept {
+        bundle_pos_ = nullptr;
+        pos_ = bundle_next_;
     }
 
     static void clear_connector_fields(message_view& m) noexcept {
@@ -302,6 +313,7 @@ private:
     const std::byte* end_;
     const std::byte* bundle_pos_ = nullptr; // the next cn_msg of a bundle (null: none)
     const std::byte* bundle_end_ = nullptr; // the end of the bundle's netlink message
+    const std::byte* bundle_next_ = nullptr; // the netlink message after the bundle's
     header bundle_header_{};                // the bundle's netlink fields
     bool truncated_;
     std::size_t skipped_ = 0;
