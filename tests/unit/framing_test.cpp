@@ -388,11 +388,11 @@ wire bundle(const std::vector<bundled_part>& parts, std::string_view extra = {},
         w.put<std::uint16_t>(at + 16, p.len_field);
         w.put<std::uint16_t>(at + 18, 1); // W1_CN_BUNDLE, copied from the request
         w.bytes.resize(at + 20 + p.data.size());
-        std::memcpy(w.bytes.data() + at + 20, p.data.data(), p.data.size());
+        if (!p.data.empty()) std::memcpy(w.bytes.data() + at + 20, p.data.data(), p.data.size());
         at += 20 + p.data.size();
     }
     w.bytes.resize(at + extra.size());
-    std::memcpy(w.bytes.data() + at, extra.data(), extra.size());
+    if (!extra.empty()) std::memcpy(w.bytes.data() + at, extra.data(), extra.size()); // data() may be null
     w.put<std::uint32_t>(0, static_cast<std::uint32_t>(w.bytes.size()));
     w.put<std::uint16_t>(4, NLMSG_DONE);
     w.put<std::uint16_t>(6, 0);
