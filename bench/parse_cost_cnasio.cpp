@@ -40,21 +40,22 @@ extern "C" __attribute__((noinline)) std::uint64_t parse_cnasio(const unsigned c
 extern "C" __attribute__((noinline)) std::uint64_t parse_cnasio_decode(const unsigned char* buf, std::size_t len)
 {
     std::uint64_t sum = 0;
-    cn::datagram_reader reader({reinterpret_cast<const std::byte*>(buf), len});
-    cn::message_view m;
-    cnasio::error_code ec;
     proc::event ev;
-    while (reader.next(m, ec)) {
-        if (ec || m.id() != cn::proc_id)
-            continue;
-        if (!proc::decode(m.payload, {m.seq(), m.ack()}, ev, ec))
-            continue;
-        std::uint32_t pid = 0;
-        if (const auto* f = ev.get_if<proc::fork_event>())
-            pid = static_cast<std::uint32_t>(f->child_pid);
-        else if (const auto* x = ev.get_if<proc::exit_event>())
-            pid = static_cast<std::uint32_t>(x->process_pid);
-        sum += ev.what + pid;
-    }
+    cn::for_each_message(
+        {reinterpret_cast<const std::byte*>(buf), len}, false,
+        [&](const cn::message_view& m) {
+            if (m.id() != cn::proc_id)
+                return;
+            cnasio::error_code ec;
+            if (!proc::decode(m.payload, {m.seq(), m.ack()}, ev, ec))
+                return;
+            std::uint32_t pid = 0;
+            if (const auto* f = ev.get_if<proc::fork_event>())
+                pid = static_cast<std::uint32_t>(f->child_pid);
+            else if (const auto* x = ev.get_if<proc::exit_event>())
+                pid = static_cast<std::uint32_t>(x->process_pid);
+            sum += ev.what + pid;
+        },
+        [](cnasio::error_code, const cn::message_view&) {});
     return sum;
 }

@@ -201,6 +201,45 @@ TEST_CASE("proc::decode: every kernel event type") {
     }
 }
 
+TEST_CASE("proc::decode: every row of the event table decodes as its own type, its fields as the wire has them") {
+    // decode() dispatches with a switch of its own (decode.hpp): a case that
+    // emplaces the wrong type, or a row the switch does not reach, fails here.
+    for (const auto& t : proc::event_types) {
+        CAPTURE(t.name);
+        auto ev = header(t.what());
+        for (std::size_t i = 0; i < 24; ++i) // distinct bytes in every field of the union
+            reinterpret_cast<unsigned char*>(&ev.event_data)[i] = static_cast<unsigned char>(0x40 + i);
+        for (std::size_t offset : {36u, 39u}) {
+            const auto out = decode_ok(ev, offset);
+            CHECK(out.what == t.what());
+            CHECK(out.cpu == 1);
+            CHECK(out.timestamp_ns == 0x0123456789abcdefULL);
+            CHECK(out.seq == 7);
+            const bool known = proc::visit_event_type(t.what(), [&]<class T>(std::type_identity<T>) {
+                const T* typed = out.get_if<T>();
+                REQUIRE(typed != nullptr);
+                // Each field holds the bytes at its wire offset.
+                std::size_t at = 0;
+                proc::for_each_field(*typed, [&](std::string_view name, const auto& v) {
+                    CAPTURE(name);
+                    if constexpr (std::is_same_v<std::decay_t<decltype(v)>, std::string_view>) {
+                        CHECK(static_cast<unsigned char>(v[0]) == 0x40 + at);
+                        at += 16;
+                    } else {
+                        std::decay_t<decltype(v)> expected;
+                        std::memcpy(&expected, reinterpret_cast<const unsigned char*>(&ev.event_data) + at,
+                                    sizeof expected);
+                        CHECK(v == expected);
+                        at += sizeof v;
+                    }
+                });
+                CHECK(at == t.data_size);
+            });
+            CHECK(known);
+        }
+    }
+}
+
 TEST_CASE("proc::exit_event: the exit code is a wait status") {
     proc::exit_event x;
     x.exit_code = 9; // SIGKILL

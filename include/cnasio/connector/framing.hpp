@@ -121,13 +121,8 @@ public:
     std::size_t skipped() const noexcept { return skipped_; }
 
 private:
-    // NLMSG_NOOP, NLMSG_ERROR and NLMSG_OVERRUN: not connector messages (see the top of this file).
-    static constexpr bool is_control_type(std::uint16_t type) noexcept {
-        return type == NLMSG_NOOP || type == NLMSG_ERROR || type == NLMSG_OVERRUN;
-    }
-
-    // The common case, inlined into the caller's loop: a whole connector message whose netlink and
-    // connector lengths are both in range. Returns false, having changed nothing, for everything
+    // The common case, inlined into the caller's loop: a whole NLMSG_DONE connector message whose
+    // netlink and connector lengths are both in range. Returns false, having changed nothing, for everything
     // else; next_slow() then re-reads the same message and says what is wrong with it.
     bool next_whole(message_view& m) noexcept {
         using namespace detail;
@@ -138,13 +133,20 @@ private:
         const auto type = load<std::uint16_t>(msg + nlmsg_type_at);
         const std::byte* body = msg + netlink_header_size;
         const std::size_t data_len = load<std::uint16_t>(body + cn_len_at);
-        // One unsigned test refuses both a cn_msg.len past the message (the
-        // difference wraps) and a bundle (more than padding after the first
-        // cn_msg): while a bundle is walked, pos_ stays on its netlink message,
-        // so this test sends every call to next_slow() until the bundle ends.
-        if (len < header_size || len > rest || is_control_type(type) || len - header_size - data_len > max_padding)
+        // Three tests take every case: a padded message running past the
+        // datagram (step > rest; the last message of a user-space datagram
+        // may lack its padding: next_slow() takes it); another netlink type
+        // than NLMSG_DONE, the one the kernel's connector sends and cnasio's
+        // messages carry (control types, and connector messages of other
+        // types, are next_slow()'s); and more than padding after the cn_msg's
+        // data. That last unsigned difference also wraps, and so refuses, a
+        // len below header_size and a cn_msg.len past the message; and it
+        // refuses a bundle: while one is walked, pos_ stays on its netlink
+        // message, so every call goes to next_slow() until the bundle ends.
+        const std::size_t step = align4(len);
+        if (step > rest || type != NLMSG_DONE || len - header_size - data_len > max_padding)
             return false;
-        m.header.nlmsg_type = type;
+        m.header.nlmsg_type = NLMSG_DONE;
         m.header.nlmsg_flags = load<std::uint16_t>(msg + nlmsg_flags_at);
         m.header.nlmsg_seq = load<std::uint32_t>(msg + nlmsg_seq_at);
         m.header.nlmsg_pid = load<std::uint32_t>(msg + nlmsg_pid_at);
@@ -154,8 +156,7 @@ private:
         m.header.ack = load<std::uint32_t>(body + cn_ack_at);
         m.header.flags = load<std::uint16_t>(body + cn_flags_at);
         m.payload = {msg + header_size, data_len};
-        // The last message of a user-space datagram may lack its alignment padding.
-        pos_ += align4(len) < rest ? align4(len) : rest;
+        pos_ += step;
         return true;
     }
 

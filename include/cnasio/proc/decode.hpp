@@ -10,6 +10,8 @@
 #include <cnasio/error.hpp>
 #include <cnasio/proc/event_types.hpp>
 
+#include <array>
+#include <bit>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -81,12 +83,50 @@ void read_fields(const std::byte* d, T& e, std::index_sequence<I...>) noexcept {
     ((std::memcpy(&(e.*(field_at<T, I>.member)), d + offset_of<T, I>, field_size(field_at<T, I>))), ...);
 }
 
+// True when T's object representation is its wire layout: no padding, and
+// field I at offset_of<T, I>. Checked by writing a distinct byte pattern into
+// each field of a constexpr T and reading the bytes back (std::bit_cast), so
+// the answer comes from the compiler, not from a comment.
+template <class T, std::size_t I>
+constexpr bool field_in_place() noexcept {
+    using M = std::remove_cvref_t<decltype(T{}.*(field_at<T, I>.member))>;
+    using bytes = std::array<unsigned char, sizeof(T)>;
+    T t{};
+    auto& f = t.*(field_at<T, I>.member);
+    if constexpr (std::is_integral_v<M>) {
+        f = static_cast<M>(0x5a);
+    } else {
+        f[0] = static_cast<typename M::value_type>(0x5a);
+    }
+    const bytes b = std::bit_cast<bytes>(t);
+    for (std::size_t i = 0; i < sizeof(T); ++i)
+        if ((b[i] != 0) != (i == offset_of<T, I>)) return false;
+    return true;
+}
+template <class T, std::size_t... I>
+constexpr bool wire_exact(std::index_sequence<I...>) noexcept {
+    return std::is_trivially_copyable_v<T> && sizeof(T) == data_size<T>() && (field_in_place<T, I>() && ...);
+}
+template <class T>
+inline constexpr bool wire_exact_v =
+    wire_exact<T>(std::make_index_sequence<std::tuple_size_v<decltype(T::fields())>>{});
+
 // Reads T's fields from `d`, which points at event_data (payload offset 16)
-// with data_size<T>() bytes there.
+// with data_size<T>() bytes there: one block copy when T is laid out as the
+// wire is (every type today, see the static_assert below), field by field
+// otherwise.
 template <class T>
 void read_fields(const std::byte* d, T& e) noexcept {
-    read_fields(d, e, std::make_index_sequence<std::tuple_size_v<decltype(T::fields())>>{});
+    if constexpr (wire_exact_v<T>)
+        std::memcpy(&e, d, sizeof e);
+    else
+        read_fields(d, e, std::make_index_sequence<std::tuple_size_v<decltype(T::fields())>>{});
 }
+// Every type of the table is read with one block copy today; a type whose
+// struct differs from its wire layout would still be read right, field by
+// field, but slower: say so here rather than find it in a benchmark.
+static_assert([]<class... Ts>(type_list<Ts...>) { return (wire_exact_v<Ts> && ...); }(typed_events{}));
+
 // `size`: the bytes present after the header (any number).
 inline void read_fields(const std::byte* d, std::size_t size, std::uint32_t what, unknown_event& e) noexcept {
     e.what = what;
@@ -170,29 +210,62 @@ public:
 
     /// to_event() into an event that is reused (no copy of the result).
     void fill(event& ev) const noexcept {
-        ev.what = what();
-        ev.cpu = cpu();
-        ev.timestamp_ns = timestamp_ns();
+        // The header (what, cpu, timestamp_ns) lies at the start of `event` as
+        // on the wire (checked below the class): one 16-byte copy. (The cast
+        // to void* says the partial copy is meant: `event` is trivially
+        // copyable, only its default member initialisers make g++ warn.)
+        std::memcpy(static_cast<void*>(&ev), p_, event_header_size);
         ev.seq = numbers_.seq;
         ev.ack = numbers_.ack;
         const std::byte* d = p_ + event_header_size;
-        const bool known = visit_event_type(ev.what, [&]<class T>(std::type_identity<T>) {
-            T typed;
-            detail::read_fields(d, typed);
-            ev.data = typed;
-        });
-        if (!known) {
-            unknown_event u;
-            detail::read_fields(d, size_ - event_header_size, ev.what, u);
-            ev.data = u;
+        // The types of a fork storm first, in a few inlined compares; the rest
+        // out of line.
+        switch (static_cast<event_type>(ev.what)) {
+        case event_type::fork: return emplace<fork_event>(ev, d);
+        case event_type::exit: return emplace<exit_event>(ev, d);
+        default: return fill_other(ev, d, size_ - event_header_size);
         }
     }
 
 private:
+    template <class T>
+    static void emplace(event& ev, const std::byte* d) noexcept {
+        detail::read_fields(d, ev.data.template emplace<T>());
+    }
+
+    // Every other type. A switch, not visit_event_type's chain of compares:
+    // -Wswitch (an error here) refuses an enumerator without its case, and
+    // proc_event_test decodes every table row and checks it comes out as its
+    // own type.
+    // `size`: the bytes after the header.
+    __attribute__((noinline)) static void fill_other(event& ev, const std::byte* d, std::size_t size) noexcept {
+        switch (static_cast<event_type>(ev.what)) {
+        case event_type::fork: return emplace<fork_event>(ev, d);
+        case event_type::exit: return emplace<exit_event>(ev, d);
+        case event_type::exec: return emplace<exec_event>(ev, d);
+        case event_type::none: return emplace<ack_event>(ev, d);
+        case event_type::uid: return emplace<uid_event>(ev, d);
+        case event_type::gid: return emplace<gid_event>(ev, d);
+        case event_type::sid: return emplace<sid_event>(ev, d);
+        case event_type::ptrace: return emplace<ptrace_event>(ev, d);
+        case event_type::comm: return emplace<comm_event>(ev, d);
+        case event_type::coredump: return emplace<coredump_event>(ev, d);
+        case event_type::nonzero_exit: return emplace<nonzero_exit_event>(ev, d);
+        }
+        unknown_event u;
+        detail::read_fields(d, size, ev.what, u);
+        ev.data = u;
+    }
+
     const std::byte* p_ = nullptr;
     std::size_t size_ = 0;
     message_numbers numbers_{};
 };
+
+// event_view::fill() copies the wire header into `event` as one block.
+static_assert(std::is_standard_layout_v<event> && std::is_trivially_copyable_v<event>);
+static_assert(offsetof(event, what) == 0 && offsetof(event, cpu) == 4 && offsetof(event, timestamp_ns) == 8 &&
+              event_header_size == 16);
 
 // Decoding the connector payload of one proc message.
 // Errors (ec set, value-initialised event): EBADMSG (generic category) when the
