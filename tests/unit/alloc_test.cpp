@@ -4,6 +4,7 @@
 #include <cnasio/detail/client_core.hpp>
 
 #include "../../bench/alloc_counter.hpp"
+#include "core_messages.hpp"
 
 #include <doctest/doctest.h>
 
@@ -15,13 +16,14 @@
 namespace {
 
 using namespace std::chrono_literals;
-using cnasio::error_code;
 using cnasio::connector::header;
 using cnasio::connector::message;
 using cnasio::detail::client_core;
 using cnasio::detail::completion;
 using cnasio::detail::core_options;
 using cnasio::detail::receive_target;
+using cnasio::test::datagram;
+using cnasio::test::discard_queued;
 
 // drain_batch's default: the most datagrams one drain hands the core.
 constexpr int burst = 256;
@@ -31,11 +33,9 @@ std::vector<std::vector<std::byte>> datagrams(std::size_t payload_size) {
     const std::string payload(payload_size, 'p');
     for (int i = 0; i < burst; ++i) {
         header h;
-        h.id = {14, 1};
+        h.id = cnasio::test::module_id;
         h.seq = static_cast<std::uint32_t>(i);
-        error_code ec;
-        out.push_back(cnasio::connector::build_datagram(h, cnasio::connector::as_payload(payload), ec));
-        REQUIRE_FALSE(ec);
+        out.push_back(datagram(h, payload));
     }
     return out;
 }
@@ -93,15 +93,12 @@ TEST_CASE("alloc: an emptied queue gives back the storage of large messages, and
     const auto big = datagrams(cnasio::connector::max_payload);
     for (int i = 0; i < 4; ++i) core.on_datagram(0, 5, big[static_cast<std::size_t>(i)], false);
     message m;
-    error_code ec;
-    while (core.try_receive(sub, m, ec)) {
-    }
+    discard_queued(core, sub, m);
     m = message{};
     CHECK(core.held_bytes() == 0);
     const auto small = datagrams(64);
     for (const auto& d : small) core.on_datagram(0, 5, d, false);
-    while (core.try_receive(sub, m, ec)) {
-    }
+    discard_queued(core, sub, m);
     CHECK(core.held_bytes() > 0); // the small slots' storage stays for the next burst
     CHECK(core.held_bytes() <= cnasio::detail::subscriber_queue::spare_limit);
 }

@@ -4,6 +4,8 @@
 // close with work pending, and what the glue is asked to keep in step.
 #include <cnasio/detail/client_core.hpp>
 
+#include "core_messages.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -29,16 +31,11 @@ using cnasio::detail::completion;
 using cnasio::detail::core_options;
 using cnasio::detail::op_id;
 using cnasio::detail::receive_target;
+using cnasio::test::datagram;
+using cnasio::test::discard_queued;
+using cnasio::test::module_id;
 
-constexpr cnasio::connector::id module_id{14, 1};
 const auto t0 = client_core::clock::time_point(1h);
-
-std::vector<std::byte> datagram(header h, std::string_view text) {
-    error_code ec;
-    auto d = cnasio::connector::build_datagram(h, cnasio::connector::as_payload(text), ec);
-    REQUIRE_FALSE(ec);
-    return d;
-}
 
 std::string text_of(const message& m) {
     return {reinterpret_cast<const char*>(m.payload.data()), m.payload.size()};
@@ -422,10 +419,7 @@ TEST_CASE("client_core: subscription queues are bounded in bytes, per subscripti
         CHECK(dropped > 0);
         CHECK(queued >= (16u << 20) / cost - 1000);
         message m;
-        error_code ec;
-        for (auto s : subs)
-            while (core.try_receive(s, m, ec)) {
-            }
+        for (auto s : subs) discard_queued(core, s, m);
         CHECK(core.held_bytes() <= 1000 * cnasio::detail::subscriber_queue::idle_slot_limit);
     }
 }

@@ -127,14 +127,9 @@ public:
         const op_id op = add_op<Erased>(std::forward<Handler>(handler));
         const bool to_kernel = ro.port_id == 0;
         connector::header* const sent = ro.sent;
-        // check_registered: nobody registered the id, so the kernel would drop the request silently.
-        if (ro.check_registered && to_kernel && !core_.closed()) {
-            error_code ec;
-            const auto ids = connector::read_registry(options_.netns, ec);
-            if (ec || !connector::contains(ids, id)) {
-                core_.complete(op, ec ? ec : make_error_code(error::not_registered));
-                return settle();
-            }
+        if (error_code ec; registry_refuses(id, ro, ec)) {
+            core_.complete(op, ec);
+            return settle();
         }
         if (!core_.closed()) size_receive_buffer(options_.request_receive_buffer, false);
         const auto r = core_.start_request(op, id, payload.size(), std::move(ro), clock::now(), into, parts);
@@ -162,14 +157,10 @@ public:
                             std::size_t queue_limit) {
         const bool to_kernel = ro.port_id == 0;
         connector::header* const sent = ro.sent;
-        if (ro.check_registered && to_kernel && !core_.closed()) { // as for start_request
-            error_code ec;
-            const auto ids = connector::read_registry(options_.netns, ec);
-            if (ec || !connector::contains(ids, id)) {
-                const auto ref = core_.failed_stream(ec ? ec : make_error_code(error::not_registered));
-                settle();
-                return ref;
-            }
+        if (error_code ec; registry_refuses(id, ro, ec)) {
+            const auto ref = core_.failed_stream(ec);
+            settle();
+            return ref;
         }
         if (!core_.closed()) size_receive_buffer(options_.request_receive_buffer, false);
         const auto r = core_.start_stream(id, payload.size(), std::move(ro), clock::now(), queue_limit);
@@ -216,13 +207,9 @@ public:
                     Handler&& handler) {
         const op_id op = add_op<status_handler>(std::forward<Handler>(handler));
         error_code ec;
-        if (ro.check_registered && ro.port_id == 0 && !core_.closed()) { // as for a request
-            const auto ids = connector::read_registry(options_.netns, ec);
-            if (!ec && !connector::contains(ids, id)) ec = error::not_registered;
-            if (ec) {
-                core_.complete(op, ec);
-                return settle();
-            }
+        if (registry_refuses(id, ro, ec)) {
+            core_.complete(op, ec);
+            return settle();
         }
         send_now(id, payload, ro, ec);
         core_.complete(op, ec);
@@ -592,6 +579,18 @@ private:
             self->arm_send_retry();
             self->finish_turn(); // requests whose late send failed
         });
+    }
+
+    // check_registered: nobody registered `id`, so the kernel would drop a
+    // message to it silently. True, with `ec` saying why (not_registered, or
+    // the registry's read error), when `ro` asks for the check, the message
+    // goes to the kernel, the client is open, and the registry refuses it.
+    bool registry_refuses(connector::id id, const request_options& ro, error_code& ec) const {
+        ec.clear();
+        if (!ro.check_registered || ro.port_id != 0 || core_.closed()) return false;
+        const auto ids = connector::read_registry(options_.netns, ec);
+        if (!ec && !connector::contains(ids, id)) ec = error::not_registered;
+        return static_cast<bool>(ec);
     }
 
     // Sizes the receive buffer (FORCE, then the capped SO_RCVBUF); a smaller
