@@ -38,8 +38,21 @@ struct client_options {
     /// Netlink family (NETLINK_CONNECTOR unless a peer speaks connector framing elsewhere).
     netlink::protocol protocol = netlink::protocol::connector();
     /// Datagrams read per scheduler turn before the loop lets other handlers
-    /// run; also the most completions handed out in one turn.
+    /// run (the rest is read in a posted continuation).
     std::size_t drain_batch = 256;
+    /// The most completions handed out in one scheduler turn, the client's
+    /// fairness bound: a loop of operations that finish at once (a receive
+    /// loop over queued messages, requests the kernel answers inside
+    /// sendto()) runs without a scheduler lap per step, and after this many
+    /// handlers the rest waits behind a posted continuation, so other handlers
+    /// and the reactor get a turn. Each such yield costs one scheduler lap and
+    /// a reactor poll (8-12 us measured on a PVM guest: two or three kernel
+    /// requests), which lands on one request's latency: at 256 (drain_batch,
+    /// which used to be this bound too) that was every 256th request, enough
+    /// to move a request loop's p99 (bench/README.md, "Proc ack p99"). At
+    /// about 4 us per kernel request, 1024 holds the thread for about 4 ms at
+    /// most. 0 counts as 1.
+    std::size_t completion_batch = 1024;
     /// Coalescing; 0 (the default) turns it off. With a window w > 0, a
     /// wake-up that read datagrams does not wait for the next one: the client
     /// reads again w later (a timer), and again while reads find datagrams;

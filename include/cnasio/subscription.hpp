@@ -53,7 +53,7 @@ public:
     /// client was closed before. One receive at a time per subscription (a
     /// second completes with error in_progress). A loop of receives (a
     /// coroutine, or a handler that starts the next receive) whose handler
-    /// runs on the client's executor gets up to client_options::drain_batch
+    /// runs on the client's executor gets up to client_options::completion_batch
     /// queued messages per turn of the scheduler, so it keeps up with the socket.
     template <class CompletionToken>
     auto async_receive(connector::message& out, CompletionToken&& token) {

@@ -23,6 +23,7 @@
 extern "C" std::size_t __sanitizer_get_current_allocated_bytes();
 #endif
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <functional>
@@ -179,10 +180,14 @@ TEST_SUITE("client: requests to the kernel") {
         run_for(io, 100ms);
     }
 
-    TEST_CASE("a loop of requests the kernel answers inside sendto goes on within one scheduler turn, drain_batch at most") {
+    TEST_CASE("a loop of requests the kernel answers inside sendto goes on within one scheduler turn, completion_batch at most") {
+        // The client's fairness bound: a request loop the kernel answers synchronously never
+        // returns to the scheduler on its own, so after completion_batch handlers the client must
+        // let a posted handler run. drain_batch (reads per turn) is left at its default, larger
+        // than the loop: the bound is completion_batch's alone.
         asio::io_context io;
         client_options co;
-        co.drain_batch = 10;
+        co.completion_batch = 10;
         client c(io.get_executor(), co);
         error_code ec;
         auto sub = c.subscribe(CN_IDX_PROC, {}, ec);
@@ -218,12 +223,47 @@ TEST_SUITE("client: requests to the kernel") {
         asio::post(io, tick);
         run_for(io, 2s);
         REQUIRE(done == total);
-        // 25 completions in three turns: 10, 10 and 5 (one posted completion each would take 25).
+        // 25 completions in three turns: 10, 10 and 5 (one posted completion each would take 25;
+        // no bound, one turn); the ticker ran between them.
         CHECK(per_turn.size() == 3);
         std::vector<int> counts;
         for (const auto& [t, n] : per_turn) counts.push_back(n);
         CHECK(counts == std::vector<int>{10, 10, 5});
         CHECK(c.stats().timeouts == 0);
+
+        // The same loop under the defaults: drain_batch (256) does not cut it short, and the
+        // default bound holds too: 1,500 requests need at least two turns of completion_batch.
+        client_options dflt;
+        REQUIRE(dflt.completion_batch < 1500);
+        client d(io.get_executor(), dflt);
+        d.socket().join(CN_IDX_PROC, ec); // the acks are multicast to the proc group; no subscription
+        REQUIRE_FALSE(ec);
+        const int many = 1500;
+        int d_done = 0;
+        std::uint64_t d_turn = 0;
+        std::map<std::uint64_t, int> d_per_turn;
+        std::function<void()> d_tick = [&] {
+            ++d_turn;
+            if (d_done < many) asio::post(io, d_tick);
+        };
+        std::function<void()> d_next = [&] {
+            d.async_request(connector::proc_id, connector::as_payload(std::uint32_t{99}), reply, o,
+                            [&](error_code e) {
+                                CHECK_FALSE(e);
+                                ++d_per_turn[d_turn];
+                                if (++d_done < many) d_next();
+                            });
+        };
+        d_next();
+        asio::post(io, d_tick);
+        io.restart();
+        run_for(io, 5s);
+        REQUIRE(d_done == many);
+        int biggest = 0;
+        for (const auto& [t, n] : d_per_turn) biggest = std::max(biggest, n);
+        CAPTURE(d_per_turn.size());
+        CHECK(biggest == static_cast<int>(dflt.completion_batch)); // a whole budget in one turn, not drain_batch
+        CHECK(d_per_turn.size() == (many + dflt.completion_batch - 1) / dflt.completion_batch);
 
         c.async_send(connector::proc_id, connector::as_payload(std::uint32_t{PROC_CN_MCAST_IGNORE}), {},
                      [](error_code e) { CHECK_FALSE(e); });
@@ -600,11 +640,11 @@ TEST_SUITE("client: subscriptions") {
         CHECK(got_now == "t0t1t2");
     }
 
-    TEST_CASE("a receive loop is served by a trampoline: a queued burst in one scheduler turn, drain_batch at most; arrivals in the turn that reads them") {
+    TEST_CASE("a receive loop is served by a trampoline: a queued burst in one scheduler turn, completion_batch at most; arrivals in the turn that reads them") {
         test::peer sender;
         asio::io_context io;
         client_options o = admitting(sender.port_id());
-        o.drain_batch = 40;
+        o.completion_batch = 40;
         client c(io.get_executor(), o);
         error_code ec;
         auto s = c.subscribe(0, {}, ec); // unicasts that answer no request
@@ -614,7 +654,7 @@ TEST_SUITE("client: subscriptions") {
         REQUIRE(s.queued() == 100);
 
         // A callback loop: each handler starts the next receive. It runs on the client's executor,
-        // so one posted function hands out message after message, up to drain_batch per turn.
+        // so one posted function hands out message after message, up to completion_batch per turn.
         std::vector<std::string> got;
         error_code last;
         int stop_after = 1000;
@@ -709,7 +749,9 @@ TEST_SUITE("client: subscriptions") {
     TEST_CASE("a receive loop whose handler runs on a strand gets every message in order, on the strand") {
         test::peer sender;
         asio::io_context io;
-        client c(io.get_executor(), admitting(sender.port_id()));
+        client_options o = admitting(sender.port_id());
+        o.completion_batch = 256;
+        client c(io.get_executor(), o);
         error_code ec;
         auto s = c.subscribe(0, {}, ec);
         REQUIRE_FALSE(ec);
@@ -731,7 +773,7 @@ TEST_SUITE("client: subscriptions") {
         io.restart();
         // The completion path dispatches to the strand; a strand that is free is entered at
         // once, so its handler runs inside that turn and its next receive is served in it too,
-        // drain_batch (256) handlers at most, each on the strand.
+        // completion_batch handlers at most (256 here), each on the strand.
         CHECK(io.run_one() == 1);
         CHECK(got.size() == 256);
         run_for(io, 200ms);

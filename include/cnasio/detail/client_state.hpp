@@ -11,7 +11,8 @@
 //  - finished operations are handed to their handlers by run_ready(), the
 //    one completion path.
 //
-// run_ready() calls up to drain_batch handlers in order, from a function on
+// run_ready() calls up to completion_batch handlers in order (the client's
+// fairness bound; reads have their own, drain_batch), from a function on
 // the client's executor: posted, or at the end of the readiness handler (a
 // wake-up then costs one scheduler lap and one reactor poll). A handler that
 // starts the next operation and gets it finished at once (a queued message, a
@@ -46,6 +47,7 @@
 #include <boost/asio/recycling_allocator.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -470,13 +472,19 @@ private:
         boost::asio::dispatch(hex, boost::asio::append(std::move(h), std::forward<Args>(args)...));
     }
 
-    // Hands finished operations to their handlers, up to drain_batch per turn.
+    // Hands finished operations to their handlers, up to completion_batch per
+    // turn. A handler that starts the next operation and gets it finished at
+    // once (a kernel request answered inside sendto()) does not nest: the
+    // completion is queued (settle() only posts outside this loop) and popped
+    // by the loop, so n counts every handler called in this turn. Past the
+    // bound, settle() posts the rest behind whatever else is queued.
     void run_ready() {
         if (running_ready_) return; // the loop below picks up what a handler finished
         running_ready_ = true;
         try {
             completion c;
-            for (std::size_t n = 0; n < options_.drain_batch && core_.pop_completion(c); ++n) invoke(c);
+            const std::size_t budget = std::max<std::size_t>(options_.completion_batch, 1);
+            for (std::size_t n = 0; n < budget && core_.pop_completion(c); ++n) invoke(c);
         } catch (...) {
             running_ready_ = false;
             settle(); // what is still queued is posted again
