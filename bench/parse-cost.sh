@@ -38,7 +38,7 @@ count() {
 
 baseline=$(count baseline)
 # parse_instr_per_msg: the fast path (for_each_message + proc::event_view);
-# parse_decode_instr_per_msg: datagram_reader::next + the typed proc::decode.
+# parse_decode_instr_per_msg: the same walk + the typed proc::decode.
 for pair in cnasio:parse_instr_per_msg cnasio_decode:parse_decode_instr_per_msg; do
     mode=${pair%%:*}
     name=${pair#*:}

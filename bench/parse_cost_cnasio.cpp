@@ -3,9 +3,10 @@
 //   view never leaves registers), proc::event_view checks each payload once
 //   and reads only the fields asked for. This is the figure against the raw
 //   walk, which also reads only `what` and one pid.
-// - parse_cnasio_decode: datagram_reader::next() and the typed proc::decode
-//   into one reused event (every field, into the variant), as proc::listener
-//   does. Reported as a second figure.
+// - parse_cnasio_decode: the same walk (the one the client runs on every
+//   datagram, datagram_reader::for_each) and the typed proc::decode into one
+//   reused event (every field, into the variant), as proc::listener decodes
+//   what the client hands it. Reported as a second figure.
 #include "parse_cost.hpp"
 
 #include <cnasio/connector/framing.hpp>
