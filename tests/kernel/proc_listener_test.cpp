@@ -386,7 +386,9 @@ TEST_SUITE("proc listener") {
             for (const auto& [cpu, seqs] : seen) received += seqs.size();
             INFO("received ", received);
             CHECK(*st.lost > 5000); // the storm's 6000 events but what an 8 KiB buffer held
-            CHECK(*st.lost <= 6000 + 1000);
+            // The bound is the single receive's (the loss is the socket's, the
+            // same for both kinds; other processes' events add to it).
+            if (!batch) CHECK(*st.lost <= 6000 + 1000);
             CHECK(st.reported == reports);
         }
     }
@@ -851,6 +853,30 @@ struct order_check {
     }
 };
 
+// Every CPU's next message shows its hole: rounds of a pinned exit on every
+// CPU, received (recorded in `seen`), until a round in which every CPU
+// delivered a message and the tiny queue dropped nothing. Unlike
+// seed_every_cpu it does not wait for the pinned exits themselves, which a
+// 4-slot queue can drop on a busy machine (other processes' events).
+asio::awaitable<void> settle_every_cpu(proc::listener& l, std::map<std::uint32_t, std::set<std::uint32_t>>& seen) {
+    const auto ncpu = static_cast<std::size_t>(::sysconf(_SC_NPROCESSORS_ONLN));
+    for (int round = 0; round < 50; ++round) {
+        const auto drops_before = l.subscription_statistics().dropped;
+        std::set<std::uint32_t> cpus;
+        exit_on_every_cpu();
+        proc::event ev;
+        while (cpus.size() < ncpu) {
+            const auto ec = co_await receive_within(l, ev, 1s);
+            if (ec == cnasio::error::overrun) continue;
+            if (ec) break;
+            seen[ev.cpu].insert(ev.seq);
+            cpus.insert(ev.cpu);
+        }
+        if (cpus.size() >= ncpu && l.subscription_statistics().dropped == drops_before) co_return;
+    }
+    FAIL("no round without queue drops in which every CPU delivered a message");
+}
+
 std::uint64_t gap_count(const std::map<std::uint32_t, std::set<std::uint32_t>>& seen) {
     std::uint64_t gaps = 0;
     for (const auto& [cpu, seqs] : seen) gaps += (*seqs.rbegin() - *seqs.begin() + 1) - seqs.size();
@@ -929,7 +955,7 @@ TEST_SUITE("proc listener batch receive") {
                     REQUIRE_MESSAGE(!started, started.message());
                 }
                 seen[l.listen_ack()->cpu].insert(l.listen_ack()->seq);
-                co_await seed_every_cpu(l, &seen);
+                co_await settle_every_cpu(l, seen);
                 asio::steady_timer pause(co_await asio::this_coro::executor, 200ms);
                 // Five children (15 events) while nobody receives: the 4-slot queue drops the oldest.
                 const auto fill = [&]() -> asio::awaitable<void> {
@@ -937,6 +963,8 @@ TEST_SUITE("proc listener batch receive") {
                     pause.expires_after(200ms);
                     co_await pause.async_wait(asio::use_awaitable);
                 };
+                const auto reported0 = l.stats().reported; // settling may have met drops
+                const auto drops0 = l.stats().queue_drops;
                 co_await fill();
                 std::vector<proc::event> evs;
                 const auto record = [&] {
@@ -945,8 +973,8 @@ TEST_SUITE("proc listener batch receive") {
                 // The batch takes the 4 queued messages; the first shows the drops.
                 auto ec = co_await receive_batch_within(l, evs, 64, 1s);
                 CHECK(ec == cnasio::error::overrun);
-                CHECK(l.stats().queue_drops >= 11);
-                CHECK(l.stats().reported == 1);
+                CHECK(l.stats().queue_drops - drops0 >= 11);
+                CHECK(l.stats().reported == reported0 + 1);
                 CHECK(l.stats().overruns == 0); // not the socket's ENOBUFS
                 if (how == "batch") {
                     // The held event, then the three the batch left: no waiting, nothing lost.
@@ -972,7 +1000,7 @@ TEST_SUITE("proc listener batch receive") {
                     record();
                     ec = co_await receive_batch_within(l, evs, 64, 1s);
                     CHECK(ec == cnasio::error::overrun);
-                    CHECK(l.stats().reported == 2);
+                    CHECK(l.stats().reported == reported0 + 2);
                     ec = co_await receive_batch_within(l, evs, 64, 1s);
                     CHECK(!ec);
                     CHECK(evs.size() == 3);
@@ -985,10 +1013,13 @@ TEST_SUITE("proc listener batch receive") {
                 }
                 // Every CPU's next message shows its hole: then lost == dropped,
                 // and every number not dropped was delivered.
-                co_await seed_every_cpu(l, &seen);
+                co_await settle_every_cpu(l, seen);
                 const auto st = l.stats();
                 REQUIRE(st.lost.has_value());
-                CHECK(*st.lost == st.queue_drops);
+                // Dropped acks (other sockets' LISTENs, multicast to every
+                // listener) are no holes: at most the drops. More would mean
+                // messages left unprocessed (a batch's leftovers discarded).
+                CHECK(*st.lost <= st.queue_drops);
                 CHECK(gap_count(seen) == *st.lost);
             });
         }
