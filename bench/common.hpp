@@ -194,9 +194,10 @@ struct options {
     double seconds = 2.0;    // duration of one timed run (senders, storms)
     std::size_t requests = 20000;
     unsigned coalesce_us = 200; // the coalescing variants' client_options::coalesce_window; 0: none
+    unsigned batch = 0;         // bench_proc_storm: the batch variant's max_events (listener::async_receive_batch); 0: none
     bool verbose = false;
     // "baseline" or "cnasio": run only that side (profiling); empty: both. bench_proc_storm also
-    // takes "rawsleep" and "coalesce": only that variant (a profile of one loop).
+    // takes "rawsleep", "coalesce" and "batch": only that variant (a profile of one loop).
     std::string side;
     std::string target; // bench_request: "echo", "proc" or "inflight"; bench_recv: "unicast" or "multicast"; empty: all
     bool runs(const char* s) const { return side.empty() || side == s; }
@@ -221,6 +222,8 @@ inline options parse_options(int argc, char** argv)
             o.requests = static_cast<std::size_t>(std::atol(value()));
         else if (a == "--coalesce")
             o.coalesce_us = static_cast<unsigned>(std::atoi(value()));
+        else if (a == "--batch")
+            o.batch = static_cast<unsigned>(std::atoi(value()));
         else if (a == "-v" || a == "--verbose")
             o.verbose = true;
         else if (a == "--side")
@@ -228,13 +231,15 @@ inline options parse_options(int argc, char** argv)
         else if (a == "--target")
             o.target = value();
         else {
-            std::fprintf(stderr, "usage: %s [--rounds N] [--seconds S] [--requests N] [--coalesce US] [-v] [--side baseline|cnasio|rawsleep|coalesce] "
+            std::fprintf(stderr, "usage: %s [--rounds N] [--seconds S] [--requests N] [--coalesce US] [--batch N] [-v] "
+                                 "[--side baseline|cnasio|rawsleep|coalesce|batch] "
                                  "[--target echo|proc|inflight]\n", argv[0]);
             std::exit(2);
         }
     }
     if (o.rounds < 1 || o.seconds <= 0 || o.requests < 1000 ||
-        !(o.side.empty() || o.side == "baseline" || o.side == "cnasio" || o.side == "rawsleep" || o.side == "coalesce"))
+        !(o.side.empty() || o.side == "baseline" || o.side == "cnasio" || o.side == "rawsleep" || o.side == "coalesce" ||
+          o.side == "batch"))
         die_msg("bad option value");
     return o;
 }

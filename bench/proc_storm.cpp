@@ -285,6 +285,10 @@ int main(int argc, char** argv)
     // proc_storm_coalesce<N>us_vs_rawsleep_*: the same cnasio figures against the raw C loop that sleeps
     // N µs after each wake-up (what coalescing does, done the raw way).
     figures against_sleep("proc_storm_coalesce" + std::to_string(opt.coalesce_us) + "us_vs_rawsleep");
+    // proc_storm_batch<N>_*: the plain client, received with listener::async_receive_batch (up to N
+    // events per completion) instead of async_receive (--batch N; off by default).
+    figures batched("proc_storm_batch" + std::to_string(opt.batch));
+    const factory batching_cnasio = [&] { return make_cnasio_listener(0, opt.batch); };
     const factory sleeping_baseline = [&] { return std::make_unique<baseline_listener>(opt.coalesce_us); };
     const bool have_cnasio = make_cnasio_listener() != nullptr;
     const factory plain_cnasio = [] { return make_cnasio_listener(); };
@@ -294,6 +298,7 @@ int main(int argc, char** argv)
             const round_figures b = run_once(make_baseline_listener, opt, "baseline");
             plain.record(&figure::baseline, b);
             coalesced.record(&figure::baseline, b);
+            batched.record(&figure::baseline, b);
         }
         if (have_cnasio && opt.runs("cnasio"))
             plain.record(&figure::cnasio, run_once(plain_cnasio, opt, "cnasio"));
@@ -304,10 +309,14 @@ int main(int argc, char** argv)
             coalesced.record(&figure::cnasio, f);
             against_sleep.record(&figure::cnasio, f);
         }
+        if (have_cnasio && opt.batch > 0 && (opt.runs("cnasio") || opt.side == "batch"))
+            batched.record(&figure::cnasio, run_once(batching_cnasio, opt, "batch"));
     }
     plain.print();
     if (opt.coalesce_us > 0) {
         coalesced.print();
         against_sleep.print();
     }
+    if (opt.batch > 0)
+        batched.print();
 }

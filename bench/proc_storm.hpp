@@ -130,7 +130,8 @@ public:
 };
 
 // nullptr while cnasio cannot do this yet. `coalesce_us` > 0: the client's
-// coalesce_window (client_options) in µs.
-std::unique_ptr<listener> make_cnasio_listener(unsigned coalesce_us = 0);
+// coalesce_window (client_options) in µs. `batch` > 0: receive with
+// listener::async_receive_batch, up to `batch` events per completion.
+std::unique_ptr<listener> make_cnasio_listener(unsigned coalesce_us = 0, std::size_t batch = 0);
 
 } // namespace bench::storm

@@ -44,13 +44,16 @@
 // again), and a period can leave several holes per CPU, all of them counted
 // in stats().lost. The report comes before the messages queued ahead of it
 // (the client signals an overrun at once), so the count grows after it.
+// async_receive_batch reports the same overruns in the same places: a batch
+// ends before the event during which a drop is noticed.
 //
 // Use: one listener per client (filters are per socket: a BPF filter passes
 // every message that is not a proc event, but a kernel mask or an IGNORE
 // affects the whole socket). The client must outlive the listener. Like the
 // client, not thread-safe: use it from the client's executor. async_start once,
-// then one async_receive at a time. Cancellation: async_receive honours the
-// cancellation types subscription::async_receive does; cancel() aborts it.
+// then one receive (async_receive or async_receive_batch) at a time.
+// Cancellation: async_receive and async_receive_batch honour the cancellation
+// types subscription::async_receive does; cancel() aborts them.
 #pragma once
 
 #include <cnasio/client.hpp>
@@ -62,6 +65,7 @@
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/compose.hpp>
 #include <boost/asio/post.hpp>
 
@@ -126,11 +130,28 @@ struct listener_state {
     std::optional<event> listen_ack;
     std::optional<event> held; // came with a queue drop: delivered after the overrun report
 
+    event scratch;              // the event process() decoded (reused: no temporary per message)
+    // A batch of messages from the subscription, processed from `batch_next`
+    // on; what an overrun report (or max_events) left is processed first by the
+    // next receive of either kind, so nothing is lost or reordered.
+    std::vector<connector::message> batch;
+    std::size_t batch_next = 0;
+    std::size_t batch_end = 0;
+    // A socket overrun (ENOBUFS) report taken while a batch was topped up
+    // (batch_receive_op): the next receive of either kind gives it.
+    bool socket_overrun = false;
+
     enum class verdict { deliver, skip, overrun };
 
-    verdict process(const connector::message& m, event& out) {
+    bool leftover() const noexcept { return batch_next < batch_end; }
+
+    // The subscription queue's drops so far (what process() compares).
+    std::uint64_t queue_drops() const { return sub.stats().dropped; }
+
+    // One message; `drops`: queue_drops() now. deliver: the event is in
+    // `scratch`. Nothing a user sees is written unless it is delivered.
+    verdict process(const connector::message& m, std::uint64_t drops) {
         // The queue's drops since the last look: the consumer fell behind.
-        const auto drops = sub.stats().dropped;
         const bool dropped = drops > st.queue_drops;
         st.queue_drops = drops;
         const verdict nothing = dropped ? verdict::overrun : verdict::skip;
@@ -139,32 +160,47 @@ struct listener_state {
             return nothing;
         }
         error_code ec;
-        event ev = decode(std::span<const std::byte>(m.payload.data(), m.payload.size()),
-                          message_numbers{m.seq(), m.ack()}, ec);
-        if (ec) {
+        if (!decode(std::span<const std::byte>(m.payload.data(), m.payload.size()), message_numbers{m.seq(), m.ack()},
+                    scratch, ec)) {
             ++st.malformed;
             return nothing;
         }
-        (void)loss.feed(ev);
-        if (ev.is_ack()) {
+        (void)loss.feed(scratch);
+        if (scratch.is_ack()) {
             if (!options.deliver_acks) {
                 ++st.acks_skipped;
                 return nothing;
             }
         } else {
-            const auto* x = ev.get_if<exit_event>();
-            if (!wanted.is_all() && !kernel_mask_passes(wanted, ev.what, x ? x->exit_code : 0)) {
+            const auto* x = scratch.get_if<exit_event>();
+            if (!wanted.is_all() && !kernel_mask_passes(wanted, scratch.what, x ? x->exit_code : 0)) {
                 ++st.filtered;
                 return nothing;
             }
         }
         if (dropped) {
-            held = std::move(ev);
+            held = scratch;
             return verdict::overrun;
         }
         ++st.events;
-        out = std::move(ev);
         return verdict::deliver;
+    }
+
+    // The leftover messages of a batch, processed into `out` (appended) up to
+    // `max` events. True: an overrun is to be reported now (`out` gained
+    // nothing). A drop noticed once `out` has events stops before the message
+    // that shows it: the events go first, the report with the next receive.
+    bool gather(std::vector<event>& out, std::size_t max) {
+        const std::uint64_t drops = queue_drops(); // nothing drops while this runs
+        while (leftover() && out.size() < max) {
+            if (!out.empty() && drops > st.queue_drops) break;
+            switch (process(batch[batch_next++], drops)) {
+            case verdict::deliver: out.push_back(scratch); break;
+            case verdict::overrun: ++st.reported; return true;
+            case verdict::skip: break;
+            }
+        }
+        return false;
     }
 
     void refresh_stats() {
@@ -301,14 +337,16 @@ private:
 struct receive_op {
     std::shared_ptr<listener_state> s;
     event* out;
-    bool started = false;
+    bool posted = false; // completing with what is here already (or an error), not from the subscription
 
     template <class Self>
     void operator()(Self& self) {
         auto& st = *s;
-        started = true;
-        if (st.fsm.closed() || !st.fsm.running() || st.held) {
+        // The subscription's receive honours every type; async_compose would pass terminal only.
+        self.reset_cancellation_state(boost::asio::enable_total_cancellation());
+        if (st.fsm.closed() || !st.fsm.running() || st.socket_overrun || st.held || st.leftover()) {
             // Complete outside the initiating function.
+            posted = true;
             auto ex = st.c->get_executor();
             boost::asio::post(ex, boost::asio::append(std::move(self), error_code{}));
             return;
@@ -321,29 +359,136 @@ struct receive_op {
         auto& st = *s;
         if (st.fsm.closed()) return self.complete(make_error_code(error::client_closed));
         if (!st.fsm.running()) return self.complete(boost::asio::error::not_connected);
+        if (std::exchange(st.socket_overrun, false)) return report_overrun(self);
         if (st.held) { // the event behind the previous overrun report
             ++st.st.events;
-            *out = std::move(*st.held);
+            *out = *st.held;
             st.held.reset();
             st.refresh_stats();
             return self.complete(error_code{});
         }
+        if (std::exchange(posted, false)) {
+            // What a batch receive left, in order, before anything newer.
+            while (st.leftover()) {
+                if (finish(self, st.process(st.batch[st.batch_next++], st.queue_drops()))) return;
+            }
+            st.sub.async_receive(st.msg, std::move(self)); // never completes inline: no recursion
+            return;
+        }
+        if (ec == error::overrun) return report_overrun(self);
+        if (ec) return self.complete(ec);
+        if (finish(self, st.process(st.msg, st.queue_drops()))) return;
+        st.sub.async_receive(st.msg, std::move(self)); // never completes inline: no recursion
+    }
+
+private:
+    template <class Self>
+    void report_overrun(Self& self) {
+        auto& st = *s;
+        ++st.st.overruns;
+        ++st.st.reported;
+        st.refresh_stats();
+        self.complete(make_error_code(error::overrun));
+    }
+
+    // Completes on a delivered event or an overrun report; false: skipped.
+    template <class Self>
+    bool finish(Self& self, listener_state::verdict v) {
+        auto& st = *s;
+        switch (v) {
+        case listener_state::verdict::deliver:
+            *out = st.scratch;
+            st.refresh_stats();
+            self.complete(error_code{});
+            return true;
+        case listener_state::verdict::overrun:
+            ++st.st.reported;
+            st.refresh_stats();
+            self.complete(make_error_code(error::overrun));
+            return true;
+        case listener_state::verdict::skip: break;
+        }
+        return false;
+    }
+};
+
+// The batch receive: one subscription batch of messages (topped up with
+// try_receive), each processed into an event as receive_op does; the same
+// order of reports and events.
+struct batch_receive_op {
+    std::shared_ptr<listener_state> s;
+    std::vector<event>* out;
+    std::size_t max;
+    bool posted = false; // as in receive_op
+
+    template <class Self>
+    void operator()(Self& self) {
+        auto& st = *s;
+        self.reset_cancellation_state(boost::asio::enable_total_cancellation()); // as receive_op
+        if (max == 0) max = 1;
+        if (st.fsm.closed() || !st.fsm.running() || st.socket_overrun || st.held || st.leftover()) {
+            // Complete outside the initiating function.
+            posted = true;
+            auto ex = st.c->get_executor();
+            boost::asio::post(ex, boost::asio::append(std::move(self), error_code{}, std::size_t{0}));
+            return;
+        }
+        st.sub.async_receive_batch(st.batch, max, std::move(self));
+    }
+
+    template <class Self>
+    void operator()(Self& self, error_code ec, std::size_t n) {
+        auto& st = *s;
+        auto& v = *out;
+        v.clear();
+        if (st.fsm.closed()) return self.complete(make_error_code(error::client_closed), std::size_t{0});
+        if (!st.fsm.running()) return self.complete(boost::asio::error::not_connected, std::size_t{0});
+        const bool posted_now = std::exchange(posted, false);
+        if (posted_now && std::exchange(st.socket_overrun, false)) ec = error::overrun; // the one a top-up took
         if (ec == error::overrun) {
             ++st.st.overruns;
             ++st.st.reported;
             st.refresh_stats();
-            return self.complete(ec);
+            return self.complete(ec, std::size_t{0});
         }
-        if (ec) return self.complete(ec);
-        switch (st.process(st.msg, *out)) {
-        case listener_state::verdict::deliver: st.refresh_stats(); return self.complete(error_code{});
-        case listener_state::verdict::overrun:
-            ++st.st.reported;
+        bool overrun = false;
+        if (posted_now) {
+            if (st.held) { // the event behind the previous overrun report, then what its batch left
+                ++st.st.events;
+                v.push_back(*st.held);
+                st.held.reset();
+            }
+            overrun = st.gather(v, max);
+        } else {
+            if (ec) return self.complete(ec, std::size_t{0});
+            st.batch_next = 0;
+            st.batch_end = n;
+            overrun = st.gather(v, max);
+            // A waiting subscription batch completes at the first message of
+            // a read burst: top up with what the reader queued after it.
+            while (!overrun && v.size() < max && !st.leftover()) {
+                error_code report;
+                if (!st.sub.try_receive(st.batch[0], report)) break;
+                if (report) { // ENOBUFS: after these events, by the next receive
+                    st.socket_overrun = true;
+                    break;
+                }
+                st.batch_next = 0;
+                st.batch_end = 1;
+                overrun = st.gather(v, max);
+            }
+            if (v.empty() && std::exchange(st.socket_overrun, false)) { // nothing to give before it
+                ++st.st.overruns;
+                ++st.st.reported;
+                st.refresh_stats();
+                return self.complete(make_error_code(error::overrun), std::size_t{0});
+            }
+        }
+        if (overrun || !v.empty()) {
             st.refresh_stats();
-            return self.complete(make_error_code(error::overrun));
-        case listener_state::verdict::skip: break;
+            return self.complete(overrun ? make_error_code(error::overrun) : error_code{}, v.size());
         }
-        st.sub.async_receive(st.msg, std::move(self)); // never completes inline: no recursion
+        st.sub.async_receive_batch(st.batch, max, std::move(self)); // never completes inline: no recursion
     }
 };
 
@@ -393,6 +538,36 @@ public:
     auto async_receive(event& out, CompletionToken&& token) {
         return boost::asio::async_compose<CompletionToken, void(error_code)>(detail::receive_op{s_, &out}, token,
                                                                              s_->c->get_executor());
+    }
+
+    /// Waits for events and takes up to `max_events` of them (0 counts as 1)
+    /// into `out`: one completion for a burst instead of one per event, with
+    /// what async_receive would have delivered one by one, in the same order.
+    /// Completion signature: void(error_code, std::size_t n), as
+    /// subscription::async_receive_batch (which it uses: a batch of up to
+    /// `max_events` messages, each decoded, topped up with what the reader has
+    /// queued since; acks, filtered and malformed messages take no room).
+    /// `out` is cleared, then holds the n events (n >= 1 on success; empty on
+    /// error); its capacity is reused, so a reused vector costs no allocation
+    /// once warm. Errors as async_receive's; error::overrun comes alone
+    /// (n == 0), in the place async_receive reports it: events read before
+    /// the loss was noticed are delivered first, the report by the next
+    /// receive, and the event that came with it after the report. What a
+    /// batch left (after an overrun, or beyond `max_events`) is delivered by
+    /// the next receive of either kind: nothing is lost or reordered. One
+    /// receive (of either kind) at a time.
+    ///
+    ///     std::vector<proc::event> evs;
+    ///     for (;;) {
+    ///         auto [ec, n] = co_await l.async_receive_batch(evs, 64, asio::as_tuple(asio::use_awaitable));
+    ///         if (ec == cnasio::error::overrun) continue; // l.stats().lost, as above
+    ///         if (ec) break;
+    ///         for (const proc::event& ev : evs) ...
+    ///     }
+    template <class CompletionToken>
+    auto async_receive_batch(std::vector<event>& out, std::size_t max_events, CompletionToken&& token) {
+        return boost::asio::async_compose<CompletionToken, void(error_code, std::size_t)>(
+            detail::batch_receive_op{s_, &out, max_events}, token, s_->c->get_executor());
     }
 
     /// Aborts a receive in progress (operation_aborted).
