@@ -1054,9 +1054,11 @@ TEST_SUITE("client: work and memory") {
         error_code ec;
         auto sub = c.subscribe(CN_NETLINK_USERS + 3, {}, ec);
         REQUIRE_FALSE(ec);
+        const auto t0 = std::chrono::steady_clock::now(); // before the timer starts
         asio::steady_timer later(io, 200ms);
         later.async_wait([&](error_code) { sub = subscription{}; });
-        const auto took = run_until_idle(io);
+        run_until_idle(io);
+        const auto took = std::chrono::steady_clock::now() - t0;
         CHECK(took >= 200ms);
         CHECK(took < 700ms);
     }
@@ -1129,20 +1131,23 @@ TEST_SUITE("client: work and memory") {
 TEST_SUITE("client: coalescing") {
     using steady = std::chrono::steady_clock;
 
-    // A receive loop on subscription `s` that notes each message's arrival time.
+    // A receive loop on subscription `s` that notes each message's arrival time
+    // and how many reads client `c` (if given) had made by then.
     struct arrivals {
         std::vector<std::string> texts;
         std::vector<steady::time_point> at;
+        std::vector<std::uint64_t> reads_by;
         error_code last;
         connector::message m;
         std::function<void()> next;
-        explicit arrivals(subscription& s) {
-            next = [this, &s] {
-                s.async_receive(m, [this](error_code e) {
+        explicit arrivals(subscription& s, const client* c = nullptr) {
+            next = [this, &s, c] {
+                s.async_receive(m, [this, c](error_code e) {
                     last = e;
                     if (e) return;
                     texts.push_back(test::text_of(m.payload));
                     at.push_back(steady::now());
+                    if (c) reads_by.push_back(c->stats().reads);
                     next();
                 });
             };
@@ -1174,7 +1179,7 @@ TEST_SUITE("client: coalescing") {
 
     TEST_CASE("after a wake-up that read something, what arrives within the window is read and handed out in one turn") {
         coalescing f(150ms);
-        arrivals a(f.s);
+        arrivals a(f.s, &f.c);
         run_for(f.io, 20ms); // the loop waits
         const auto wakeups0 = f.c.stats().wakeups;
         const auto reads0 = f.c.stats().reads;
@@ -1198,7 +1203,7 @@ TEST_SUITE("client: coalescing") {
         // leaves the most room for a loaded machine.
         CHECK(a.at[0] - t0 < f.window);
         CHECK(a.at[1] - t0 >= f.window);                   // the rest waited for the window to close...
-        CHECK(a.at[10] - a.at[1] < 5ms);                   // ...and came in the turn that read them
+        CHECK(a.reads_by[10] == a.reads_by[1]);            // ...and came from the read that ended it
         CHECK(a.at[10] - t0 < 350ms);
     }
 
@@ -1256,7 +1261,10 @@ TEST_SUITE("client: coalescing") {
             REQUIRE(f.send("within") == 0);
             run_for(f.io, 400ms); // and the window after it finds nothing: back to waiting for readiness
             REQUIRE(a.texts.size() == static_cast<std::size_t>(2 * round + 2));
-            CHECK(a.at.back() - t1 >= 60ms); // the window opened about 10 ms before t1
+            // The window opened at the read of "after quiet", after t0; the read
+            // that ends it, a window later. (t1 is no bound: a loaded machine may
+            // run this thread late, and t1 with it.)
+            CHECK(a.at.back() - t0 >= f.window);
             CHECK(a.at.back() - t1 < f.window + 100ms);
         }
         CHECK(f.c.stats().wakeups == 2); // one per quiet spell

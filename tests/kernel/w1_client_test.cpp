@@ -280,10 +280,10 @@ TEST_SUITE("w1: streamed answers and W1_CN_BUNDLE through the socket") {
         const w1::command_spec reset[] = {{w1::command::reset, {}}};
         request_options ro = stream_options(f, 1);
         ro.timeout = 200ms;
+        const auto t0 = std::chrono::steady_clock::now(); // before the request's timer starts
         part_stream s = f.c->request_stream(w1::connector_id, w1::master_request(test::w1_peer::master, reset),
                                             std::move(ro));
         stream_reader r;
-        const auto t0 = std::chrono::steady_clock::now();
         r.take(s);
         f.wait(r);
         REQUIRE(r.done);

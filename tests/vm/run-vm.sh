@@ -658,6 +658,13 @@ fi
 grep -a '^CNASIO-VM-TEST ' "$console" | tr -d '\r'
 if [ ${#problems[@]} -gt 0 ]; then
     print_log
+    # The failed doctest blocks again, last: a CI log that keeps only the tail still
+    # names the test case and the assertion that failed.
+    tr -d '\r' <"$console" | awk '
+        /^\[[A-Za-z0-9_]+\] =+$/ { if (block ~ /ERROR/) printf "%s", block; block = ""; next }
+        /^\[[A-Za-z0-9_]+\] / { block = block $0 "\n" }
+        END { if (block ~ /ERROR/) printf "%s", block }' |
+        grep -av '\[doctest\]' | sed 's/^/run-vm: failed: /' | head -n 60 >&2
     for p in "${problems[@]}"; do echo "run-vm: FAIL: $p" >&2; done
     exit 1
 fi
