@@ -74,7 +74,9 @@ public:
 
     /// Waits for messages and takes every queued one, up to `max_messages`,
     /// into `batch[0..n)`: one completion for a burst instead of one per
-    /// message. `batch` only grows, and its messages' storage is recycled, so
+    /// message. A waiting batch receive completes once per read of the
+    /// client's socket (one recvmmsg, up to 32 datagrams), with all it brought,
+    /// or as soon as `max_messages` are queued. `batch` only grows, and its messages' storage is recycled, so
     /// a reused batch costs no allocation once warm.
     /// Completion signature: void(error_code, std::size_t n); errors as above
     /// (n is then 0).

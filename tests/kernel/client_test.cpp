@@ -638,6 +638,28 @@ TEST_SUITE("client: subscriptions") {
             got_now += test::text_of(m.payload);
         }
         CHECK(got_now == "t0t1t2");
+
+        // A batch that waits gets everything one read brings, in one
+        // completion: ten datagrams queued in the socket while the loop does
+        // not run are one recvmmsg when it does.
+        std::vector<std::string> texts;
+        std::size_t completions = 0;
+        s.async_receive_batch(batch, 64, [&](error_code e, std::size_t n) {
+            CHECK_FALSE(e);
+            ++completions;
+            for (std::size_t i = 0; i < n; ++i) texts.push_back(test::text_of(batch[i].payload));
+        });
+        run_for(io, 20ms); // the receive waits, the loop waits for readiness
+        REQUIRE(completions == 0);
+        const auto reads0 = c.stats().reads;
+        for (int i = 0; i < 10; ++i)
+            REQUIRE(sender.send({}, bytes("w" + std::to_string(i)), 0, netlink::endpoint::group_mask(group)) == 0);
+        run_for(io, 100ms);
+        CHECK(completions == 1);
+        REQUIRE(texts.size() == 10);
+        CHECK(texts.front() == "w0");
+        CHECK(texts.back() == "w9");
+        CHECK(c.stats().reads - reads0 == 1);
     }
 
     TEST_CASE("a receive loop is served by a trampoline: a queued burst in one scheduler turn, completion_batch at most; arrivals in the turn that reads them") {

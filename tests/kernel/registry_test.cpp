@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -177,6 +178,50 @@ TEST_SUITE("registry: this kernel") {
         c.async_send(nobody_id, {}, ro, [&](error_code ec) { first = ec; });
         io.run();
         CHECK(first == error::not_registered);
+    }
+
+    TEST_CASE("check_registered on a streamed request: not_registered is the stream's end, at once; a silent registered id times out") {
+        asio::io_context io;
+        client c(io.get_executor());
+        request_options ro;
+        ro.check_registered = true;
+        ro.timeout = 300ms;
+        const auto end_of = [&](part_stream& s, error_code& end, std::size_t& parts) {
+            std::function<void()> next = [&] {
+                s.async_next([&](error_code ec, connector::message) {
+                    if (ec) {
+                        end = ec;
+                        return;
+                    }
+                    ++parts;
+                    next();
+                });
+            };
+            next();
+            io.restart();
+            io.run();
+        };
+        error_code end{};
+        std::size_t parts = 0;
+        auto t0 = clock_type::now();
+        part_stream refused = c.request_stream(nobody_id, {}, ro);
+        end_of(refused, end, parts);
+        CHECK(end == error::not_registered);
+        CHECK(parts == 0);
+        CHECK(ms_since(t0) < 300); // before the timeout: the check ended it, not the timer
+        CHECK(c.pending_requests() == 0);
+        CHECK(c.stats().timeouts == 0);
+
+        // A registered id that stays silent (the proc connector drops a payload of the wrong length).
+        const std::byte three[3]{};
+        end = {};
+        t0 = clock_type::now();
+        part_stream silent = c.request_stream(connector::proc_id, three, ro);
+        end_of(silent, end, parts);
+        CHECK(end == error::timeout);
+        CHECK(parts == 0);
+        CHECK(ms_since(t0) >= 300);
+        CHECK(c.stats().timeouts == 1);
     }
 
     TEST_CASE("from a new network namespace the file is absent: a clear error, unless the client names the initial one") {

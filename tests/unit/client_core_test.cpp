@@ -299,6 +299,83 @@ TEST_CASE("client_core: a batch receive takes every queued message up to its max
     CHECK(text_of(batch[0]) == "3");
 }
 
+// What the glue's recvmmsg gives on_read(): datagram i from `port` through `group`.
+struct read_datagram {
+    std::vector<std::byte> data;
+    std::uint32_t port = 0;
+    unsigned group_ = 0;
+    std::span<const std::byte> bytes;
+    bool truncated = false;
+    std::uint32_t port_id() const { return port; }
+    unsigned group() const { return group_; }
+};
+
+std::vector<read_datagram> one_read(unsigned group, int first, int count) {
+    std::vector<read_datagram> r(static_cast<std::size_t>(count));
+    for (int i = 0; i < count; ++i) {
+        auto& d = r[static_cast<std::size_t>(i)];
+        d.data = datagram(header{}, std::to_string(first + i));
+        d.bytes = d.data;
+        d.group_ = group;
+    }
+    return r;
+}
+
+TEST_CASE("client_core: a waiting batch receive completes once per read, with all it brought; a one-message receive at the first") {
+    fixture f;
+    auto batched = f.core.subscribe(3, {}).sub;
+    auto single = f.core.subscribe(3, {}).sub;
+    std::vector<message> batch;
+    message one;
+    f.core.start_receive(batched, 1, {.batch = &batch, .batch_max = 64});
+    f.core.start_receive(single, 2, {.into = &one});
+    f.core.on_read(one_read(3, 0, 5));
+    auto done = f.take_all();
+    REQUIRE(done.size() == 2);
+    // The single receive completed at the first message, the batch after the fifth.
+    CHECK(done[0].op == 2);
+    CHECK(text_of(one) == "0");
+    CHECK(done[1].op == 1);
+    CHECK(done[1].count == 5);
+    CHECK(text_of(batch[0]) == "0");
+    CHECK(text_of(batch[4]) == "4");
+    CHECK(f.core.queued(batched) == 0);
+    CHECK(f.core.queued(single) == 4);
+
+    // A batch that fills up completes at once; the rest of the read waits in the queue.
+    f.core.start_receive(batched, 3, {.batch = &batch, .batch_max = 2});
+    f.core.on_read(one_read(3, 5, 3));
+    done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].count == 2);
+    CHECK(text_of(batch[1]) == "6");
+    CHECK(f.core.queued(batched) == 1);
+
+    // on_datagram() is a read of one datagram: the batch completes with it.
+    f.core.start_receive(batched, 4, {.batch = &batch, .batch_max = 64});
+    done = f.take_all();
+    REQUIRE(done.size() == 1); // "7", queued
+    CHECK(done[0].count == 1);
+    f.core.start_receive(batched, 5, {.batch = &batch, .batch_max = 64});
+    f.feed(header{}, "8", 0, 3);
+    done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].count == 1);
+    CHECK(text_of(batch[0]) == "8");
+
+    // A queue limit below batch_max: the batch is served when the queue is full, so nothing drops.
+    subscription_options small;
+    small.queue_limit = 2;
+    auto tight = f.core.subscribe(4, small).sub;
+    f.core.start_receive(tight, 6, {.batch = &batch, .batch_max = 64});
+    f.core.on_read(one_read(4, 0, 4));
+    done = f.take_all();
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].count == 2);
+    CHECK(f.core.queued(tight) == 2);
+    CHECK(f.core.subscription_statistics(tight).dropped == 0);
+}
+
 TEST_CASE("client_core: an overrun reaches every subscriber once, before its next message") {
     fixture f;
     auto waiting = f.core.subscribe(5, {}).sub;

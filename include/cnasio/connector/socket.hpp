@@ -224,6 +224,8 @@ public:
 
     /// Datagram i of the last receive.
     const received_datagram& operator[](std::size_t i) const noexcept { return out_[i]; }
+    /// The first `n` datagrams of the last receive (n: what it returned).
+    std::span<const received_datagram> first(std::size_t n) const noexcept { return {out_.data(), n}; }
 
 private:
     std::unique_ptr<std::byte[]> slots_;

@@ -526,8 +526,26 @@ public:
 
     // ---- what was read ----
 
-    /// One datagram read from the socket, from `port_id` through `group` (0: unicast).
+    /// One datagram read from the socket, from `port_id` through `group` (0: unicast):
+    /// a read of one datagram, as on_read() below.
     void on_datagram(std::uint32_t port_id, unsigned group, std::span<const std::byte> bytes, bool truncated) {
+        take_datagram(port_id, group, bytes, truncated);
+        serve_deferred();
+    }
+
+    /// The datagrams of one read, in order: each `d` of `datagrams` has
+    /// d.port_id(), d.group(), d.bytes and d.truncated. A batch receive that
+    /// waits on a subscription completes once, after the whole read, with up
+    /// to its batch_max of what the read brought (at once when that many are
+    /// queued); a one-message receive, at the first message, as on_datagram().
+    template <class Datagrams>
+    void on_read(const Datagrams& datagrams) {
+        for (const auto& d : datagrams) take_datagram(d.port_id(), d.group(), d.bytes, d.truncated);
+        serve_deferred();
+    }
+
+private:
+    void take_datagram(std::uint32_t port_id, unsigned group, std::span<const std::byte> bytes, bool truncated) {
         ++stats_.datagrams;
         const bool trusted = admitted(port_id);
         connector::datagram_reader(bytes, truncated)
@@ -546,6 +564,17 @@ public:
                 });
     }
 
+    // Serves the batch receives deliver() left waiting until the end of a read.
+    // Empty between events: deferred_'s pointers never outlive the event.
+    void serve_deferred() {
+        for (subscriber* s : deferred_) {
+            s->deferred = false;
+            serve(*s);
+        }
+        deferred_.clear();
+    }
+
+public:
     /// The socket reported ENOBUFS: every subscriber learns it once, before
     /// its next message.
     void on_overrun() {
@@ -710,6 +739,7 @@ private:
         op_id waiter = 0;
         receive_target target{};
         std::uint64_t receive_number = 0;
+        bool deferred = false; // in deferred_
 
         bool accepts(const connector::message_view& m) const noexcept {
             return (only_id.idx == 0 && only_id.val == 0) || m.id() == only_id;
@@ -797,6 +827,15 @@ private:
             const std::size_t budget = options_.subscription_bytes;
             const std::size_t room = held_bytes_ < budget ? budget - held_bytes_ : 0;
             take_bytes(s, [&] { s.queue.push(m, room); });
+            // A batch receive waits for the end of the read (serve_deferred)
+            // unless it can already be filled.
+            if (s.waiting && s.target.batch && s.queue.size() < std::min(s.target.batch_max, s.queue.limit())) {
+                if (!s.deferred) {
+                    s.deferred = true;
+                    deferred_.push_back(&s);
+                }
+                return;
+            }
             serve(s);
         });
         if (n == 0) ++stats_.unclaimed;
@@ -858,6 +897,7 @@ private:
     std::vector<std::uint32_t> free_streams_;
     std::vector<std::uint32_t> free_subs_;
     fanout<subscriber> subscribers_;
+    std::vector<subscriber*> deferred_; // batch receives to serve at the end of the read
     std::size_t held_bytes_ = 0;
     std::vector<completion> ready_;
     std::size_t ready_head_ = 0;

@@ -835,10 +835,7 @@ private:
         const std::size_t max = one ? 1 : receive_slots;
         const std::size_t got = one ? sock_.receive_one(received_, ec) : sock_.receive_many(received_, max, ec);
         ++core_.stats().reads;
-        for (std::size_t i = 0; i < got && !core_.closed(); ++i) {
-            const auto& d = received_[i];
-            core_.on_datagram(d.port_id(), d.group(), d.bytes, d.truncated);
-        }
+        if (!core_.closed()) core_.on_read(received_.first(got));
         n += got;
         if (ec == error::overrun) {
             ++n;

@@ -137,9 +137,6 @@ struct listener_state {
     std::vector<connector::message> batch;
     std::size_t batch_next = 0;
     std::size_t batch_end = 0;
-    // A socket overrun (ENOBUFS) report taken while a batch was topped up
-    // (batch_receive_op): the next receive of either kind gives it.
-    bool socket_overrun = false;
 
     enum class verdict { deliver, skip, overrun };
 
@@ -206,6 +203,14 @@ struct listener_state {
     void refresh_stats() {
         st.lost = loss.lost();
         st.skipped = loss.skipped();
+    }
+
+    // The subscription reported ENOBUFS: counted, and the error to complete with.
+    error_code socket_overrun() {
+        ++st.overruns;
+        ++st.reported;
+        refresh_stats();
+        return make_error_code(error::overrun);
     }
 
     // The machine's synchronous actions; each returns the outcome to feed back.
@@ -344,7 +349,7 @@ struct receive_op {
         auto& st = *s;
         // The subscription's receive honours every type; async_compose would pass terminal only.
         self.reset_cancellation_state(boost::asio::enable_total_cancellation());
-        if (st.fsm.closed() || !st.fsm.running() || st.socket_overrun || st.held || st.leftover()) {
+        if (st.fsm.closed() || !st.fsm.running() || st.held || st.leftover()) {
             // Complete outside the initiating function.
             posted = true;
             auto ex = st.c->get_executor();
@@ -359,7 +364,6 @@ struct receive_op {
         auto& st = *s;
         if (st.fsm.closed()) return self.complete(make_error_code(error::client_closed));
         if (!st.fsm.running()) return self.complete(boost::asio::error::not_connected);
-        if (std::exchange(st.socket_overrun, false)) return report_overrun(self);
         if (st.held) { // the event behind the previous overrun report
             ++st.st.events;
             *out = *st.held;
@@ -375,22 +379,13 @@ struct receive_op {
             st.sub.async_receive(st.msg, std::move(self)); // never completes inline: no recursion
             return;
         }
-        if (ec == error::overrun) return report_overrun(self);
+        if (ec == error::overrun) return self.complete(st.socket_overrun());
         if (ec) return self.complete(ec);
         if (finish(self, st.process(st.msg, st.queue_drops()))) return;
         st.sub.async_receive(st.msg, std::move(self)); // never completes inline: no recursion
     }
 
 private:
-    template <class Self>
-    void report_overrun(Self& self) {
-        auto& st = *s;
-        ++st.st.overruns;
-        ++st.st.reported;
-        st.refresh_stats();
-        self.complete(make_error_code(error::overrun));
-    }
-
     // Completes on a delivered event or an overrun report; false: skipped.
     template <class Self>
     bool finish(Self& self, listener_state::verdict v) {
@@ -412,9 +407,8 @@ private:
     }
 };
 
-// The batch receive: one subscription batch of messages (topped up with
-// try_receive), each processed into an event as receive_op does; the same
-// order of reports and events.
+// The batch receive: one subscription batch of messages, each processed into
+// an event as receive_op does; the same order of reports and events.
 struct batch_receive_op {
     std::shared_ptr<listener_state> s;
     std::vector<event>* out;
@@ -426,7 +420,7 @@ struct batch_receive_op {
         auto& st = *s;
         self.reset_cancellation_state(boost::asio::enable_total_cancellation()); // as receive_op
         if (max == 0) max = 1;
-        if (st.fsm.closed() || !st.fsm.running() || st.socket_overrun || st.held || st.leftover()) {
+        if (st.fsm.closed() || !st.fsm.running() || st.held || st.leftover()) {
             // Complete outside the initiating function.
             posted = true;
             auto ex = st.c->get_executor();
@@ -443,47 +437,21 @@ struct batch_receive_op {
         v.clear();
         if (st.fsm.closed()) return self.complete(make_error_code(error::client_closed), std::size_t{0});
         if (!st.fsm.running()) return self.complete(boost::asio::error::not_connected, std::size_t{0});
-        const bool posted_now = std::exchange(posted, false);
-        if (posted_now && std::exchange(st.socket_overrun, false)) ec = error::overrun; // the one a top-up took
-        if (ec == error::overrun) {
-            ++st.st.overruns;
-            ++st.st.reported;
-            st.refresh_stats();
-            return self.complete(ec, std::size_t{0});
-        }
-        bool overrun = false;
-        if (posted_now) {
+        if (std::exchange(posted, false)) {
             if (st.held) { // the event behind the previous overrun report, then what its batch left
                 ++st.st.events;
                 v.push_back(*st.held);
                 st.held.reset();
             }
-            overrun = st.gather(v, max);
         } else {
+            if (ec == error::overrun) return self.complete(st.socket_overrun(), std::size_t{0});
             if (ec) return self.complete(ec, std::size_t{0});
+            // The subscription's batch: everything the client's read brought
+            // (it completes a batch receive once per read), up to max.
             st.batch_next = 0;
             st.batch_end = n;
-            overrun = st.gather(v, max);
-            // A waiting subscription batch completes at the first message of
-            // a read burst: top up with what the reader queued after it.
-            while (!overrun && v.size() < max && !st.leftover()) {
-                error_code report;
-                if (!st.sub.try_receive(st.batch[0], report)) break;
-                if (report) { // ENOBUFS: after these events, by the next receive
-                    st.socket_overrun = true;
-                    break;
-                }
-                st.batch_next = 0;
-                st.batch_end = 1;
-                overrun = st.gather(v, max);
-            }
-            if (v.empty() && std::exchange(st.socket_overrun, false)) { // nothing to give before it
-                ++st.st.overruns;
-                ++st.st.reported;
-                st.refresh_stats();
-                return self.complete(make_error_code(error::overrun), std::size_t{0});
-            }
         }
+        const bool overrun = st.gather(v, max);
         if (overrun || !v.empty()) {
             st.refresh_stats();
             return self.complete(overrun ? make_error_code(error::overrun) : error_code{}, v.size());
@@ -545,8 +513,8 @@ public:
     /// what async_receive would have delivered one by one, in the same order.
     /// Completion signature: void(error_code, std::size_t n), as
     /// subscription::async_receive_batch (which it uses: a batch of up to
-    /// `max_events` messages, each decoded, topped up with what the reader has
-    /// queued since; acks, filtered and malformed messages take no room).
+    /// `max_events` messages, each decoded: all that one read of the socket
+    /// brought; acks, filtered and malformed messages take no room).
     /// `out` is cleared, then holds the n events (n >= 1 on success; empty on
     /// error); its capacity is reused, so a reused vector costs no allocation
     /// once warm. Errors as async_receive's; error::overrun comes alone
