@@ -21,7 +21,9 @@
 //   unsubscribe(sub)                   ->   leave the group or not
 //   start_receive(sub, op, target)     ->   a completion now or when a message comes
 //   cancel_receive(sub, number)        ->   a completion (operation_aborted)
-//   on_datagram(port, group, bytes)    ->   completions (replies, messages to waiting receivers)
+//   on_read(datagrams)                 ->   completions (replies, messages to waiting receivers; a
+//                                            waiting batch receive once, at the end of the read)
+//   on_datagram(port, group, bytes)    ->   the same, for a read of one datagram
 //   on_overrun() / on_read_error(ec)   ->   completions
 //   on_timer(now[, registered])        ->   completions (error::timeout, or not_registered)
 //   close()                            ->   completions (operation_aborted)
