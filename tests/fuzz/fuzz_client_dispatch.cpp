@@ -35,7 +35,9 @@
 //   vector holds exactly the parts, in order, also after a timeout or cancel;
 //   parts after the last count as duplicates, after a timeout or cancel as late;
 // - each subscriber gets the messages of its group and id, in order, its queue
-//   bounded by its limit, drops counted by its policy, overruns signalled once.
+//   bounded by its limit, drops counted by its policy, overruns signalled once;
+//   a waiting batch receive completes once per datagram (the core's read),
+//   at its end, or as soon as min(batch_max, limit) messages are queued.
 //   When the byte limits can bind (a per-subscription byte_limit or the
 //   client's subscription_bytes small enough), which messages a full queue
 //   drops depends on the storage the queue's slots hold, so the model checks
@@ -103,6 +105,7 @@ struct op_record {
     // many, each the next in the subscriber's offered sequence.
     int from_sub = -1;
     std::size_t count = 0;
+    std::size_t count_max = 0; // count 0: any count from 1 to this (a batch served at the end of a read)
     target_kind kind = target_kind::value;
     std::unique_ptr<message> into;                   // target_kind::into
     std::unique_ptr<std::vector<message>> batch;     // target_kind::batch
@@ -166,6 +169,7 @@ struct subscriber_model {
     bool waiting = false;
     op_id waiter = 0;
     std::size_t batch_max = 0; // of the waiting receive, 0: not a batch
+    bool deferred = false;     // a batch receive left for the end of the read (harness::deferred)
     std::uint64_t receive_number = 0;
     bool overrun_pending = false;
     std::deque<message> queue;   // exact: the queue; else the messages offered and not yet known gone
@@ -186,6 +190,7 @@ struct harness {
     std::size_t expected_open = 0;     // ops the model says completed, not yet popped
     std::deque<request_model> requests;
     std::deque<subscriber_model> subscribers;
+    std::vector<std::size_t> deferred; // subscribers whose batch receive waits for the end of the read
     client_stats stats;                // what the model expects
     bool closed = false;
     std::size_t max_payload_seen = 0;  // no payload storage in a queue is larger
@@ -263,7 +268,13 @@ struct harness {
             if (r.from_sub >= 0) {
                 subscriber_model& s = subscribers[static_cast<std::size_t>(r.from_sub)];
                 if (r.kind == target_kind::batch) {
-                    FUZZ_CHECK(c.count == r.count && got_batch->size() >= c.count);
+                    if (r.count == 0) { // served at the end of a read: byte limits decided how many
+                        FUZZ_CHECK(c.count >= 1 && c.count <= r.count_max);
+                        s.handed += c.count;
+                    } else {
+                        FUZZ_CHECK(c.count == r.count);
+                    }
+                    FUZZ_CHECK(got_batch->size() >= c.count);
                     for (std::size_t i = 0; i < c.count; ++i) take_offered(s, (*got_batch)[i]);
                 } else {
                     FUZZ_CHECK(r.count == 1);
@@ -699,10 +710,17 @@ struct harness {
             ++s.stats.delivered;
             max_payload_seen = std::max(max_payload_seen, m.payload.size());
             if (!s.exact) {
-                // A waiting receive means an empty queue, and an empty queue takes any message.
-                if (s.waiting) s.queue.clear();
+                // A waiting receive means an empty queue when the wait began, and an empty queue takes any message.
+                if (s.waiting && !s.deferred) s.queue.clear();
                 s.queue.emplace_back(m);
-                if (s.waiting) model_serve(s, 1, static_cast<int>(i));
+                if (s.waiting) {
+                    // A batch that can hold more waits for the end of the read (or
+                    // until it is full: how many that is, byte limits decide).
+                    if (s.batch_max > 1 && s.limit > 1)
+                        defer(s, i);
+                    else
+                        model_serve(s, 1, static_cast<int>(i));
+                }
                 continue;
             }
             if (s.queue.size() == s.limit) {
@@ -714,9 +732,39 @@ struct harness {
             } else {
                 s.queue.emplace_back(m);
             }
+            if (s.waiting && s.batch_max > 1 && s.queue.size() < std::min(s.batch_max, s.limit)) {
+                defer(s, i); // not full yet: the end of the read serves it
+                continue;
+            }
             model_serve(s, s.queue.size(), static_cast<int>(i));
         }
         if (n == 0) ++stats.unclaimed;
+    }
+
+    void defer(subscriber_model& s, std::size_t index) {
+        if (s.deferred) return;
+        s.deferred = true;
+        deferred.push_back(index);
+    }
+
+    // The end of a read: the batch receives left waiting complete.
+    FUZZ_MODEL void model_end_of_read() {
+        for (const std::size_t i : deferred) {
+            subscriber_model& s = subscribers[i];
+            s.deferred = false;
+            if (!s.waiting) continue;
+            if (s.exact) {
+                model_serve(s, s.queue.size(), static_cast<int>(i));
+                continue;
+            }
+            s.waiting = false;
+            ++s.receive_number;
+            op_record& o = expect(s.waiter, {});
+            o.from_sub = static_cast<int>(i);
+            o.count = 0;
+            o.count_max = s.batch_max;
+        }
+        deferred.clear();
     }
 
     void admit(fuzz::input& in) {
@@ -788,6 +836,7 @@ struct harness {
             else
                 model_deliver(m, group);
         }
+        model_end_of_read();
         // Exact size: ASan sees a read past the datagram.
         core->on_datagram(port, group, bytes, truncated);
     }

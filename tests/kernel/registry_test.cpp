@@ -144,12 +144,22 @@ TEST_SUITE("registry: this kernel") {
         CHECK(reads <= 500);
     }
 
-    TEST_CASE("check_registered: an unregistered id fails at once; a registered one that stays silent times out") {
+    // A client and request options that ask for check_registered, with a 300 ms timeout.
+    struct checking {
         asio::io_context io;
-        client c(io.get_executor());
+        client c{io.get_executor()};
         request_options ro;
-        ro.check_registered = true;
-        ro.timeout = 300ms;
+        checking() {
+            ro.check_registered = true;
+            ro.timeout = 300ms;
+        }
+    };
+
+    TEST_CASE("check_registered: an unregistered id fails at once; a registered one that stays silent times out") {
+        checking f;
+        auto& io = f.io;
+        auto& c = f.c;
+        auto& ro = f.ro;
         error_code first{}, second{};
         auto t0 = clock_type::now();
         c.async_request(nobody_id, {}, ro, [&](error_code ec, connector::message) { first = ec; });
@@ -181,11 +191,10 @@ TEST_SUITE("registry: this kernel") {
     }
 
     TEST_CASE("check_registered on a streamed request: not_registered is the stream's end, at once; a silent registered id times out") {
-        asio::io_context io;
-        client c(io.get_executor());
-        request_options ro;
-        ro.check_registered = true;
-        ro.timeout = 300ms;
+        checking f;
+        auto& io = f.io;
+        auto& c = f.c;
+        const request_options& ro = f.ro;
         const auto end_of = [&](part_stream& s, error_code& end, std::size_t& parts) {
             std::function<void()> next = [&] {
                 s.async_next([&](error_code ec, connector::message) {
