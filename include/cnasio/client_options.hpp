@@ -38,7 +38,10 @@ struct client_options {
     /// Netlink family (NETLINK_CONNECTOR unless a peer speaks connector framing elsewhere).
     netlink::protocol protocol = netlink::protocol::connector();
     /// Datagrams read per scheduler turn before the loop lets other handlers
-    /// run (the rest is read in a posted continuation).
+    /// run (the rest is read in a posted continuation). It bounds a drain and
+    /// the reads that follow a burst in the same turn (a read that brought two
+    /// datagrams or more is followed by another once they are handed out,
+    /// instead of a readiness wait: docs/design.md).
     std::size_t drain_batch = 256;
     /// The most completions handed out in one scheduler turn, the client's
     /// fairness bound: a loop of operations that finish at once (a receive

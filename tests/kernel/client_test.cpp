@@ -659,7 +659,24 @@ TEST_SUITE("client: subscriptions") {
         REQUIRE(texts.size() == 10);
         CHECK(texts.front() == "w0");
         CHECK(texts.back() == "w9");
-        CHECK(c.stats().reads - reads0 == 1);
+        // One read brought the ten (a second would have completed the batch
+        // with what the first brought); a burst is followed by one more read
+        // in the same handler instead of a readiness wait, which found nothing.
+        CHECK(c.stats().reads - reads0 == 2);
+
+        // A single datagram goes back to the readiness wait: no read after it.
+        completions = 0;
+        s.async_receive_batch(batch, 64, [&](error_code e, std::size_t n) {
+            CHECK_FALSE(e);
+            CHECK(n == 1);
+            ++completions;
+        });
+        run_for(io, 20ms);
+        const auto reads1 = c.stats().reads;
+        REQUIRE(sender.send({}, bytes("one"), 0, netlink::endpoint::group_mask(group)) == 0);
+        run_for(io, 100ms);
+        CHECK(completions == 1);
+        CHECK(c.stats().reads - reads1 == 1);
     }
 
     TEST_CASE("a receive loop is served by a trampoline: a queued burst in one scheduler turn, completion_batch at most; arrivals in the turn that reads them") {

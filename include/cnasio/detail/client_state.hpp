@@ -529,7 +529,7 @@ private:
             registry_timer_.cancel();
         }
         if (core_.wants_read()) {
-            if (!reading_ && !draining_ && !coalescing_) arm_read();
+            if (!reading_ && !draining_ && !coalescing_ && !handling_readable_) arm_read();
         } else if (reading_ && !busy) {
             error_code ignored;
             // The wait ends with operation_aborted: nothing keeps run() busy.
@@ -753,9 +753,41 @@ private:
             core_.on_read_error(ec); // a broken socket: every pending request learns why
             return finish_turn();
         }
-        const std::size_t got = drain();
-        keep_coalescing(got);
-        finish_turn(); // what the drain finished, at the end of this handler
+        // Until the end of this handler, settle() leaves the readiness wait
+        // to it: it may read again first (read_on).
+        handling_readable_ = true;
+        try {
+            const std::size_t got = drain();
+            keep_coalescing(got);
+            finish_turn(); // what the drain finished, at the end of this handler
+            read_on(got);
+        } catch (...) {
+            handling_readable_ = false;
+            settle();
+            throw;
+        }
+        handling_readable_ = false;
+        settle();
+    }
+
+    // A read that brought a burst (two datagrams or more) says that a sender
+    // is still at it. Once the burst's messages are handed out (the handlers
+    // have started their next receives), the socket is read again in the same
+    // turn instead of going back to the reactor: a readiness wait costs
+    // two system calls (Asio re-registers the wait with EPOLL_CTL_MOD, then
+    // epoll_wait reports it) and a scheduler lap, which is more than a read
+    // that finds the next burst, and about what one that finds nothing
+    // costs. A single datagram or none goes back to the readiness wait, so a
+    // trickle (one event per wake-up) pays nothing for this. Bounded by
+    // drain_batch datagrams per turn, like a drain; a drain that reached it
+    // has posted its continuation, and completions past completion_batch have
+    // been posted: both end the loop, so that other work gets its turn.
+    void read_on(std::size_t n) {
+        while (last_burst_ >= 2 && n < options_.drain_batch && !quiet_ && !coalescing_ && !draining_ &&
+               !ready_posted_ && !core_.closed() && core_.wants_read()) {
+            n += drain();
+            finish_turn();
+        }
     }
 
     // Coalescing (client_options::coalesce_window). A readiness wake-up
@@ -835,6 +867,7 @@ private:
         const std::size_t max = one ? 1 : receive_slots;
         const std::size_t got = one ? sock_.receive_one(received_, ec) : sock_.receive_many(received_, max, ec);
         ++core_.stats().reads;
+        last_burst_ = got;
         if (!core_.closed()) core_.on_read(received_.first(got));
         n += got;
         if (ec == error::overrun) {
@@ -877,6 +910,8 @@ private:
     bool sized_for_subscription_ = false;
     bool reading_ = false;       // a readiness wait is outstanding
     bool draining_ = false;      // a drain (or its posted continuation) is in progress
+    bool handling_readable_ = false; // on_readable() runs: it arms the readiness wait at its end
+    std::size_t last_burst_ = 0;     // datagrams the last read brought (see read_on)
     bool coalescing_ = false;    // a coalescing window is open (its timer runs)
     bool sending_ = false;       // the send retry timer is armed (core_.has_queued_sends())
     bool running_ready_ = false; // inside run_ready()
