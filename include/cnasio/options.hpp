@@ -103,7 +103,7 @@ struct subscription_stats {
 struct client_stats {
     std::uint64_t datagrams = 0;         ///< datagrams read
     std::uint64_t reads = 0;             ///< system calls that read datagrams (recvmmsg: up to 32 each)
-    std::uint64_t wakeups = 0;           ///< readiness waits that completed (datagrams / wakeups = burst size)
+    std::uint64_t wakeups = 0;           ///< readiness waits that completed (a wake-up that reads a burst reads again: datagrams / wakeups is what one wake-up took in)
     std::uint64_t replies = 0;           ///< messages that answered a pending request
     std::uint64_t unsolicited = 0;       ///< messages that answered nothing (to subscribers, if any)
     std::uint64_t unclaimed = 0;         ///< ...of which no subscriber wanted
