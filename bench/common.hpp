@@ -444,6 +444,29 @@ inline void read_exact(int fd, void* data, std::size_t len)
     }
 }
 
+// The flood of a forked sender: sends `msg` (`len` bytes, a connector message
+// whose payload starts with an 8-byte counter, rewritten before each send) to
+// `dst` as fast as the socket allows until `seconds` have passed; returns how
+// many sendto calls succeeded. A send error other than EINTR, EAGAIN and
+// ENOBUFS ends the child (_exit(4)).
+inline std::uint64_t send_flood(int fd, const sockaddr_nl& dst, unsigned char* msg, std::size_t len, double seconds)
+{
+    const std::uint64_t deadline = now_ns() + static_cast<std::uint64_t>(seconds * 1e9);
+    std::uint64_t sent = 0;
+    for (;;) {
+        if ((sent & 255) == 0 && now_ns() >= deadline)
+            break;
+        std::memcpy(msg + nl_header_size + cn_header_size, &sent, sizeof sent);
+        if (::sendto(fd, msg, len, 0, reinterpret_cast<const sockaddr*>(&dst), sizeof dst) < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == ENOBUFS)
+                continue;
+            ::_exit(4);
+        }
+        ++sent;
+    }
+    return sent;
+}
+
 inline void write_result(int fd, std::int64_t value)
 {
     [[maybe_unused]] auto r = ::write(fd, &value, sizeof value);

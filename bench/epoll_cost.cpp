@@ -40,18 +40,7 @@ void sender_main(std::uint32_t port, double seconds, int go_read, int result_wri
     alignas(8) unsigned char msg[NLMSG_SPACE(sizeof(cn_msg) + payload_size)];
     const unsigned char payload[payload_size] = {};
     const std::size_t len = build_message(msg, message_idx, message_val, 0, 0, payload, payload_size);
-    const std::uint64_t deadline = now_ns() + static_cast<std::uint64_t>(seconds * 1e9);
-    std::uint64_t sent = 0;
-    for (;;) {
-        if ((sent & 255) == 0 && now_ns() >= deadline)
-            break;
-        if (::sendto(fd, msg, len, 0, reinterpret_cast<const sockaddr*>(&dst), sizeof dst) < 0) {
-            if (errno == EINTR || errno == EAGAIN || errno == ENOBUFS)
-                continue;
-            ::_exit(4);
-        }
-        ++sent;
-    }
+    const std::uint64_t sent = send_flood(fd, dst, msg, len, seconds);
     write_result(result_write, static_cast<std::int64_t>(sent));
 }
 

@@ -65,27 +65,42 @@ stale() {
 }
 
 echo "run-fuzz: $cxx, $seconds s per target, output in $out"
-build_failed=""
-running=0
-pids=""
+
+# A pool of background jobs, FUZZ_JOBS at a time: pool_start NAME CMD...
+# starts CMD; pool_wait waits for every started job. The names of jobs that
+# failed collect in $pool_failed.
+pool_pids="" pool_running=0 pool_failed=""
+pool_wait() {
+    for p in $pool_pids; do wait "${p%%:*}" || pool_failed="$pool_failed ${p#*:}"; done
+    pool_pids="" pool_running=0
+}
+pool_start() {
+    name=$1
+    shift
+    "$@" &
+    pool_pids="$pool_pids $!:$name"
+    pool_running=$((pool_running + 1))
+    if [ "$pool_running" -ge "$jobs" ]; then pool_wait; fi
+}
+
+build_one() {
+    # shellcheck disable=SC2086
+    "$cxx" $flags "$here/fuzz_$1.cpp" -o "$out/bin/fuzz_$1.tmp" >"$out/logs/build-$1.log" 2>&1 &&
+        mv "$out/bin/fuzz_$1.tmp" "$out/bin/fuzz_$1" || { rm -f "$out/bin/fuzz_$1.tmp" "$out/bin/fuzz_$1"; return 1; }
+}
+
 for t in $targets; do
     cpp=$here/fuzz_$t.cpp
     bin=$out/bin/fuzz_$t
     [ -f "$cpp" ] || { echo "run-fuzz: no such target: $t" >&2; exit 2; }
     if stale "$bin" "$cpp"; then
         echo "run-fuzz: building fuzz_$t"
-        # shellcheck disable=SC2086
-        ( "$cxx" $flags "$cpp" -o "$bin.tmp" >"$out/logs/build-$t.log" 2>&1 && mv "$bin.tmp" "$bin" \
-            || { rm -f "$bin.tmp" "$bin"; exit 1; } ) &
-        pids="$pids $!:$t"
-        running=$((running + 1))
-        if [ "$running" -ge "$jobs" ]; then
-            for p in $pids; do wait "${p%%:*}" || build_failed="$build_failed ${p#*:}"; done
-            pids="" running=0
-        fi
+        pool_start "$t" build_one "$t"
     fi
 done
-for p in $pids; do wait "${p%%:*}" || build_failed="$build_failed ${p#*:}"; done
+pool_wait
+build_failed=$pool_failed
+pool_failed=""
 if [ -n "$build_failed" ]; then
     for t in $build_failed; do
         echo "run-fuzz: FAIL: fuzz_$t does not build with $cxx:" >&2
@@ -111,20 +126,12 @@ run_one() {
 
 status=0
 summary=""
-failed=""
-running=0
-pids=""
 for t in $targets; do
     echo "run-fuzz: running fuzz_$t for $seconds s"
-    run_one "$t" &
-    pids="$pids $!:$t"
-    running=$((running + 1))
-    if [ "$running" -ge "$jobs" ]; then
-        for p in $pids; do wait "${p%%:*}" || failed="$failed ${p#*:}"; done
-        pids="" running=0
-    fi
+    pool_start "$t" run_one "$t"
 done
-for p in $pids; do wait "${p%%:*}" || failed="$failed ${p#*:}"; done
+pool_wait
+failed=$pool_failed
 
 for t in $targets; do
     log=$out/logs/run-$t.log
