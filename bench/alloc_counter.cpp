@@ -5,17 +5,37 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <execinfo.h>
 #include <new>
+#include <unistd.h>
 
 namespace {
 
 thread_local std::uint64_t thread_allocations = 0;
+thread_local bool thread_tracing = false;
+thread_local bool in_trace = false;
 std::atomic<std::uint64_t> total_allocations{0};
+
+// With tracing on for this thread, writes the allocating stack to stderr
+// (raw addresses: resolve them with addr2line -Cfpe BINARY).
+void trace() noexcept
+{
+    if (!thread_tracing || in_trace)
+        return;
+    in_trace = true;
+    void* frames[24];
+    const int n = ::backtrace(frames, 24);
+    static constexpr char head[] = "allocation in steady state:\n";
+    (void)!::write(2, head, sizeof head - 1);
+    ::backtrace_symbols_fd(frames, n, 2);
+    in_trace = false;
+}
 
 void count() noexcept
 {
     ++thread_allocations;
     total_allocations.fetch_add(1, std::memory_order_relaxed);
+    trace();
 }
 
 void* allocate(std::size_t size) noexcept
@@ -40,6 +60,7 @@ void* allocate_aligned(std::size_t size, std::align_val_t alignment) noexcept
 
 std::uint64_t bench::allocations_this_thread() noexcept { return thread_allocations; }
 std::uint64_t bench::allocations_total() noexcept { return total_allocations.load(std::memory_order_relaxed); }
+void bench::trace_allocations_this_thread(bool on) noexcept { thread_tracing = on; }
 
 void* operator new(std::size_t size)
 {

@@ -173,8 +173,22 @@ struct steady_allocations {
     {
         ++items;
         last = allocations_this_thread();
-        if (std::has_single_bit(items))
+        if (std::has_single_bit(items)) {
             at_power_of_two[static_cast<std::size_t>(std::bit_width(items) - 1)] = last;
+            if (items == 1024 && trace_requested())
+                trace_allocations_this_thread(true);
+        }
+    }
+
+    // BENCH_ALLOC_TRACE=1: print the stack of every allocation past the first
+    // 1,024 items (bench/README.md, "Finding an allocation").
+    static bool trace_requested() noexcept
+    {
+        static const bool on = [] {
+            const char* v = std::getenv("BENCH_ALLOC_TRACE");
+            return v != nullptr && v[0] == '1';
+        }();
+        return on;
     }
 
     double per_item() const noexcept

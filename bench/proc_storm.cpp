@@ -224,8 +224,9 @@ round_figures run_once(factory make, const options& opt, const char* side)
         std::fprintf(stderr, "  %-8s user CPU %.3f us/ev, sleeps (voluntary context switches) per event %.3f\n", side,
                      user_us / static_cast<double>(received), sleeps / static_cast<double>(received));
     if (opt.verbose && !std::isnan(s.library_reads))
-        std::fprintf(stderr, "  %-8s events per read %.2f, per readiness wake-up %.2f\n", side,
-                     static_cast<double>(received) / s.library_reads, static_cast<double>(received) / s.library_wakeups);
+        std::fprintf(stderr, "  %-8s events per read %.2f, per readiness wake-up %.2f, deepest queue %.0f\n", side,
+                     static_cast<double>(received) / s.library_reads, static_cast<double>(received) / s.library_wakeups,
+                     s.library_max_queued);
     if (opt.verbose)
         std::fprintf(stderr,
                      "  %-8s forks %lld, events %llu (storm %llu), %.0f ev/s, %.3f us/ev CPU, gaps %llu, "

@@ -28,6 +28,7 @@ struct stats {
     double library_lost = std::nan(""); // the library's own loss count, if it keeps one
     double library_reads = std::nan("");   // the library's read system calls, if it counts them
     double library_wakeups = std::nan(""); // the library's readiness wake-ups, if it counts them
+    double library_max_queued = std::nan(""); // the deepest backlog of the library's queue, if it keeps one
     std::uint64_t seq_gaps = 0; // events missing between two received ones of one CPU
     std::uint64_t seq_backwards = 0;
     std::uint64_t first_ns = 0;

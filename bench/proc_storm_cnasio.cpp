@@ -39,8 +39,11 @@ public:
         else
             asio::co_spawn(io_, receive_loop(s), asio::detached);
         io_.run();
+        // Before close(): a closed subscription has no counters left.
+        const cnasio::subscription_stats sub = listener_.subscription_statistics();
+        s.queue_drops = sub.dropped;
+        s.library_max_queued = static_cast<double>(sub.max_queued);
         listener_.close(); // IGNORE, on this thread
-        s.queue_drops = listener_.subscription_statistics().dropped;
         const proc::listener_stats ls = listener_.stats();
         s.library_lost = ls.lost ? static_cast<double>(*ls.lost) : std::nan("");
         s.library_reads = static_cast<double>(client_.stats().reads);

@@ -79,12 +79,24 @@ enum class overflow_policy {
 /// client_options::subscription_bytes; then `policy` applies. An empty queue
 /// always takes a message, whatever the limits, so that every subscriber makes
 /// progress: the client's queues together hold at most subscription_bytes plus
-/// one message per subscriber (and the 16 KiB of storage each keeps for reuse).
+/// one message per subscriber (and the storage each keeps for reuse: 16 KiB,
+/// or keep_messages small messages if more; budgets count it and take it back
+/// first under pressure).
 struct subscription_options {
     /// Messages queued before the overflow policy applies.
     std::size_t queue_limit = 4096;
     /// Bytes queued before the overflow policy applies.
     std::size_t byte_limit = 8u << 20;
+    /// Ring slots and payload storage (of messages up to 4 KiB) an emptied
+    /// queue keeps for reuse, in messages: a backlog up to this deep, once
+    /// seen, comes again without allocating. 0: only 16 KiB of payload storage
+    /// and up to 256 slots are kept. Size it by subscription_stats::max_queued;
+    /// the memory is held only after such a backlog (at most queue_limit).
+    std::size_t keep_messages = 0;
+    /// With keep_messages: payload bytes (at most 4 KiB) to allocate up front
+    /// for each of the keep_messages slots when subscribing, so that not even
+    /// the first backlog allocates. 0: the storage comes with the first backlog.
+    std::size_t reserve_payload = 0;
     overflow_policy policy = overflow_policy::drop_oldest;
     /// Only messages for this connector id (both zero: every id of the group).
     connector::id only_id{};
@@ -96,6 +108,7 @@ struct subscription_stats {
     std::uint64_t dropped = 0;   ///< messages lost to a full queue (the policy)
     std::uint64_t overruns = 0;  ///< socket overruns (ENOBUFS) signalled to the subscriber
     std::size_t queued_bytes = 0; ///< bytes the queued messages hold now
+    std::size_t max_queued = 0;   ///< the deepest backlog so far, in messages
 };
 
 /// Counters of a client; every message read is counted in exactly one of

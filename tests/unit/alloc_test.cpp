@@ -102,3 +102,54 @@ TEST_CASE("alloc: an emptied queue gives back the storage of large messages, and
     CHECK(core.held_bytes() > 0); // the small slots' storage stays for the next burst
     CHECK(core.held_bytes() <= cnasio::detail::subscriber_queue::spare_limit);
 }
+
+namespace {
+
+// Three bursts queued before the subscriber takes any: a backlog 768 deep.
+// Returns the allocations that backlog and its consumption made.
+std::uint64_t deep_backlog(client_core& core, cnasio::detail::subscription_ref sub,
+                           const std::vector<std::vector<std::byte>>& ds, message& m) {
+    const std::uint64_t before = bench::allocations_this_thread();
+    for (int b = 0; b < 3; ++b)
+        for (const auto& d : ds) core.on_datagram(0, 5, d, false);
+    CHECK(core.queued(sub) == 3 * burst);
+    discard_queued(core, sub, m);
+    return bench::allocations_this_thread() - before;
+}
+
+} // namespace
+
+TEST_CASE("alloc: keep_messages holds a deep backlog's storage; reserve_payload allocates it when subscribing") {
+    const auto ds = datagrams(40); // a proc event's size
+    message m;
+    m.payload.reserve(64);
+    {
+        client_core core{core_options{}, 1};
+        cnasio::subscription_options o;
+        o.keep_messages = 1024;
+        const auto sub = core.subscribe(5, o).sub;
+        CHECK(core.held_bytes() == 0);
+        CHECK(deep_backlog(core, sub, ds, m) >= 3 * burst); // the first one grows the storage
+        CHECK(core.subscription_statistics(sub).max_queued == 3 * burst);
+        CHECK(deep_backlog(core, sub, ds, m) == 0);
+        CHECK(deep_backlog(core, sub, ds, m) == 0);
+        CHECK(core.held_bytes() >= 3 * burst * 40); // what it keeps is counted in the budget
+    }
+    {
+        client_core core{core_options{}, 1};
+        cnasio::subscription_options o;
+        o.keep_messages = 1024;
+        o.reserve_payload = 40;
+        const auto sub = core.subscribe(5, o).sub;
+        CHECK(core.held_bytes() >= 1024 * 40);
+        CHECK(deep_backlog(core, sub, ds, m) == 0);
+        CHECK(deep_backlog(core, sub, ds, m) == 0);
+    }
+    {
+        // Without keep_messages, each such backlog allocates again.
+        client_core core{core_options{}, 1};
+        const auto sub = core.subscribe(5, {}).sub;
+        CHECK(deep_backlog(core, sub, ds, m) >= 3 * burst);
+        CHECK(deep_backlog(core, sub, ds, m) >= 2 * burst);
+    }
+}

@@ -301,6 +301,65 @@ TEST_CASE("subscriber_queue: pop swaps storage, so a warmed-up queue allocates n
     CHECK(counted > 0);
 }
 
+// One backlog of `depth` small messages pushed, then consumed into `m`;
+// returns the allocations it made.
+std::size_t backlog(subscriber_queue& q, const std::deque<numbered>& inputs, std::size_t depth, message& m) {
+    count_allocations c;
+    for (std::size_t i = 0; i < depth; ++i) q.push(inputs[i].view);
+    while (q.pop(m)) {
+    }
+    return allocations;
+}
+
+TEST_CASE("subscriber_queue: keep holds a deep backlog's storage, so the next one allocates nothing") {
+    std::deque<numbered> inputs; // 600 messages of 40 bytes, a proc event's size
+    for (std::uint32_t i = 0; i < 600; ++i) inputs.emplace_back(i, 40);
+    message m;
+    m.payload.reserve(64);
+
+    subscriber_queue kept(4096, subscriber_queue::max_bytes, overflow_policy::drop_oldest, 1000);
+    CHECK(backlog(kept, inputs, 600, m) > 600); // the first one grows ring and slots
+    CHECK(kept.stats().max_queued == 600);
+    CHECK(kept.slots() == 1024);
+    CHECK(kept.spare_bytes() >= 600 * 40);
+    CHECK(backlog(kept, inputs, 600, m) == 0);
+    CHECK(backlog(kept, inputs, 300, m) == 0);
+    CHECK(kept.stats().max_queued == 600);
+    CHECK(kept.stats().dropped == 0);
+
+    // Without keep, an emptied queue gives back a ring past 256 slots and
+    // keeps 16 KiB of payloads: every such backlog allocates again.
+    subscriber_queue plain(4096, overflow_policy::drop_oldest);
+    CHECK(backlog(plain, inputs, 600, m) > 600);
+    CHECK(plain.slots() == 0);
+    CHECK(plain.spare_bytes() <= subscriber_queue::spare_limit);
+    CHECK(backlog(plain, inputs, 600, m) > 600);
+
+    // keep counts small messages only: a backlog of large ones is given back
+    // once consumed (a single one would add more than 4 KiB).
+    std::deque<numbered> large;
+    for (std::uint32_t i = 0; i < 20; ++i) large.emplace_back(i, subscriber_queue::idle_slot_limit + 1);
+    backlog(kept, large, 20, m);
+    CHECK(m.payload.capacity() > subscriber_queue::idle_slot_limit); // the circulating large buffer
+    CHECK(kept.spare_bytes() <= 600 * 64);
+}
+
+TEST_CASE("subscriber_queue: keep is at most the limit, and a budget still takes the kept storage back") {
+    subscriber_queue q(100, subscriber_queue::max_bytes, overflow_policy::drop_oldest, 1000);
+    CHECK(q.keep() == 100);
+    std::deque<numbered> inputs;
+    for (std::uint32_t i = 0; i < 100; ++i) inputs.emplace_back(i, 40);
+    message m;
+    backlog(q, inputs, 100, m);
+    CHECK(q.slots() == 100);
+    CHECK(q.spare_bytes() >= 99 * 40);
+    // A push that only fits once the spare storage is given back gives it back.
+    numbered one(7, 40);
+    CHECK(q.push(one.view, subscriber_queue::cost(40) - 1));
+    CHECK(q.spare_bytes() == 0);
+    CHECK(q.size() == 1);
+}
+
 TEST_CASE("subscriber_queue: pop gives the ring the receiver's buffer") {
     subscriber_queue q(2, overflow_policy::drop_oldest);
     q.push(numbered(1, 500).view);
@@ -310,8 +369,8 @@ TEST_CASE("subscriber_queue: pop gives the ring the receiver's buffer") {
     REQUIRE(q.pop(m));
     CHECK(m.payload.data() != mine);
     CHECK(m.payload.size() == 500);
-    // The ring's slot 0 now holds m's old buffer; the ring continues at
-    // slot 1, so the second message after this lands in that buffer.
+    // The ring's slot 0 now holds m's old buffer, and the emptied queue
+    // starts again at slot 0, so the next message lands in that buffer.
     q.push(numbered(2, 100).view);
     q.push(numbered(3, 100).view);
     message a, b;
@@ -319,9 +378,9 @@ TEST_CASE("subscriber_queue: pop gives the ring the receiver's buffer") {
     REQUIRE(q.pop(b));
     CHECK(a.seq() == 2);
     CHECK(b.seq() == 3);
-    CHECK(b.payload.data() == mine);
-    CHECK(b.payload.capacity() >= 4000);
-    CHECK(b.payload.size() == 100);
+    CHECK(a.payload.data() == mine);
+    CHECK(a.payload.capacity() >= 4000);
+    CHECK(a.payload.size() == 100);
 }
 
 TEST_CASE("subscriber_queue: an overrun is reported once per mark, counted every time") {

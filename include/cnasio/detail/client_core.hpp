@@ -430,6 +430,7 @@ public:
         }
         auto& slot = subs_[index];
         slot.s = std::make_unique<subscriber>(group, o);
+        take_bytes(*slot.s, [&] { slot.s->queue.reserve(o.reserve_payload); });
         r.sub = {index, slot.generation};
         r.join = subscribers_.add(group, slot.s.get()) && group != 0;
         return r;
@@ -733,7 +734,7 @@ private:
 
     struct subscriber {
         subscriber(unsigned g, const subscription_options& o)
-            : group(g), only_id(o.only_id), queue(o.queue_limit, o.byte_limit, o.policy) {}
+            : group(g), only_id(o.only_id), queue(o.queue_limit, o.byte_limit, o.policy, o.keep_messages) {}
         unsigned group;
         connector::id only_id;
         subscriber_queue queue;

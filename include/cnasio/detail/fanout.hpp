@@ -32,7 +32,14 @@ namespace detail {
 /// much when idle. An emptied queue gives back the storage of every slot
 /// larger than idle_slot_limit: what a burst of large messages grew shrinks
 /// back once it is consumed, while the small slots a burst of small messages
-/// used stay, so the same burst next time allocates nothing.
+/// used stay, so the same burst next time allocates nothing. An emptied queue
+/// starts again at slot 0, so a backlog reuses the slots the last one used.
+///
+/// `keep` is for a subscriber whose backlogs run deeper than spare_limit's
+/// worth of messages now and then (a listener preempted during a storm): a
+/// ring that holds `keep` messages is not given back, and all its slots keep
+/// the storage of small messages (up to idle_slot_limit each), so a backlog up
+/// to `keep` messages deep, once seen, comes again without allocating.
 class subscriber_queue {
 public:
     static constexpr std::size_t max_bytes = static_cast<std::size_t>(-1);
@@ -43,8 +50,9 @@ public:
     /// large message's storage goes back once consumed.
     static constexpr std::size_t idle_slot_limit = 4u << 10;
 
-    subscriber_queue(std::size_t limit, std::size_t byte_limit, overflow_policy policy)
-        : limit_(limit == 0 ? 1 : limit), byte_limit_(byte_limit), policy_(policy) {}
+    subscriber_queue(std::size_t limit, std::size_t byte_limit, overflow_policy policy, std::size_t keep = 0)
+        : limit_(limit == 0 ? 1 : limit), byte_limit_(byte_limit), keep_(std::min(keep, limit_)),
+          keep_slots_(ring_size_for(keep_)), policy_(policy) {}
     /// Bounded in messages only.
     subscriber_queue(std::size_t limit, overflow_policy policy)
         : subscriber_queue(limit, max_bytes, policy) {}
@@ -78,10 +86,11 @@ public:
         }
         if (count_ == ring_.size()) grow();
         connector::message& slot = ring_[(head_ + count_) % ring_.size()];
-        spare_bytes_ -= slot.payload.capacity();
+        take_spare(slot);
         slot.assign(m);
         stats_.queued_bytes += cost(slot.payload.capacity());
         ++count_;
+        if (count_ > stats_.max_queued) stats_.max_queued = count_;
         return !dropped;
     }
 
@@ -95,8 +104,25 @@ public:
         keep_spare(slot);
         head_ = (head_ + 1) % ring_.size();
         --count_;
-        if (count_ == 0) trim();
+        if (count_ == 0) {
+            head_ = 0;
+            trim();
+        }
         return true;
+    }
+
+    /// Allocates now the ring that holds keep() messages and `payload_bytes`
+    /// of storage (at most idle_slot_limit) in each of its slots, so that
+    /// not even the first backlog up to keep() small messages allocates.
+    /// Only for an empty queue that never held a message; else it does nothing.
+    void reserve(std::size_t payload_bytes) {
+        if (keep_ == 0 || payload_bytes == 0 || !ring_.empty()) return;
+        payload_bytes = std::min(payload_bytes, idle_slot_limit);
+        ring_.resize(keep_slots_);
+        for (auto& slot : ring_) {
+            slot.payload.reserve(payload_bytes);
+            spare_bytes_ += slot.payload.capacity();
+        }
     }
 
     /// Marks an overrun to report before the next message.
@@ -111,8 +137,11 @@ public:
     bool empty() const noexcept { return count_ == 0; }
     std::size_t size() const noexcept { return count_; }
     std::size_t limit() const noexcept { return limit_; }
+    std::size_t keep() const noexcept { return keep_; }
     /// Payload storage kept in free slots for reuse.
     std::size_t spare_bytes() const noexcept { return spare_bytes_; }
+    /// Ring slots, free or not.
+    std::size_t slots() const noexcept { return ring_.size(); }
     /// What the budgets count: queued messages plus spare storage.
     std::size_t held_bytes() const noexcept { return stats_.queued_bytes + spare_bytes_; }
     const subscription_stats& stats() const noexcept { return stats_; }
@@ -149,16 +178,35 @@ private:
         for (std::size_t i = count_; i < ring_.size(); ++i)
             std::vector<std::byte>().swap(ring_[(head_ + i) % ring_.size()].payload);
         spare_bytes_ = 0;
+        large_spare_ = 0;
         return freed;
     }
 
-    // `slot` just left the queue: keep its storage for reuse within spare_limit.
+    // The ring size grow() reaches to hold `n` messages (0 for none).
+    std::size_t ring_size_for(std::size_t n) const noexcept {
+        if (n == 0) return 0;
+        std::size_t size = 16;
+        while (size < n && size < limit_) size *= 2;
+        return std::min(size, limit_);
+    }
+
+    // `slot` just left the queue: keep its storage for reuse within
+    // spare_limit, or if it is small and the ring is one keep_ asks for.
     void keep_spare(connector::message& slot) {
         const std::size_t cap = slot.payload.capacity();
-        if (spare_bytes_ + cap > spare_limit)
-            std::vector<std::byte>().swap(slot.payload);
-        else
+        if (spare_bytes_ + cap <= spare_limit || (cap <= idle_slot_limit && ring_.size() <= keep_slots_)) {
             spare_bytes_ += cap;
+            if (cap > idle_slot_limit) ++large_spare_;
+        } else {
+            std::vector<std::byte>().swap(slot.payload);
+        }
+    }
+
+    // A free slot is about to be filled: its storage is no longer spare.
+    void take_spare(const connector::message& slot) noexcept {
+        const std::size_t cap = slot.payload.capacity();
+        spare_bytes_ -= cap;
+        if (cap > idle_slot_limit) --large_spare_;
     }
 
     // Grows by doubling up to the limit, keeping the order of what is queued.
@@ -171,20 +219,21 @@ private:
     }
 
     // The queue is empty: give back what a burst of large messages grew (and
-    // the ring if it grew past shrink_slots). Small slots keep their storage
-    // (keep_spare bounds it by spare_limit): a receive loop fed in bursts of
+    // the ring if it grew past shrink_slots and keep). Small slots keep their
+    // storage (keep_spare bounds it): a receive loop fed in bursts of
     // up to drain_batch small messages would otherwise free and regrow that
     // storage with every burst.
     void trim() {
-        if (ring_.size() > shrink_slots) {
+        if (ring_.size() > std::max(shrink_slots, keep_slots_)) {
             std::vector<connector::message>().swap(ring_);
-            head_ = 0;
             spare_bytes_ = 0;
+            large_spare_ = 0;
             return;
         }
+        if (large_spare_ == 0) return; // the common case: nothing to look for
         for (auto& slot : ring_) {
             if (slot.payload.capacity() <= idle_slot_limit) continue;
-            spare_bytes_ -= slot.payload.capacity();
+            take_spare(slot);
             std::vector<std::byte>().swap(slot.payload);
         }
     }
@@ -194,7 +243,10 @@ private:
     std::size_t count_ = 0;
     std::size_t limit_;
     std::size_t byte_limit_;
+    std::size_t keep_;
+    std::size_t keep_slots_; // the ring that holds keep_ messages
     std::size_t spare_bytes_ = 0;
+    std::size_t large_spare_ = 0; // free slots whose storage exceeds idle_slot_limit
     overflow_policy policy_;
     bool overrun_pending_ = false;
     subscription_stats stats_;

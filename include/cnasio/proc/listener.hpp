@@ -96,6 +96,11 @@ struct listener_options {
     bool deliver_acks = false;
     /// The subscription's queue (messages read from the socket, not yet received).
     std::size_t queue_limit = 65536;
+    /// Backlog depth the queue is allocated for when the listener starts
+    /// (subscription_options::keep_messages, with reserve_payload one event's
+    /// size): about 100 KiB for 1024, and then a storm's backlog up to this
+    /// depth allocates nothing. 0: storage comes and goes with backlogs.
+    std::size_t keep_messages = 1024;
     overflow_policy policy = overflow_policy::drop_oldest;
 };
 
@@ -217,6 +222,8 @@ struct listener_state {
     start_event join() {
         subscription_options so;
         so.queue_limit = options.queue_limit;
+        so.keep_messages = options.keep_messages;
+        so.reserve_payload = event_wire_size;
         so.policy = options.policy;
         error_code ec;
         sub = c->subscribe(connector_idx, so, ec);

@@ -51,6 +51,7 @@ struct tracker_options {
     /// Enrichment (/proc reads) is skipped while more messages than this wait.
     std::size_t enrich_backlog = 256;
     std::size_t queue_limit = 65536;
+    std::size_t keep_messages = 1024; ///< listener_options::keep_messages
     std::string proc_root = "/proc";
 };
 
@@ -93,6 +94,7 @@ struct tracker_state : std::enable_shared_from_this<tracker_state> {
     static listener_options make_listener_options(const tracker_options& o) {
         listener_options lo; // every event type: the table needs them all
         lo.queue_limit = o.queue_limit;
+        lo.keep_messages = o.keep_messages;
         return lo;
     }
 
