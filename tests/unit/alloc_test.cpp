@@ -1,7 +1,9 @@
 // Allocations in steady state, counted by replacing the global operator new
 // (bench/alloc_counter.cpp, linked into this binary only): once warm, the
 // client core hands out bursts of messages without allocating.
+#include <cnasio/client.hpp>
 #include <cnasio/detail/client_core.hpp>
+#include <cnasio/detail/correlator.hpp>
 
 #include "../../bench/alloc_counter.hpp"
 #include "core_messages.hpp"
@@ -152,4 +154,53 @@ TEST_CASE("alloc: keep_messages holds a deep backlog's storage; reserve_payload 
         CHECK(deep_backlog(core, sub, ds, m) >= 3 * burst);
         CHECK(deep_backlog(core, sub, ds, m) >= 2 * burst);
     }
+}
+
+TEST_CASE("alloc: requests that end together after a steady window allocate nothing (the correlator's free list)") {
+    using table = cnasio::detail::correlator<int>;
+    table c(0); // nothing remembered: only the pending requests' own storage
+    const auto deadline = table::clock::now() + std::chrono::hours(1);
+    // A window of 64 in flight, each reply followed by the next request (the
+    // free list never holds more than one), then the last 64 all answered.
+    std::vector<table::ticket> window;
+    std::uint32_t seq = 0;
+    for (; seq < 64; ++seq) window.push_back(c.add(cnasio::match::seq_only, seq, 0, nullptr, deadline, 0));
+    for (int i = 0; i < 10000; ++i, ++seq) {
+        auto& oldest = window[static_cast<std::size_t>(i) % window.size()];
+        REQUIRE(c.take(oldest, table::outcome::replied).has_value());
+        oldest = c.add(cnasio::match::seq_only, seq, 0, nullptr, deadline, 0);
+    }
+    const std::uint64_t before = bench::allocations_this_thread();
+    for (auto t : window) CHECK(c.take(t, table::outcome::replied).has_value());
+    CHECK(bench::allocations_this_thread() - before == 0);
+}
+
+TEST_CASE("alloc: a client's operations that end in one turn allocate nothing once their slots exist") {
+    // Needs only a socket (no message is sent). The operations' slots grow
+    // while every one is pending; then all end in one turn, which once grew
+    // the free-slot list and the completion queue on the completion path.
+    boost::asio::io_context io;
+    cnasio::error_code ec;
+    cnasio::client c(io.get_executor(), {}, ec);
+    REQUIRE_MESSAGE(!ec, ec.message());
+    std::vector<cnasio::subscription> subs;
+    std::vector<message> into(64);
+    for (int i = 0; i < 64; ++i) {
+        subs.push_back(c.subscribe(0, {}, ec));
+        REQUIRE(!ec);
+    }
+    int ended = 0;
+    auto on_end = [&](cnasio::error_code) { ++ended; };
+    // Every receive pending at once: the client's operation slots grow to 64.
+    for (int i = 0; i < 64; ++i) subs[static_cast<std::size_t>(i)].async_receive(into[static_cast<std::size_t>(i)], on_end);
+    io.run_for(std::chrono::milliseconds(1));
+    CHECK(ended == 0);
+    // Then all end in one turn (the client closes).
+    io.restart();
+    const std::uint64_t before = bench::allocations_this_thread();
+    c.close();
+    io.run();
+    const std::uint64_t allocations = bench::allocations_this_thread() - before;
+    CHECK(ended == 64);
+    CHECK(allocations == 0);
 }

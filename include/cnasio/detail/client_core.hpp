@@ -642,6 +642,10 @@ public:
     std::optional<clock::time_point> next_deadline() { return closed_ ? std::nullopt : requests_.next_deadline(); }
     bool has_completions() const noexcept { return ready_head_ < ready_.size(); }
     std::size_t completions() const noexcept { return ready_.size() - ready_head_; }
+    /// Room for `n` completions without allocating: the glue reserves one per
+    /// operation slot, so that operations ending together (a close, a burst
+    /// of replies) do not grow the queue on the completion path.
+    void reserve_completions(std::size_t n) { ready_.reserve(n); }
     /// Takes the oldest finished operation.
     bool pop_completion(completion& out) {
         if (ready_head_ == ready_.size()) return false;

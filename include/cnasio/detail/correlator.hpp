@@ -171,6 +171,10 @@ public:
         } else {
             index = static_cast<std::uint32_t>(slots_.size());
             slots_.emplace_back();
+            // take() puts the index on free_, which never holds more than
+            // there are slots: growing it here keeps take() (a reply's path)
+            // from allocating when many requests end together.
+            if (free_.capacity() < slots_.capacity()) free_.reserve(slots_.capacity());
         }
         slot& s = slots_[index];
         s.live = true;
