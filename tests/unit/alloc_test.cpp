@@ -204,3 +204,42 @@ TEST_CASE("alloc: a client's operations that end in one turn allocate nothing on
     CHECK(ended == 64);
     CHECK(allocations == 0);
 }
+
+TEST_CASE("alloc: two subscribers taking a backlog keep the completion queue short") {
+    // The glue's order: take a completion, run its handler, which starts the
+    // next receive; with two subscribers the queue never runs empty while
+    // the backlog lasts, and it once grew by one completion per message:
+    // each deeper backlog grew it again. The subscribers' queues are
+    // allocated up front (keep_messages, reserve_payload) so that what is
+    // counted is the completion queue.
+    client_core core{core_options{}, 1};
+    cnasio::subscription_options o;
+    o.queue_limit = o.keep_messages = 4096;
+    o.reserve_payload = 40;
+    const auto a = core.subscribe(5, o).sub;
+    const auto b = core.subscribe(5, o).sub;
+    const auto ds = datagrams(40);
+    message into_a, into_b;
+    into_a.payload.reserve(64);
+    into_b.payload.reserve(64);
+    core.start_receive(a, 1, receive_target{&into_a, nullptr, 0});
+    core.start_receive(b, 2, receive_target{&into_b, nullptr, 0});
+    completion c;
+    c.message.payload.reserve(64);
+    std::uint64_t taken = 0, before = 0;
+    for (int depth = 1; depth <= 16; ++depth) { // backlogs of 256 to 4096 per subscriber
+        if (depth == 2) before = bench::allocations_this_thread();
+        for (int k = 0; k < depth; ++k)
+            for (const auto& d : ds) core.on_datagram(0, 5, d, false);
+        for (int i = 0; i < 2 * depth * burst; ++i) {
+            REQUIRE(core.pop_completion(c));
+            ++taken;
+            CHECK(core.completions() <= 1);
+            if (c.op == 1) core.start_receive(a, 1, receive_target{&into_a, nullptr, 0});
+            else core.start_receive(b, 2, receive_target{&into_b, nullptr, 0});
+        }
+        CHECK_FALSE(core.has_completions());
+    }
+    CHECK(bench::allocations_this_thread() - before == 0);
+    CHECK(taken == 2u * burst * (16u * 17u / 2u));
+}
