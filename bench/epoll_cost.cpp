@@ -11,6 +11,11 @@
 // messages per second is what that registration costs: every queued datagram
 // then runs the epoll callback under the socket's wait-queue lock
 // (sock_def_readable -> ep_poll_callback), in the sender's system call.
+// Measured, the registration costs nothing (bench/README.md). A third loop,
+// alternating with the two, reads with recvmmsg, up to 32 datagrams per call:
+// a faster receiver, which catches up with the sender and sleeps in poll()
+// where the plain loop hardly ever does. Its ratio to the plain loop is what
+// waking a sleeping receiver costs the sender, the suspect that remains.
 // A diagnostic for bench/README.md ("why a flood stops near the sender's
 // speed"), not part of bench/run.
 #include "common.hpp"
@@ -44,9 +49,17 @@ void sender_main(std::uint32_t port, double seconds, int go_read, int result_wri
     write_result(result_write, static_cast<std::int64_t>(sent));
 }
 
+enum class receiver { plain, registered, batch };
+
+struct outcome {
+    double msgs_per_s;
+    double msgs_per_poll; // messages per poll() that found the socket readable (the last one times out)
+};
+
 // One run: messages per second received (first to last receive).
-double run(bool registered, double seconds)
+outcome run(receiver mode, double seconds)
 {
+    const bool registered = mode == receiver::registered;
     const int fd = open_connector(0, 8 << 20);
     int ep = -1;
     if (registered) {
@@ -61,12 +74,37 @@ double run(bool registered, double seconds)
     const std::uint32_t go = 1;
     child.send_go(&go, sizeof go);
     alignas(8) unsigned char buf[8192];
-    std::uint64_t got = 0, first = 0, last = 0;
+    constexpr unsigned batch = 32;
+    static unsigned char bufs[batch][512];
+    iovec iov[batch];
+    mmsghdr msgs[batch];
+    for (unsigned i = 0; i < batch; ++i) {
+        iov[i] = {bufs[i], sizeof bufs[i]};
+        msgs[i] = {};
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    std::uint64_t got = 0, first = 0, last = 0, polls = 0;
     pollfd pfd{fd, POLLIN, 0};
     for (;;) {
         if (::poll(&pfd, 1, 300) == 0)
             break; // the sender has stopped
-        for (;;) {
+        ++polls;
+        while (mode == receiver::batch) {
+            const int n = ::recvmmsg(fd, msgs, batch, MSG_DONTWAIT, nullptr);
+            if (n <= 0)
+                break;
+            for (int i = 0; i < n; ++i) {
+                const auto* h = reinterpret_cast<const nlmsghdr*>(bufs[i]);
+                if (!NLMSG_OK(h, msgs[i].msg_len) || h->nlmsg_len < NLMSG_LENGTH(sizeof(cn_msg)))
+                    die_msg("a malformed datagram");
+            }
+            last = now_ns();
+            if (got == 0)
+                first = last;
+            got += static_cast<std::uint64_t>(n);
+        }
+        while (mode != receiver::batch) {
             const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
             if (n < 0)
                 break;
@@ -84,7 +122,8 @@ double run(bool registered, double seconds)
     if (ep >= 0)
         ::close(ep);
     ::close(fd);
-    return got > 1 ? static_cast<double>(got - 1) / (static_cast<double>(last - first) / 1e9) : 0;
+    return {got > 1 ? static_cast<double>(got - 1) / (static_cast<double>(last - first) / 1e9) : 0,
+            polls > 0 ? static_cast<double>(got) / static_cast<double>(polls) : 0};
 }
 
 } // namespace
@@ -102,13 +141,23 @@ int main(int argc, char** argv)
         else
             die_msg("usage: bench_epoll_cost [--runs N] [--seconds S]");
     }
-    std::vector<double> plain, registered;
+    std::vector<double> plain, registered, batch, plain_per_poll, batch_per_poll;
     for (int i = 0; i < runs; ++i) {
-        plain.push_back(run(false, seconds));
-        registered.push_back(run(true, seconds));
-        std::fprintf(stderr, "run %d: plain %.0f msgs/s, registered %.0f msgs/s\n", i + 1, plain.back(),
-                     registered.back());
+        const outcome p = run(receiver::plain, seconds);
+        const outcome r = run(receiver::registered, seconds);
+        const outcome b = run(receiver::batch, seconds);
+        plain.push_back(p.msgs_per_s);
+        registered.push_back(r.msgs_per_s);
+        batch.push_back(b.msgs_per_s);
+        plain_per_poll.push_back(p.msgs_per_poll);
+        batch_per_poll.push_back(b.msgs_per_poll);
+        std::fprintf(stderr,
+                     "run %d: plain %.0f msgs/s (%.0f per poll), registered %.0f msgs/s, recvmmsg %.0f msgs/s (%.0f per poll)\n",
+                     i + 1, p.msgs_per_s, p.msgs_per_poll, r.msgs_per_s, b.msgs_per_s, b.msgs_per_poll);
     }
     std::printf("epoll_registration msgs/s: registered=%.0f plain=%.0f ratio=%.4f (medians of %d alternating runs)\n",
                 median(registered), median(plain), median(registered) / median(plain), runs);
+    std::printf("recvmmsg_receiver msgs/s: recvmmsg=%.0f plain=%.0f ratio=%.4f; messages per poll: %.0f and %.0f\n",
+                median(batch), median(plain), median(batch) / median(plain), median(batch_per_poll),
+                median(plain_per_poll));
 }
