@@ -642,10 +642,13 @@ public:
     std::optional<clock::time_point> next_deadline() { return closed_ ? std::nullopt : requests_.next_deadline(); }
     bool has_completions() const noexcept { return ready_head_ < ready_.size(); }
     std::size_t completions() const noexcept { return ready_.size() - ready_head_; }
-    /// Room for `n` completions without allocating: the glue reserves one per
-    /// operation slot, so that operations ending together (a close, a burst
-    /// of replies) do not grow the queue on the completion path.
-    void reserve_completions(std::size_t n) { ready_.reserve(n); }
+    /// Room for the completions of `n` operations without allocating: the
+    /// queue holds at most one per pending operation, plus the taken ones
+    /// that pop_completion() has not given back yet, which are fewer than
+    /// max(compact_after, pending). The glue calls this as its table of
+    /// operations grows, so that operations ending together (a close, a
+    /// burst of replies) do not grow the queue on the completion path.
+    void reserve_completions(std::size_t n) { ready_.reserve(2 * n + compact_after); }
     /// Takes the oldest finished operation.
     bool pop_completion(completion& out) {
         if (ready_head_ == ready_.size()) return false;
@@ -653,7 +656,7 @@ public:
         if (ready_head_ == ready_.size()) { // keeps the capacity: no allocation once warm
             ready_.clear();
             ready_head_ = 0;
-        } else if (ready_head_ >= 64 && 2 * ready_head_ >= ready_.size()) {
+        } else if (ready_head_ >= compact_after && 2 * ready_head_ >= ready_.size()) {
             // Handlers that start operations completing at once (two
             // subscribers taking a backlog) keep the queue from ever running
             // empty: give the taken half back, so it stays as long as what is
@@ -663,6 +666,9 @@ public:
         }
         return true;
     }
+
+    /// Taken completions pop_completion() lets pile up before giving them back.
+    static constexpr std::size_t compact_after = 64;
 
     // ---- counters and settings ----
 

@@ -335,8 +335,9 @@ private:
             ops_.emplace_back();
             // invoke() puts the slot on free_ops_, which never holds more than
             // there are slots, and each slot has at most one completion
-            // queued: growing both here keeps the completion path from
-            // allocating when many operations end in one turn.
+            // queued (reserve_completions() adds the core's own slack):
+            // growing both here keeps the completion path from allocating
+            // when many operations end in one turn.
             if (free_ops_.capacity() < ops_.capacity()) {
                 free_ops_.reserve(ops_.capacity());
                 core_.reserve_completions(ops_.capacity());
