@@ -49,7 +49,7 @@ void sender_main(std::uint32_t port, double seconds, int go_read, int result_wri
     write_result(result_write, static_cast<std::int64_t>(sent));
 }
 
-enum class receiver { plain, registered, batch };
+enum class receiver { plain, registered, batch, batch_registered };
 
 struct outcome {
     double msgs_per_s;
@@ -59,7 +59,8 @@ struct outcome {
 // One run: messages per second received (first to last receive).
 outcome run(receiver mode, double seconds)
 {
-    const bool registered = mode == receiver::registered;
+    const bool registered = mode == receiver::registered || mode == receiver::batch_registered;
+    const bool batched = mode == receiver::batch || mode == receiver::batch_registered;
     const int fd = open_connector(0, 8 << 20);
     int ep = -1;
     if (registered) {
@@ -90,7 +91,7 @@ outcome run(receiver mode, double seconds)
         if (::poll(&pfd, 1, 300) == 0)
             break; // the sender has stopped
         ++polls;
-        while (mode == receiver::batch) {
+        while (batched) {
             const int n = ::recvmmsg(fd, msgs, batch, MSG_DONTWAIT, nullptr);
             if (n <= 0)
                 break;
@@ -104,7 +105,7 @@ outcome run(receiver mode, double seconds)
                 first = last;
             got += static_cast<std::uint64_t>(n);
         }
-        while (mode != receiver::batch) {
+        while (!batched) {
             const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
             if (n < 0)
                 break;
@@ -141,23 +142,27 @@ int main(int argc, char** argv)
         else
             die_msg("usage: bench_epoll_cost [--runs N] [--seconds S]");
     }
-    std::vector<double> plain, registered, batch, plain_per_poll, batch_per_poll;
+    std::vector<double> plain, registered, batch, batch_registered, plain_per_poll, batch_per_poll;
     for (int i = 0; i < runs; ++i) {
         const outcome p = run(receiver::plain, seconds);
         const outcome r = run(receiver::registered, seconds);
         const outcome b = run(receiver::batch, seconds);
+        const outcome br = run(receiver::batch_registered, seconds);
+        batch_registered.push_back(br.msgs_per_s);
         plain.push_back(p.msgs_per_s);
         registered.push_back(r.msgs_per_s);
         batch.push_back(b.msgs_per_s);
         plain_per_poll.push_back(p.msgs_per_poll);
         batch_per_poll.push_back(b.msgs_per_poll);
         std::fprintf(stderr,
-                     "run %d: plain %.0f msgs/s (%.0f per poll), registered %.0f msgs/s, recvmmsg %.0f msgs/s (%.0f per poll)\n",
-                     i + 1, p.msgs_per_s, p.msgs_per_poll, r.msgs_per_s, b.msgs_per_s, b.msgs_per_poll);
+                     "run %d: plain %.0f msgs/s (%.0f per poll), registered %.0f msgs/s, recvmmsg %.0f msgs/s (%.0f per poll), recvmmsg registered %.0f msgs/s\n",
+                     i + 1, p.msgs_per_s, p.msgs_per_poll, r.msgs_per_s, b.msgs_per_s, b.msgs_per_poll, br.msgs_per_s);
     }
     std::printf("epoll_registration msgs/s: registered=%.0f plain=%.0f ratio=%.4f (medians of %d alternating runs)\n",
                 median(registered), median(plain), median(registered) / median(plain), runs);
     std::printf("recvmmsg_receiver msgs/s: recvmmsg=%.0f plain=%.0f ratio=%.4f; messages per poll: %.0f and %.0f\n",
                 median(batch), median(plain), median(batch) / median(plain), median(batch_per_poll),
                 median(plain_per_poll));
+    std::printf("epoll_registration_recvmmsg msgs/s: registered=%.0f unregistered=%.0f ratio=%.4f\n",
+                median(batch_registered), median(batch), median(batch_registered) / median(batch));
 }
