@@ -2,6 +2,7 @@
 // LISTEN/ack exchange, a child's fork/exec/exit events, and user-space peers.
 #include <cnasio/connector/socket.hpp>
 
+#include "epoll_sets.hpp"
 #include "peer.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -15,6 +16,7 @@
 #include <random>
 #include <set>
 
+#include <fcntl.h>
 #include <linux/cn_proc.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -374,6 +376,68 @@ TEST_SUITE("connector socket (kernel)") {
         io.run();
         CHECK(done);
         CHECK(got == boost::asio::error::operation_aborted);
+    }
+
+    TEST_CASE("leave_reactor takes the socket out of every epoll set; what does not wait keeps working") {
+        boost::asio::io_context io;
+        connector::socket s(io.get_executor());
+        s.open();
+        const int fd = s.native_handle();
+        CHECK(test::epoll_sets_holding(fd) == 1); // Asio's reactor holds it from open() on
+        error_code ec;
+        s.leave_reactor(ec);
+        REQUIRE_FALSE(ec);
+        CHECK(s.native_handle() == fd);
+        CHECK(s.is_open());
+        CHECK(test::epoll_sets_holding(fd) == 0);
+        CHECK_FALSE(s.next_layer().is_open());
+
+        // Options, membership, sending and receiving without waiting.
+        s.set_option(netlink::receive_buffer(1 << 16), ec);
+        CHECK_FALSE(ec);
+        netlink::receive_buffer size;
+        s.get_option(size, ec);
+        CHECK_FALSE(ec);
+        CHECK(size.value() >= (1 << 16));
+        s.join(CN_IDX_PROC, ec);
+        CHECK_FALSE(ec);
+        s.leave(CN_IDX_PROC, ec);
+        CHECK_FALSE(ec);
+        test::peer p;
+        connector::header h;
+        h.id = {CN_NETLINK_USERS + 5, 1};
+        for (std::uint32_t i = 0; i < 3; ++i) {
+            h.seq = i;
+            REQUIRE(p.send(h, connector::as_payload("burst"), s.port_id()) == 0);
+        }
+        connector::receive_batch<8> batch;
+        CHECK(s.receive_many(batch, 8, ec) == 3);
+        CHECK_FALSE(ec);
+        CHECK(batch[2].port_id() == p.port_id());
+        connector::message_view m;
+        auto r = batch[2].reader();
+        REQUIRE(r.next(m, ec));
+        CHECK(m.seq() == 2);
+        s.send(h, connector::as_payload("to the peer"), ec, netlink::endpoint(p.port_id(), 0));
+        CHECK_FALSE(ec);
+
+        // What waits needs a reactor: it fails at once instead of hanging.
+        std::vector<std::byte> buf(connector::receive_buffer_size);
+        auto fut = s.async_receive(buf, boost::asio::use_future);
+        io.run();
+        REQUIRE(fut.wait_for(0s) == std::future_status::ready);
+        CHECK_THROWS(fut.get());
+
+        // A move hands the descriptor over; the moved-from socket closes nothing.
+        connector::socket moved(std::move(s));
+        CHECK_FALSE(s.is_open());
+        CHECK(moved.native_handle() == fd);
+        s.close(ec);
+        CHECK(::fcntl(fd, F_GETFD) >= 0);
+        moved.close(ec);
+        CHECK_FALSE(ec);
+        CHECK_FALSE(moved.is_open());
+        CHECK(::fcntl(fd, F_GETFD) < 0);
     }
 
     TEST_CASE("sending to an unknown port id fails with ECONNREFUSED, not as unreachable kernel") {

@@ -33,9 +33,11 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 namespace cnasio::connector {
 
@@ -259,13 +261,70 @@ public:
 
     explicit socket(const executor_type& ex) : sock_(ex) {}
 
-    socket(socket&&) = default;
-    socket& operator=(socket&&) = default;
+    socket(socket&& o) noexcept
+        : sock_(std::move(o.sock_)), send_buf_(std::move(o.send_buf_)), from_(o.from_), port_id_(o.port_id_),
+          protocol_(o.protocol_), fd_(std::exchange(o.fd_, -1)) {}
+    socket& operator=(socket&& o) noexcept {
+        if (this != &o) {
+            close();
+            sock_ = std::move(o.sock_);
+            send_buf_ = std::move(o.send_buf_);
+            from_ = o.from_;
+            port_id_ = o.port_id_;
+            protocol_ = o.protocol_;
+            fd_ = std::exchange(o.fd_, -1);
+        }
+        return *this;
+    }
+    ~socket() {
+        if (fd_ >= 0) ::close(fd_);
+    }
 
     executor_type get_executor() noexcept { return sock_.get_executor(); }
+    /// The Asio socket; closed once leave_reactor() took the descriptor.
     netlink::socket& next_layer() noexcept { return sock_; }
-    int native_handle() noexcept { return sock_.native_handle(); }
-    bool is_open() const noexcept { return sock_.is_open(); }
+    int native_handle() noexcept { return fd_ >= 0 ? fd_ : sock_.native_handle(); }
+    bool is_open() const noexcept { return fd_ >= 0 || sock_.is_open(); }
+
+    /// Takes the open socket out of its executor's reactor (EPOLL_CTL_DEL) and
+    /// keeps the descriptor here. Why: Asio's reactor keeps a socket in its
+    /// epoll set for the socket's whole life, and while a socket is in any
+    /// epoll set, every datagram queued to it runs the epoll wake-up callback
+    /// inside the sender's system call (sock_def_readable), whether or not
+    /// anyone waits. Out of every set, a queued datagram costs the sender only
+    /// the queueing. The owner then waits for readiness itself, in an epoll
+    /// set of its own that holds the socket only while it waits (the client
+    /// does: client_state::arm_read). Afterwards the calls that do not wait
+    /// work as before (send, try_send, the receives without async_, join,
+    /// leave, set_option, get_option, native_handle, close); async_send and
+    /// async_receive complete with bad_descriptor.
+    void leave_reactor(error_code& ec) {
+        ec.clear();
+        if (fd_ >= 0) return;
+        const int fd = sock_.release(ec);
+        if (!ec) fd_ = fd;
+    }
+
+    /// Sets or reads a socket option (the Asio option types of
+    /// netlink/options.hpp and boost::asio::socket_base), also after leave_reactor().
+    template <class Option>
+    void set_option(const Option& o, error_code& ec) {
+        if (fd_ < 0) return void(sock_.set_option(o, ec));
+        ec.clear();
+        if (::setsockopt(fd_, o.level(protocol_), o.name(protocol_), o.data(protocol_),
+                         static_cast<socklen_t>(o.size(protocol_))) != 0)
+            ec = errno_code(errno);
+    }
+    template <class Option>
+    void get_option(Option& o, error_code& ec) {
+        if (fd_ < 0) return void(sock_.get_option(o, ec));
+        ec.clear();
+        auto len = static_cast<socklen_t>(o.size(protocol_));
+        if (::getsockopt(fd_, o.level(protocol_), o.name(protocol_), o.data(protocol_), &len) != 0)
+            ec = errno_code(errno);
+        else
+            o.resize(protocol_, len);
+    }
 
     /// Opens the socket, inside the network namespace `netns_path` if given
     /// (see netlink/netns.hpp), and binds it: port id 0 lets the kernel pick
@@ -284,6 +343,7 @@ public:
         sock_.non_blocking(true, ec);
         if (!ec) sock_.bind(netlink::endpoint(p, 0, groups), ec);
         if (!ec) port_id_ = sock_.local_endpoint(ec).port_id();
+        if (!ec) protocol_ = p;
         if (ec) {
             error_code ignored;
             sock_.close(ignored);
@@ -299,14 +359,18 @@ public:
     std::uint32_t port_id() const noexcept { return port_id_; }
 
     /// Joins a multicast group by number (NETLINK_ADD_MEMBERSHIP).
-    void join(unsigned group, error_code& ec) { sock_.set_option(netlink::add_membership(static_cast<int>(group)), ec); }
+    void join(unsigned group, error_code& ec) { set_option(netlink::add_membership(static_cast<int>(group)), ec); }
     /// Leaves a multicast group (NETLINK_DROP_MEMBERSHIP).
-    void leave(unsigned group, error_code& ec) { sock_.set_option(netlink::drop_membership(static_cast<int>(group)), ec); }
+    void leave(unsigned group, error_code& ec) { set_option(netlink::drop_membership(static_cast<int>(group)), ec); }
 
-    void close(error_code& ec) { sock_.close(ec); }
+    void close(error_code& ec) {
+        ec.clear();
+        if (fd_ >= 0 && ::close(std::exchange(fd_, -1)) != 0 && errno != EINTR) ec = errno_code(errno);
+        if (sock_.is_open()) sock_.close(ec);
+    }
     void close() {
         error_code ec;
-        sock_.close(ec);
+        close(ec);
     }
     /// Cancels outstanding asynchronous operations (they complete with operation_aborted).
     void cancel() {
@@ -442,6 +506,8 @@ private:
     std::vector<std::byte> send_buf_;
     netlink::endpoint from_;
     std::uint32_t port_id_ = 0;
+    netlink::protocol protocol_ = netlink::protocol::connector();
+    int fd_ = -1; // the descriptor after leave_reactor(); -1 while sock_ holds it
 };
 
 } // namespace cnasio::connector
