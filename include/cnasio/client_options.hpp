@@ -39,9 +39,10 @@ struct client_options {
     netlink::protocol protocol = netlink::protocol::connector();
     /// Datagrams read per scheduler turn before the loop lets other handlers
     /// run (the rest is read in a posted continuation). It bounds a drain and
-    /// the reads that follow a burst in the same turn (a read that brought two
-    /// datagrams or more is followed by another once they are handed out,
-    /// instead of a readiness wait: docs/design.md).
+    /// the reads that follow a burst in the same turn (after a read that brought
+    /// two datagrams or more, the socket is read again once they are handed
+    /// out, until a read finds nothing, instead of a readiness wait:
+    /// docs/design.md).
     std::size_t drain_batch = 256;
     /// The most completions handed out in one scheduler turn, the client's
     /// fairness bound: a loop of operations that finish at once (a receive
@@ -66,9 +67,9 @@ struct client_options {
     /// message (process events in a fork storm) then costs one wake-up per
     /// window; the price is that latency, one extra timer wake-up and empty
     /// read after every burst, and a receive buffer that must hold a window's
-    /// worth of datagrams (bench/README.md has the figures), and four more
-    /// file descriptors: the socket is kept out of the executor's reactor,
-    /// which would otherwise be woken by every datagram of a window. Replies to
+    /// worth of datagrams (bench/README.md has the figures). A window's
+    /// datagrams wake nobody: the socket is in no epoll set while the client
+    /// does not wait for readiness (client_state::open_wait_set). Replies to
     /// requests to the kernel are read right after sendto() and never wait;
     /// other replies may. Cancellation and timeouts are not delayed.
     std::chrono::microseconds coalesce_window{0};

@@ -2,6 +2,7 @@
 // connector) and against user-space peers that behave like modules.
 #include <cnasio/client.hpp>
 
+#include "epoll_sets.hpp"
 #include "kernel_version.hpp"
 #include "peer.hpp"
 
@@ -867,6 +868,55 @@ TEST_SUITE("client: subscriptions") {
         CHECK(s.stats().dropped == 0);
         asio::post(strand, [&] { c.close(); }); // ends the readiness wait, so the threads return
         for (auto& t : threads) t.join();
+    }
+
+    TEST_CASE("the socket is in an epoll set only while the client waits for readiness, never while it reads") {
+        // While a socket is in any epoll set, every datagram queued to it runs
+        // the epoll callback in the sender's system call (docs/design.md); Asio
+        // would keep it in its reactor's set for good. The kernel's fdinfo says
+        // which sets hold it.
+        test::peer sender;
+        asio::io_context io;
+        client c(io.get_executor(), admitting(sender.port_id()));
+        const int fd = c.socket().native_handle();
+        REQUIRE(fd >= 0);
+        CHECK(test::epoll_sets_holding(fd) == 0); // open, nobody reading
+        error_code ec;
+        subscription s = c.subscribe(0, {}, ec);
+        REQUIRE_FALSE(ec);
+        std::vector<int> held_in_handler;
+        std::vector<std::string> texts;
+        std::function<void()> receive = [&] {
+            s.async_receive([&](error_code e, connector::message m) {
+                if (e) return;
+                held_in_handler.push_back(test::epoll_sets_holding(fd));
+                texts.push_back(test::text_of(m.payload));
+                if (texts.size() < 6) receive();
+            });
+        };
+        receive();
+        io.poll();
+        CHECK(test::epoll_sets_holding(fd) == 1); // the client's own set, armed
+        for (int i = 0; i < 3; ++i) REQUIRE(sender.send({}, bytes(std::to_string(i)), c.port_id()) == 0);
+        run_for(io, 100ms);
+        REQUIRE(texts.size() == 3);
+        CHECK(test::epoll_sets_holding(fd) == 1); // waiting again for the next one
+        for (int i = 3; i < 6; ++i) REQUIRE(sender.send({}, bytes(std::to_string(i)), c.port_id()) == 0);
+        run_for(io, 100ms);
+        REQUIRE(texts.size() == 6);
+        for (int i = 0; i < 6; ++i) CHECK(texts[static_cast<std::size_t>(i)] == std::to_string(i));
+        for (const int held : held_in_handler) CHECK(held == 0); // read and handed out outside every set
+        CHECK(test::epoll_sets_holding(fd) == 1); // the subscription keeps reading into its queue
+        s = subscription{};                       // nobody wants to read: the wait is cancelled
+        io.poll();
+        CHECK(test::epoll_sets_holding(fd) == 0); // and the socket left the set
+        // Socket options still work on the socket the reactor no longer holds.
+        c.socket().join(CN_IDX_PROC, ec);
+        CHECK_FALSE(ec);
+        c.socket().leave(CN_IDX_PROC, ec);
+        CHECK_FALSE(ec);
+        c.close();
+        CHECK_FALSE(c.socket().is_open());
     }
 
     TEST_CASE("an overrun is signalled to every subscriber once, and messages flow again afterwards") {

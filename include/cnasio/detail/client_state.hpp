@@ -93,8 +93,7 @@ public:
     // without a bind_executor (whose second executor costs a type-erased
     // work-tracking copy per operation).
     client_state(const executor_type& ex, client_options o)
-        : ex_(ex), quiet_(o.coalesce_window.count() > 0 ? std::make_unique<boost::asio::io_context>(1) : nullptr),
-          sock_(quiet_ ? executor_type(quiet_->get_executor()) : ex), quiet_wait_(ex), timer_(ex), send_retry_(ex),
+        : ex_(ex), sock_(ex), wait_set_(ex), timer_(ex), send_retry_(ex),
           registry_timer_(ex), coalesce_timer_(ex), options_(std::move(o)),
           core_(core_options{options_.default_timeout, options_.admitted_ports, options_.subscription_bytes,
                              options_.send_queue_bytes},
@@ -103,7 +102,8 @@ public:
     /// Opens and binds the socket; on failure the client is closed.
     void open(error_code& ec) {
         sock_.open(ec, 0, options_.netns, options_.protocol);
-        if (!ec && quiet_) open_quiet_wait(ec);
+        if (!ec) sock_.leave_reactor(ec); // see open_wait_set
+        if (!ec) open_wait_set(ec);
         if (ec) core_.close();
         else core_.set_port_id(sock_.port_id());
     }
@@ -310,7 +310,8 @@ public:
         registry_timer_.cancel();
         registry_at_ = clock::time_point::max();
         stop_coalescing();
-        quiet_wait_.close(ignored);
+        wait_set_.close(ignored);
+        in_wait_set_ = false;
         sock_.close(ignored);
         timer_at_ = clock::time_point::max();
         settle();
@@ -542,12 +543,8 @@ private:
         } else if (reading_ && !busy) {
             error_code ignored;
             // The wait ends with operation_aborted: nothing keeps run() busy.
-            if (quiet_) {
-                disarm_quiet_wait(); // or arrivals would wake the reactor with nobody reading
-                quiet_wait_.cancel(ignored);
-            } else {
-                sock_.next_layer().cancel(ignored);
-            }
+            leave_wait_set(); // or arrivals would wake the reactor with nobody reading
+            wait_set_.cancel(ignored);
         } else if (coalescing_ && !busy) {
             stop_coalescing(); // what is queued stays queued: the next readiness wait sees it at once
         }
@@ -621,7 +618,7 @@ private:
         receive_buffer_asked_ = bytes;
         sized_for_subscription_ = for_subscription;
         error_code ignored;
-        receive_buffer_obtained_ = netlink::set_receive_buffer(sock_.next_layer(), bytes, ignored).obtained;
+        receive_buffer_obtained_ = netlink::set_receive_buffer(sock_, bytes, ignored).obtained;
     }
 
     // ---- timeouts ----
@@ -688,76 +685,71 @@ private:
 
     // ---- receiving ----
 
-    // Waits for readability; drain() then reads every queued datagram. No
-    // readiness is lost between a drain that ended on an empty queue and this
-    // wait: Asio registers a wait with EPOLL_CTL_MOD, and the kernel re-checks
-    // readiness on that call (ep_modify), so data that arrived in between, or
-    // a pending ENOBUFS (EPOLLERR), completes the wait at the reactor's next
-    // turn, even when another thread's reactor took the earlier edge.
+    // Waits for readability; drain() then reads every queued datagram. The
+    // socket enters the wait set here and leaves it at the wake-up
+    // (on_readable), so it sits in an epoll set only while the client waits
+    // (see open_wait_set). No readiness is lost between a drain that ended on
+    // an empty queue and this wait: EPOLL_CTL_ADD polls the socket, so what
+    // arrived in between, or a pending ENOBUFS (EPOLLERR), makes the set
+    // ready at once, even when another thread runs the reactor.
     void arm_read() {
         reading_ = true;
         auto on_ready = [self = shared_from_this()](error_code ec) {
             self->reading_ = false;
             self->on_readable(ec);
         };
-        if (!quiet_) return sock_.next_layer().async_wait(boost::asio::socket_base::wait_read, std::move(on_ready));
-        // Coalescing: re-arm the socket's one-shot entry in the wait set; like
-        // Asio's EPOLL_CTL_MOD above, the kernel re-checks readiness here, so
-        // what arrived since the last drain (or an ENOBUFS) is not missed.
         epoll_event ev{};
         ev.events = EPOLLIN | EPOLLONESHOT;
-        if (::epoll_ctl(quiet_wait_.native_handle(), EPOLL_CTL_MOD, sock_.native_handle(), &ev) != 0) {
+        if (::epoll_ctl(wait_set_.native_handle(), in_wait_set_ ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, sock_.native_handle(),
+                        &ev) != 0) {
             const error_code ec(errno, boost::system::system_category());
             return boost::asio::post(ex_, [on_ready = std::move(on_ready), ec]() mutable { on_ready(ec); });
         }
-        quiet_wait_.async_wait(boost::asio::posix::descriptor_base::wait_read, std::move(on_ready));
+        in_wait_set_ = true;
+        wait_set_.async_wait(boost::asio::posix::descriptor_base::wait_read, std::move(on_ready));
     }
 
-    // Coalescing (client_options::coalesce_window) must keep arrivals from
-    // waking the thread while a window is open. Asio registers a socket with
-    // its reactor edge-triggered for input for the socket's whole life, and
-    // every datagram queued wakes that reactor's epoll_wait whether or not an
-    // operation waits (a fork storm's events then cost a wake-up per one or
-    // two events with or without a window: bench/README.md). So a coalescing
-    // client registers its socket with a private io_context that nobody runs
-    // (its epoll set takes the arrivals and wakes nobody) and waits instead
-    // on an epoll set of its own, registered with the client's executor, in
-    // which the socket is one-shot: armed by arm_read(), disarmed by the
-    // wake-up that reports it (on_readable), so the datagrams of a window
-    // reach no reactor. Costs four file descriptors per coalescing client
-    // (the private reactor's epoll, eventfd and timerfd, and this set).
-    void open_quiet_wait(error_code& ec) {
+    // Why the client waits in an epoll set of its own. Asio keeps a socket in
+    // its reactor's epoll set for the socket's whole life, and while a socket
+    // is in any epoll set, every datagram queued to it runs the epoll wake-up
+    // callback inside the sender's system call (sock_def_readable takes the
+    // socket's wait-queue lock with interrupts off and calls ep_poll_callback,
+    // which takes the set's lock), whether or not anyone waits. In a flood
+    // the client reads while the sender sends, so that is a cost per datagram
+    // for nothing: a raw C recvmmsg receiver whose socket sits in an idle
+    // epoll set receives 0.92-0.96x the messages per second of the same
+    // receiver without it (bench_epoll_cost, "recvmmsg registered"). So
+    // open() takes the socket out of the reactor (connector::socket::
+    // leave_reactor), and the client waits on this set instead, registered
+    // with the client's executor. The socket enters it when a wait is armed
+    // (arm_read) and leaves it at the wake-up (on_readable) or when the wait
+    // is cancelled: a wake-up costs EPOLL_CTL_ADD and EPOLL_CTL_DEL where
+    // Asio's own wait costs one EPOLL_CTL_MOD. EPOLLONESHOT keeps the
+    // datagrams between the report and the DEL from waking the reactor again.
+    // The same set keeps a coalescing window's arrivals from waking the thread
+    // (keep_coalescing): the socket is not in it while a window is open.
+    // Costs one file descriptor per client.
+    void open_wait_set(error_code& ec) {
         const int fd = ::epoll_create1(EPOLL_CLOEXEC);
         if (fd < 0) {
             ec.assign(errno, boost::system::system_category());
             return;
         }
-        epoll_event ev{};
-        ev.events = EPOLLONESHOT; // disarmed until arm_read()
-        if (::epoll_ctl(fd, EPOLL_CTL_ADD, sock_.native_handle(), &ev) != 0) {
-            ec.assign(errno, boost::system::system_category());
-            ::close(fd);
-            return;
-        }
-        quiet_wait_.assign(fd, ec);
+        wait_set_.assign(fd, ec);
         if (ec) ::close(fd);
     }
 
-    void disarm_quiet_wait() {
+    void leave_wait_set() {
+        if (!in_wait_set_) return;
+        in_wait_set_ = false;
         epoll_event ev{};
-        ev.events = EPOLLONESHOT;
-        ::epoll_ctl(quiet_wait_.native_handle(), EPOLL_CTL_MOD, sock_.native_handle(), &ev);
+        ::epoll_ctl(wait_set_.native_handle(), EPOLL_CTL_DEL, sock_.native_handle(), &ev);
     }
 
     void on_readable(error_code ec) {
         if (core_.closed() || ec == boost::asio::error::operation_aborted) return settle();
         ++core_.stats().wakeups;
-        if (quiet_ && !ec) {
-            // Takes the report, which disarms the one-shot entry: until
-            // arm_read(), arrivals wake nobody.
-            epoll_event ev{};
-            ::epoll_wait(quiet_wait_.native_handle(), &ev, 1, 0);
-        }
+        leave_wait_set(); // until arm_read(), arrivals wake nobody and cost the sender nothing
         if (ec) {
             core_.on_read_error(ec); // a broken socket: every pending request learns why
             return finish_turn();
@@ -782,17 +774,19 @@ private:
     // A read that brought a burst (two datagrams or more) says that a sender
     // is still at it. Once the burst's messages are handed out (the handlers
     // have started their next receives), the socket is read again in the same
-    // turn instead of going back to the reactor: a readiness wait costs
-    // two system calls (Asio re-registers the wait with EPOLL_CTL_MOD, then
-    // epoll_wait reports it) and a scheduler lap, which is more than a read
-    // that finds the next burst, and about what one that finds nothing
-    // costs. A single datagram or none goes back to the readiness wait, so a
-    // trickle (one event per wake-up) pays nothing for this. Bounded by
+    // turn instead of going back to the reactor, and again until a read finds
+    // nothing (after a burst, a read of one datagram is read on too, as a raw
+    // loop reads until EAGAIN): a readiness wait costs three system calls
+    // (EPOLL_CTL_ADD, epoll_wait, EPOLL_CTL_DEL) and a scheduler lap, which is
+    // more than a read that finds the next datagrams, and about what one that
+    // finds nothing costs. A turn whose first read brought a single datagram
+    // or none goes back to the readiness wait, so a trickle (one event per
+    // wake-up) pays nothing for this. Bounded by
     // drain_batch datagrams per turn, like a drain; a drain that reached it
     // has posted its continuation, and completions past completion_batch have
     // been posted: both end the loop, so that other work gets its turn.
     void read_on(std::size_t n) {
-        while (last_burst_ >= 2 && n < options_.drain_batch && !quiet_ && !coalescing_ && !draining_ &&
+        while ((last_burst_ >= 2 || (last_burst_ == 1 && n >= 2)) && n < options_.drain_batch && options_.coalesce_window.count() <= 0 && !coalescing_ && !draining_ &&
                !ready_posted_ && !core_.closed() && core_.wants_read()) {
             n += drain();
             finish_turn();
@@ -892,11 +886,9 @@ private:
     }
 
     executor_type ex_;
-    // Coalescing only (see open_quiet_wait): the io_context the socket is
-    // registered with, never run; declared before sock_, which it outlives.
-    std::unique_ptr<boost::asio::io_context> quiet_;
-    connector::socket sock_;
-    boost::asio::posix::stream_descriptor quiet_wait_; // the one-shot wait set (coalescing only)
+    connector::socket sock_; // out of the reactor: the client waits on wait_set_
+    boost::asio::posix::stream_descriptor wait_set_; // see open_wait_set
+    bool in_wait_set_ = false; // the socket is in wait_set_ (a wait is armed, or was cancelled)
     boost::asio::steady_timer timer_;
     boost::asio::steady_timer send_retry_;
     boost::asio::steady_timer registry_timer_; // the registry watcher's poll (see poll_registry)
