@@ -6,7 +6,8 @@
 // process-events group, ask the kernel to LISTEN, wait for its ack, print
 // fork/exec/exit events as they come, and send IGNORE before leaving (the
 // kernel keeps a system-wide listener count that a closed socket does not
-// decrement). Exit status: 0 after COUNT events, 1 on an error or timeout.
+// decrement). Exit status: 0 after COUNT events, 1 on an error or timeout,
+// 2 on a bad argument.
 #include <cnasio/connector/socket.hpp>
 #include <cnasio/proc/event.hpp>
 #include <cnasio/proc/filter.hpp>
@@ -97,19 +98,25 @@ asio::awaitable<void> listen_and_print(cn::socket& sock, run_state& st) {
     }
 }
 
-int parse_int(const char* text, int fallback) {
+// A positive decimal integer, the whole of `text`; 0 for anything else.
+int parse_positive(const char* text) {
     int v = 0;
     const std::string_view s(text);
     const auto [end, err] = std::from_chars(s.data(), s.data() + s.size(), v);
-    return err == std::errc{} && end == s.data() + s.size() && v > 0 ? v : fallback;
+    return err == std::errc{} && end == s.data() + s.size() && v > 0 ? v : 0;
 }
 
 } // namespace
 
 int main(int argc, char** argv) {
     run_state st;
-    if (argc > 1) st.wanted = parse_int(argv[1], st.wanted);
-    const int seconds = argc > 2 ? parse_int(argv[2], 10) : 10;
+    int seconds = 10;
+    if (argc > 1) st.wanted = parse_positive(argv[1]);
+    if (argc > 2) seconds = parse_positive(argv[2]);
+    if (argc > 3 || st.wanted == 0 || seconds == 0) {
+        std::fprintf(stderr, "usage: proc_events [COUNT [SECONDS]]   (positive integers; defaults 10 and 10)\n");
+        return 2;
+    }
 
     asio::io_context io;
     cn::socket sock(io.get_executor());

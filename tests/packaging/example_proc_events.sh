@@ -7,6 +7,18 @@ prog=$1
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
+# A bad argument is refused at once (it used to fall back to the defaults).
+for bad in "--count 3" "0" "3 x" "3 5 7"; do
+    # shellcheck disable=SC2086
+    timeout 5 "$prog" $bad > "$out" 2>&1
+    status=$?
+    if [ "$status" -ne 2 ] || ! grep -q '^usage: proc_events' "$out"; then
+        cat "$out"
+        echo "FAIL: proc_events $bad exited with $status, not 2 with its usage"
+        exit 1
+    fi
+done
+
 # Enough events that ours are among them on a machine busy with other work.
 "$prog" 40 10 > "$out" 2>&1 &
 pid=$!
