@@ -1,6 +1,6 @@
 // epoll_cost: what a receiver's epoll registration costs a netlink sender.
 //
-//   build-bench/bench/bench_epoll_cost [--runs N] [--seconds S]     (root)
+//   build-bench/bench/bench_epoll_cost [--runs N] [--seconds S] [--group G]     (root)
 //
 // A forked sender sends 100-byte connector messages to one receiving socket as
 // fast as it can (as bench_recv's sender does, unicast); the receiver is the raw
@@ -11,13 +11,16 @@
 // messages per second is what that registration costs: every queued datagram
 // then runs the epoll callback under the socket's wait-queue lock
 // (sock_def_readable -> ep_poll_callback), in the sender's system call.
-// Measured, the registration costs nothing (bench/README.md). A third loop,
+// Against the plain loop, which is slower than the sender, the registration
+// showed nothing; against the recvmmsg loop below, which keeps up, it costs
+// the sender about 5% (bench/README.md). A third loop,
 // alternating with the two, reads with recvmmsg, up to 32 datagrams per call:
 // a faster receiver, which catches up with the sender and sleeps in poll()
 // where the plain loop hardly ever does. Its ratio to the plain loop is what
 // waking a sleeping receiver costs the sender, the suspect that remains.
 // A diagnostic for bench/README.md ("why a flood stops near the sender's
-// speed"), not part of bench/run.
+// speed"), not part of bench/run. --group G (1..32) multicasts to group G
+// instead, which the receiver joins (bench_recv's multicast flood uses 20).
 #include "common.hpp"
 
 #include <sys/epoll.h>
@@ -36,12 +39,14 @@ using namespace bench;
 constexpr std::uint32_t message_idx = 0x4242, message_val = 1;
 constexpr std::size_t payload_size = 64;
 
+int group = 0; // --group: multicast to this group instead of unicast
+
 void sender_main(std::uint32_t port, double seconds, int go_read, int result_write)
 {
     std::uint32_t go = 0;
     read_exact(go_read, &go, sizeof go);
     const int fd = open_connector();
-    const sockaddr_nl dst = netlink_address(port);
+    const sockaddr_nl dst = group != 0 ? netlink_address(0, group_mask(group)) : netlink_address(port);
     alignas(8) unsigned char msg[NLMSG_SPACE(sizeof(cn_msg) + payload_size)];
     const unsigned char payload[payload_size] = {};
     const std::size_t len = build_message(msg, message_idx, message_val, 0, 0, payload, payload_size);
@@ -62,6 +67,8 @@ outcome run(receiver mode, double seconds)
     const bool registered = mode == receiver::registered || mode == receiver::batch_registered;
     const bool batched = mode == receiver::batch || mode == receiver::batch_registered;
     const int fd = open_connector(0, 8 << 20);
+    if (group != 0)
+        join_group(fd, group);
     int ep = -1;
     if (registered) {
         ep = ::epoll_create1(EPOLL_CLOEXEC);
@@ -139,8 +146,12 @@ int main(int argc, char** argv)
             runs = std::atoi(argv[i + 1]);
         else if (std::strcmp(argv[i], "--seconds") == 0)
             seconds = std::atof(argv[i + 1]);
+        else if (std::strcmp(argv[i], "--group") == 0)
+            group = std::atoi(argv[i + 1]);
         else
-            die_msg("usage: bench_epoll_cost [--runs N] [--seconds S]");
+            die_msg("usage: bench_epoll_cost [--runs N] [--seconds S] [--group G]");
+    if (group < 0 || group > 32)
+        die_msg("bench_epoll_cost: --group takes 1..32");
     }
     std::vector<double> plain, registered, batch, batch_registered, plain_per_poll, batch_per_poll;
     for (int i = 0; i < runs; ++i) {
