@@ -616,6 +616,69 @@ TEST_CASE("tracker: bootstrap while processes start and end") {
     });
 }
 
+TEST_CASE("process_table: a zombie read before its exit event was stamped still gets that event's status") {
+    // do_exit() makes the zombie (exit_notify) before it sends the exit event
+    // (proc_exit_connector): a /proc read can see 'Z' before the event's
+    // timestamp. As in a bootstrap, the table first learns of each child from
+    // the scan of its zombie (its fork came "before LISTEN": not fed), then
+    // gets its exit event.
+    asio::io_context io;
+    cnasio::client c(io.get_executor());
+    proc::listener l(c);
+    run(io, [&]() -> asio::awaitable<void> {
+        auto [sec] = co_await l.async_start(asio::as_tuple(asio::use_awaitable));
+        REQUIRE(!sec);
+        proc::process_table table;
+        constexpr int rounds = 30;
+        int stamped_after_read = 0;
+        for (int i = 0; i < rounds; ++i) {
+            const pid_t pid = ::fork();
+            if (pid == 0) ::_exit(i);
+            // The scan's read, as soon as the child is a zombie: its state is
+            // polled with a light read of stat (read_process() reads seven
+            // files and would mostly start after the event), and the record
+            // carries that read's start.
+            std::uint64_t seen_ns = 0;
+            const std::string stat_path = "/proc/" + std::to_string(pid) + "/stat";
+            for (;;) {
+                seen_ns = proc::detail::clock_ns(CLOCK_MONOTONIC);
+                const auto text = proc::detail::read_file(stat_path);
+                REQUIRE(text);
+                const auto st = proc::parse_stat(*text);
+                REQUIRE(st);
+                if (st->state == 'Z') break;
+            }
+            proc::proc_record r = proc::read_process(pid);
+            REQUIRE(!r.gone);
+            REQUIRE(r.state == 'Z');
+            r.read_start_ns = seen_ns;
+            CHECK(table.on_scan_record(r) == proc::process_table::record_result::applied);
+            REQUIRE(table.find(pid));
+            CHECK(table.find(pid)->exited);
+            ::waitpid(pid, nullptr, 0);
+            proc::event ev;
+            for (;;) {
+                asio::steady_timer limit(co_await asio::this_coro::executor, 5s);
+                limit.async_wait([&](error_code e) {
+                    if (!e) l.cancel();
+                });
+                auto [ec] = co_await l.async_receive(ev, asio::as_tuple(asio::use_awaitable));
+                REQUIRE_MESSAGE(!ec, ec.message());
+                const auto* x = ev.get_if<proc::exit_event>();
+                if (x && x->process_tgid == pid && x->process_pid == pid) break;
+            }
+            if (ev.timestamp_ns > r.read_start_ns) ++stamped_after_read;
+            INFO("child " << i << ": read " << r.read_start_ns << ", exit event " << ev.timestamp_ns);
+            CHECK(table.on_event(ev).what == proc::table_update::kind::exited);
+            const auto* p = table.find(pid);
+            REQUIRE(p);
+            CHECK(p->wait_status.from == proc::source::event);
+            CHECK(p->exit_status() == i);
+        }
+        MESSAGE(stamped_after_read << " of " << rounds << " exit events were stamped after the read that saw the zombie");
+    });
+}
+
 namespace {
 
 // A child that pauses until killed.

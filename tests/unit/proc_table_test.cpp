@@ -332,12 +332,20 @@ TEST_CASE("process_table: a scan that finds a zombie never makes it live") {
     CHECK(t.on_event(exit_ev(1'150 * ms, 801, 3 << 8)).what == proc::table_update::kind::exited);
     CHECK(t.find(801)->wait_status.value == (3u << 8));
     CHECK(t.find(801)->wait_status.from == source::event);
-    // An exit after the read is another process's at that pid, not this one's.
+    // An exit stamped before the zombie started is an earlier process's at
+    // that pid; one stamped after the read is this one's (do_exit() makes the
+    // zombie before it sends the event, so a read can see it first).
     auto z3 = rec(802, 1'100 * ms, 1'200 * ms, {});
     z3.state = 'Z';
     t.on_scan_record(z3);
-    t.on_event(exit_ev(1'300 * ms, 802, 9));
+    CHECK(t.on_event(exit_ev(1'050 * ms, 802, 5 << 8)).what == proc::table_update::kind::ignored);
     CHECK(!t.find(802)->wait_status.has_value());
+    CHECK(t.on_event(exit_ev(1'200 * ms + 300'000, 802, 9)).what == proc::table_update::kind::exited);
+    CHECK(t.find(802)->wait_status.value == 9u);
+    CHECK(t.find(802)->wait_status.from == source::event);
+    // Only the first: a second exit at that pid without a fork is not news.
+    CHECK(t.on_event(exit_ev(1'400 * ms, 802, 6 << 8)).what == proc::table_update::kind::ignored);
+    CHECK(t.find(802)->wait_status.value == 9u);
     // Live in the table, a zombie when rescanned: ended.
     t.on_event(fork_ev(2'000 * ms, 1, 803));
     auto z4 = rec(803, 2'000 * ms, 2'100 * ms, {});
