@@ -261,30 +261,17 @@ public:
 
     explicit socket(const executor_type& ex) : sock_(ex) {}
 
-    socket(socket&& o) noexcept
-        : sock_(std::move(o.sock_)), send_buf_(std::move(o.send_buf_)), from_(o.from_), port_id_(o.port_id_),
-          protocol_(o.protocol_), fd_(std::exchange(o.fd_, -1)) {}
-    socket& operator=(socket&& o) noexcept {
-        if (this != &o) {
-            close();
-            sock_ = std::move(o.sock_);
-            send_buf_ = std::move(o.send_buf_);
-            from_ = o.from_;
-            port_id_ = o.port_id_;
-            protocol_ = o.protocol_;
-            fd_ = std::exchange(o.fd_, -1);
-        }
-        return *this;
-    }
-    ~socket() {
-        if (fd_ >= 0) ::close(fd_);
-    }
+    // Moves hand over both the Asio socket and, after leave_reactor(), the
+    // descriptor (fd_ is move-only and closes it once).
+    socket(socket&&) noexcept = default;
+    socket& operator=(socket&&) noexcept = default;
+    ~socket() = default;
 
     executor_type get_executor() noexcept { return sock_.get_executor(); }
     /// The Asio socket; closed once leave_reactor() took the descriptor.
     netlink::socket& next_layer() noexcept { return sock_; }
-    int native_handle() noexcept { return fd_ >= 0 ? fd_ : sock_.native_handle(); }
-    bool is_open() const noexcept { return fd_ >= 0 || sock_.is_open(); }
+    int native_handle() noexcept { return fd_.owns() ? fd_.fd : sock_.native_handle(); }
+    bool is_open() const noexcept { return fd_.owns() || sock_.is_open(); }
 
     /// Takes the open socket out of its executor's reactor (EPOLL_CTL_DEL) and
     /// keeps the descriptor here. Why: Asio's reactor keeps a socket in its
@@ -300,27 +287,27 @@ public:
     /// async_receive complete with bad_descriptor.
     void leave_reactor(error_code& ec) {
         ec.clear();
-        if (fd_ >= 0) return;
+        if (fd_.owns()) return;
         const int fd = sock_.release(ec);
-        if (!ec) fd_ = fd;
+        if (!ec) fd_ = netlink::detail::fd_guard(fd);
     }
 
     /// Sets or reads a socket option (the Asio option types of
     /// netlink/options.hpp and boost::asio::socket_base), also after leave_reactor().
     template <class Option>
     void set_option(const Option& o, error_code& ec) {
-        if (fd_ < 0) return void(sock_.set_option(o, ec));
+        if (!fd_.owns()) return void(sock_.set_option(o, ec));
         ec.clear();
-        if (::setsockopt(fd_, o.level(protocol_), o.name(protocol_), o.data(protocol_),
+        if (::setsockopt(fd_.fd, o.level(protocol_), o.name(protocol_), o.data(protocol_),
                          static_cast<socklen_t>(o.size(protocol_))) != 0)
             ec = errno_code(errno);
     }
     template <class Option>
     void get_option(Option& o, error_code& ec) {
-        if (fd_ < 0) return void(sock_.get_option(o, ec));
+        if (!fd_.owns()) return void(sock_.get_option(o, ec));
         ec.clear();
         auto len = static_cast<socklen_t>(o.size(protocol_));
-        if (::getsockopt(fd_, o.level(protocol_), o.name(protocol_), o.data(protocol_), &len) != 0)
+        if (::getsockopt(fd_.fd, o.level(protocol_), o.name(protocol_), o.data(protocol_), &len) != 0)
             ec = errno_code(errno);
         else
             o.resize(protocol_, len);
@@ -365,7 +352,7 @@ public:
 
     void close(error_code& ec) {
         ec.clear();
-        if (fd_ >= 0 && ::close(std::exchange(fd_, -1)) != 0 && errno != EINTR) ec = errno_code(errno);
+        if (fd_.owns() && ::close(fd_.release()) != 0 && errno != EINTR) ec = errno_code(errno);
         if (sock_.is_open()) sock_.close(ec);
     }
     void close() {
@@ -507,7 +494,7 @@ private:
     netlink::endpoint from_;
     std::uint32_t port_id_ = 0;
     netlink::protocol protocol_ = netlink::protocol::connector();
-    int fd_ = -1; // the descriptor after leave_reactor(); -1 while sock_ holds it
+    netlink::detail::fd_guard fd_; // the descriptor after leave_reactor(); none while sock_ holds it
 };
 
 } // namespace cnasio::connector

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <string>
+#include <utility>
 
 #include <fcntl.h>
 #include <sched.h>
@@ -19,10 +20,28 @@ namespace cnasio::netlink {
 
 namespace detail {
 
+/// Owns a file descriptor (-1: none) and closes it once: move-only, so no
+/// two owners can close the same descriptor.
 struct fd_guard {
     int fd = -1;
-    ~fd_guard() {
-        if (fd >= 0) ::close(fd);
+
+    fd_guard() = default;
+    explicit fd_guard(int f) noexcept : fd(f) {}
+    fd_guard(fd_guard&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+    fd_guard& operator=(fd_guard&& o) noexcept {
+        if (this != &o) {
+            reset();
+            fd = std::exchange(o.fd, -1);
+        }
+        return *this;
+    }
+    ~fd_guard() { reset(); }
+
+    bool owns() const noexcept { return fd >= 0; }
+    /// Gives the descriptor up without closing it.
+    int release() noexcept { return std::exchange(fd, -1); }
+    void reset() noexcept {
+        if (fd >= 0) ::close(std::exchange(fd, -1));
     }
 };
 
