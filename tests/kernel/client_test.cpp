@@ -1333,6 +1333,29 @@ TEST_SUITE("client: coalescing") {
         CHECK(f.c.stats().wakeups == 1);
     }
 
+    TEST_CASE("when a window's read finds nothing, the window timer stops: an idle client sleeps") {
+        coalescing f(5ms);
+        arrivals a(f.s);
+        run_for(f.io, 20ms); // the loop waits
+        for (int i = 0; i < 3; ++i) REQUIRE(f.send(std::to_string(i)) == 0);
+        const auto t0 = steady::now();
+        while (a.texts.size() < 3 && steady::now() - t0 < 1s) run_for(f.io, 5ms);
+        REQUIRE(a.texts.size() == 3);
+        run_for(f.io, 50ms); // the next windows find nothing: the series ends
+        // A 5 ms window timer left running would end about sixty sleeps of
+        // this thread in 300 ms.
+        const long sleeps0 = thread_sleeps();
+        run_for(f.io, 300ms);
+        CHECK(thread_sleeps() - sleeps0 <= 5);
+        // Back to the readiness wait: the next message comes at once.
+        const auto t1 = steady::now();
+        REQUIRE(f.send("after") == 0);
+        while (a.texts.size() < 4 && steady::now() - t1 < 1s) run_for(f.io, 1ms);
+        REQUIRE(a.texts.size() == 4);
+        CHECK(a.texts[3] == "after");
+        CHECK(f.c.stats().wakeups == 2);
+    }
+
     TEST_CASE("a message after a quiet spell is handed out at once; one within a window waits at most the window") {
         coalescing f(100ms);
         arrivals a(f.s);
