@@ -518,8 +518,7 @@ private:
     // floored to a clock tick), or nullopt when not known.
     static std::optional<std::int64_t> start_floor_ns(const process_info& p) {
         if (!p.start_ticks.has_value() || !p.ticks_per_second) return std::nullopt;
-        return static_cast<std::int64_t>(p.start_ticks.value * (1'000'000'000ull / p.ticks_per_second)) -
-               p.boot_offset_ns;
+        return start_monotonic_ns(p.start_ticks.value, p.ticks_per_second, p.boot_offset_ns);
     }
 
     // Whether an exit stamped `ts` can be p's: not before p started. The 1 ms
@@ -531,7 +530,7 @@ private:
 
     bool ticks_match_fork(std::uint64_t ticks, std::int64_t boot_offset, std::uint64_t hz, std::uint64_t fork_ns) const {
         const auto tick = static_cast<std::int64_t>(1'000'000'000ull / (hz ? hz : 100));
-        const auto start = static_cast<std::int64_t>(ticks) * tick - boot_offset; // monotonic, floor to a tick
+        const auto start = start_monotonic_ns(ticks, hz, boot_offset);
         const auto f = static_cast<std::int64_t>(fork_ns);
         const auto slack = static_cast<std::int64_t>(o_.fork_slack_ns);
         return start >= f - tick - slack && start <= f + slack;

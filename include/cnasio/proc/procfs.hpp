@@ -37,6 +37,15 @@
 namespace cnasio::proc {
 
 /// What read_process() saw of one pid. Fields it could not read are nullopt.
+/// A /proc start time (stat field 22: clock ticks since boot, CLOCK_BOOTTIME)
+/// as CLOCK_MONOTONIC ns, floored to a tick; negative when the process started
+/// before the monotonic clock's zero. `boot_offset_ns` is CLOCK_BOOTTIME -
+/// CLOCK_MONOTONIC; `hz` 0 is taken as 100 (USER_HZ).
+constexpr std::int64_t start_monotonic_ns(std::uint64_t ticks, std::uint64_t hz,
+                                          std::int64_t boot_offset_ns) noexcept {
+    return static_cast<std::int64_t>(ticks * (1'000'000'000ull / (hz ? hz : 100))) - boot_offset_ns;
+}
+
 struct proc_record {
     pid_type pid = 0;
     /// stat unreadable (the process ended, or never was), or its start time
@@ -59,7 +68,7 @@ struct proc_record {
 
     /// The start time in ns of CLOCK_MONOTONIC (may be before boot: negative).
     std::int64_t start_monotonic_ns() const noexcept {
-        return static_cast<std::int64_t>(start_ticks * (1'000'000'000ull / ticks_per_second)) - boot_offset_ns;
+        return cnasio::proc::start_monotonic_ns(start_ticks, ticks_per_second, boot_offset_ns);
     }
 };
 
