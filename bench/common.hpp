@@ -12,6 +12,7 @@
 #include <linux/connector.h>
 #include <linux/netlink.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
@@ -71,6 +72,29 @@ inline std::uint64_t now_ns() noexcept
 }
 
 // CPU (user + system) consumed by the calling thread, in microseconds.
+// --pin: runs the calling thread (and what it forks) on the `index`-th CPU the
+// process may use (0: the load, 1: the receiver under test), so that the
+// scheduler's placement of the two is the same in every run. Dies when fewer
+// than two CPUs are allowed.
+inline void pin_to_cpu(unsigned index)
+{
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+        die("sched_getaffinity");
+    unsigned seen = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+        if (!CPU_ISSET(cpu, &allowed) || seen++ != index)
+            continue;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        if (sched_setaffinity(0, sizeof one, &one) != 0)
+            die("sched_setaffinity");
+        return;
+    }
+    die_msg("--pin needs two CPUs");
+}
+
 inline double thread_cpu_us() noexcept
 {
     rusage ru{};
@@ -210,6 +234,9 @@ struct options {
     unsigned coalesce_us = 200; // the coalescing variants' client_options::coalesce_window; 0: none
     unsigned batch = 0;         // bench_proc_storm: the batch variant's max_events (listener::async_receive_batch); 0: none
     bool verbose = false;
+    // --pin: the load (sender, storm) on one CPU and the receiver thread on another
+    // (bench_recv, bench_proc_storm); otherwise the scheduler places them.
+    bool pin = false;
     // "baseline" or "cnasio": run only that side (profiling); empty: both. bench_proc_storm also
     // takes "rawsleep", "coalesce" and "batch": only that variant (a profile of one loop).
     std::string side;
@@ -240,12 +267,14 @@ inline options parse_options(int argc, char** argv)
             o.batch = static_cast<unsigned>(std::atoi(value()));
         else if (a == "-v" || a == "--verbose")
             o.verbose = true;
+        else if (a == "--pin")
+            o.pin = true;
         else if (a == "--side")
             o.side = value();
         else if (a == "--target")
             o.target = value();
         else {
-            std::fprintf(stderr, "usage: %s [--rounds N] [--seconds S] [--requests N] [--coalesce US] [--batch N] [-v] "
+            std::fprintf(stderr, "usage: %s [--rounds N] [--seconds S] [--requests N] [--coalesce US] [--batch N] [--pin] [-v] "
                                  "[--side baseline|cnasio|rawsleep|coalesce|batch] "
                                  "[--target echo|proc|inflight]\n", argv[0]);
             std::exit(2);

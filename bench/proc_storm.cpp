@@ -6,6 +6,8 @@
 #include <functional>
 #include <thread>
 
+#include <sys/prctl.h>
+
 namespace bench::storm {
 namespace {
 
@@ -24,9 +26,11 @@ static_assert(fork_child_tgid_offset == 28 && exit_parent_tgid_offset == 36);
 
 // vfork() + _exit() until the deadline; each child is reaped at once so the
 // storm never holds more than one zombie. Reports the number of forks.
-void storm_main(double seconds, int go_read, int result_write)
+void storm_main(double seconds, bool pin, int go_read, int result_write)
 {
     char go = 0;
+    if (pin)
+        pin_to_cpu(0);
     read_exact(go_read, &go, 1);
     const std::uint64_t deadline = now_ns() + static_cast<std::uint64_t>(seconds * 1e9);
     std::uint64_t forks = 0;
@@ -53,7 +57,7 @@ void storm_main(double seconds, int go_read, int result_write)
 // poll() + recvfrom(MSG_DONTWAIT) until EAGAIN; only datagrams from port 0
 // (the kernel) count; every length is checked before a field is read.
 // With `sleep_us` > 0 (the raw C form of coalescing, for comparison) the loop
-// sleeps that long after each wake-up before it drains.
+// sleeps that long after each wake-up before it drains, with 1 ns of timer slack.
 class baseline_listener final : public listener {
 public:
     explicit baseline_listener(unsigned sleep_us = 0)
@@ -65,6 +69,11 @@ public:
     void run(stats& s) override
     {
         send_proc_op(fd_, PROC_CN_MCAST_LISTEN, 0, 0);
+        // usleep() may overrun by the thread's timer slack (50 µs by default), so
+        // the loop's window would be 200-250 µs. cnasio's window timer (a timerfd)
+        // has no slack. 1 ns makes both windows the same length (bench/README.md).
+        if (sleep_us_ > 0 && ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL) != 0)
+            die("prctl(PR_SET_TIMERSLACK)");
         s.ready.store(true);
         pollfd fds[2] = {{fd_, POLLIN, 0}, {stop_.fd, POLLIN, 0}};
         alignas(8) unsigned char buf[8192];
@@ -175,7 +184,7 @@ struct round_figures {
 round_figures run_once(factory make, const options& opt, const char* side)
 {
     child_process storm = fork_child([&](int go_read, int result_write) {
-        storm_main(opt.seconds, go_read, result_write);
+        storm_main(opt.seconds, opt.pin, go_read, result_write);
     });
     std::unique_ptr<listener> l = make();
     stats s;
@@ -184,6 +193,8 @@ round_figures run_once(factory make, const options& opt, const char* side)
     double user_us = 0;
     double sleeps = 0;
     std::thread thread([&] {
+        if (opt.pin)
+            pin_to_cpu(1);
         const double c0 = thread_cpu_us();
         const double u0 = thread_user_us();
         const auto z0 = thread_sleeps();

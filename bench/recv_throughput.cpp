@@ -16,9 +16,11 @@ struct go_message {
 
 // Runs in the forked sender: sends as fast as the socket allows until the
 // deadline and reports how many sendto calls succeeded.
-void sender_main(int fd, double seconds, int go_read, int result_write)
+void sender_main(int fd, double seconds, bool pin, int go_read, int result_write)
 {
     go_message go{};
+    if (pin)
+        pin_to_cpu(0);
     read_exact(go_read, &go, sizeof go);
     // A multicast sendto also unicasts to the kernel (port 0), where the
     // unregistered {idx,val} is dropped without an error.
@@ -144,7 +146,7 @@ round_figures run_once(factory make, int group, bool batch, const options& opt, 
     const int sender_fd = open_connector();
     const std::uint32_t sender_port = port_id_of(sender_fd);
     child_process sender = fork_child([&](int go_read, int result_write) {
-        sender_main(sender_fd, opt.seconds, go_read, result_write);
+        sender_main(sender_fd, opt.seconds, opt.pin, go_read, result_write);
     });
     ::close(sender_fd);
 
@@ -154,6 +156,8 @@ round_figures run_once(factory make, int group, bool batch, const options& opt, 
     double user_us = 0;
     std::uint64_t sleeps = 0;
     std::thread thread([&] {
+        if (opt.pin)
+            pin_to_cpu(1);
         const double c0 = thread_cpu_us();
         const double u0 = thread_user_us();
         const std::uint64_t s0 = thread_sleeps();
