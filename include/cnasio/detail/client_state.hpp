@@ -722,11 +722,11 @@ private:
     // open() takes the socket out of the reactor (connector::socket::
     // leave_reactor), and the client waits on this set instead, registered
     // with the client's executor. The socket enters it when a wait is armed
-    // (arm_read) and leaves it at the wake-up (on_readable) or when the wait
-    // is cancelled: a wake-up costs EPOLL_CTL_ADD and EPOLL_CTL_DEL where
-    // Asio's own wait costs one EPOLL_CTL_MOD. EPOLLONESHOT keeps the
-    // datagrams between the report and the DEL from waking the reactor again.
-    // The same set keeps a coalescing window's arrivals from waking the thread
+    // (arm_read), and leaves it when a wake-up's read brings a burst
+    // (on_readable) or when the wait is cancelled. EPOLLONESHOT disarms it at
+    // each report, so the datagrams after the report do not wake the reactor
+    // again; a socket left in the set is re-armed with EPOLL_CTL_MOD. The
+    // same set keeps a coalescing window's arrivals from waking the thread
     // (keep_coalescing): the socket is not in it while a window is open.
     // Costs one file descriptor per client.
     void open_wait_set(error_code& ec) {
@@ -749,8 +749,8 @@ private:
     void on_readable(error_code ec) {
         if (core_.closed() || ec == boost::asio::error::operation_aborted) return settle();
         ++core_.stats().wakeups;
-        leave_wait_set(); // until arm_read(), arrivals wake nobody and cost the sender nothing
         if (ec) {
+            leave_wait_set();
             core_.on_read_error(ec); // a broken socket: every pending request learns why
             return finish_turn();
         }
@@ -759,6 +759,14 @@ private:
         handling_readable_ = true;
         try {
             const std::size_t got = drain();
+            // The report disarmed the socket in the set (EPOLLONESHOT): until
+            // arm_read(), arrivals wake nobody. A burst says a sender is at it:
+            // the socket leaves the set, so that what it sends while the client
+            // reads on (or a window is open) costs it nothing. After a single
+            // datagram (a trickle) it stays in, disarmed, and the next wait
+            // re-arms it with one EPOLL_CTL_MOD instead of EPOLL_CTL_DEL now and
+            // EPOLL_CTL_ADD then (which also frees and allocates the epitem).
+            if (got >= 2 || options_.coalesce_window.count() > 0) leave_wait_set();
             keep_coalescing(got);
             finish_turn(); // what the drain finished, at the end of this handler
             read_on(got);
