@@ -870,7 +870,7 @@ TEST_SUITE("client: subscriptions") {
         for (auto& t : threads) t.join();
     }
 
-    TEST_CASE("the socket is in an epoll set only while the client waits for readiness, never while it reads") {
+    TEST_CASE("the socket is in an epoll set while the client waits for readiness, never while it reads a burst") {
         // While a socket is in any epoll set, every datagram queued to it runs
         // the epoll callback in the sender's system call (docs/design.md); Asio
         // would keep it in its reactor's set for good. The kernel's fdinfo says
@@ -891,12 +891,13 @@ TEST_SUITE("client: subscriptions") {
                 if (e) return;
                 held_in_handler.push_back(test::epoll_sets_holding(fd));
                 texts.push_back(test::text_of(m.payload));
-                if (texts.size() < 6) receive();
+                if (texts.size() < 11) receive();
             });
         };
         receive();
         io.poll();
         CHECK(test::epoll_sets_holding(fd) == 1); // the client's own set, armed
+        // Bursts: read and handed out outside every set.
         for (int i = 0; i < 3; ++i) REQUIRE(sender.send({}, bytes(std::to_string(i)), c.port_id()) == 0);
         run_for(io, 100ms);
         REQUIRE(texts.size() == 3);
@@ -904,8 +905,18 @@ TEST_SUITE("client: subscriptions") {
         for (int i = 3; i < 6; ++i) REQUIRE(sender.send({}, bytes(std::to_string(i)), c.port_id()) == 0);
         run_for(io, 100ms);
         REQUIRE(texts.size() == 6);
-        for (int i = 0; i < 6; ++i) CHECK(texts[static_cast<std::size_t>(i)] == std::to_string(i));
-        for (const int held : held_in_handler) CHECK(held == 0); // read and handed out outside every set
+        for (std::size_t i = 0; i < 6; ++i) CHECK(held_in_handler[i] == 0);
+        // A trickle, one datagram per wake-up: the socket stays in the set,
+        // armed, so the next wait costs no epoll_ctl; none is missed.
+        const auto wakeups = c.stats().wakeups;
+        for (int i = 6; i < 11; ++i) {
+            REQUIRE(sender.send({}, bytes(std::to_string(i)), c.port_id()) == 0);
+            run_for(io, 50ms);
+            REQUIRE(texts.size() == static_cast<std::size_t>(i + 1));
+        }
+        CHECK(c.stats().wakeups - wakeups == 5);
+        for (std::size_t i = 6; i < 11; ++i) CHECK(held_in_handler[i] == 1);
+        for (int i = 0; i < 11; ++i) CHECK(texts[static_cast<std::size_t>(i)] == std::to_string(i));
         CHECK(test::epoll_sets_holding(fd) == 1); // the subscription keeps reading into its queue
         s = subscription{};                       // nobody wants to read: the wait is cancelled
         io.poll();
@@ -917,6 +928,31 @@ TEST_SUITE("client: subscriptions") {
         CHECK_FALSE(ec);
         c.close();
         CHECK_FALSE(c.socket().is_open());
+    }
+
+    TEST_CASE("after a wake-up that read a single reply, a client nobody reads from takes its socket out of the set") {
+        // The reply comes 30 ms late, so a readiness wake-up reads it alone and
+        // leaves the socket in the set. Once the request has ended nobody reads:
+        // left in, every later datagram would wake the reactor for nothing.
+        test::echo_behaviour b;
+        b.delay = 30ms;
+        test::echo_peer peer(b);
+        asio::io_context io;
+        client c(io.get_executor(), admitting(peer.port_id()));
+        const int fd = c.socket().native_handle();
+        request_options o;
+        o.port_id = peer.port_id();
+        o.timeout = 5s;
+        outcome r;
+        c.async_request(echo_id, bytes("late"), o, r.handler());
+        io.poll();
+        CHECK(test::epoll_sets_holding(fd) == 1); // waiting for the reply
+        for (int i = 0; i < 100 && !r.done; ++i) run_for(io, 10ms);
+        REQUIRE(r.done);
+        CHECK_FALSE(r.ec);
+        CHECK(test::text_of(r.reply.payload) == "late");
+        CHECK(c.stats().wakeups >= 1); // read by a readiness wake-up, not right after the send
+        CHECK(test::epoll_sets_holding(fd) == 0);
     }
 
     TEST_CASE("an overrun is signalled to every subscriber once, and messages flow again afterwards") {

@@ -547,6 +547,8 @@ private:
             wait_set_.cancel(ignored);
         } else if (coalescing_ && !busy) {
             stop_coalescing(); // what is queued stays queued: the next readiness wait sees it at once
+        } else if (in_wait_set_ && !reading_ && !busy) {
+            leave_wait_set(); // left in after a single datagram (on_readable); nobody reads now
         }
     }
 
@@ -691,21 +693,25 @@ private:
     // (see open_wait_set). No readiness is lost between a drain that ended on
     // an empty queue and this wait: EPOLL_CTL_ADD polls the socket, so what
     // arrived in between, or a pending ENOBUFS (EPOLLERR), makes the set
-    // ready at once, even when another thread runs the reactor.
+    // ready at once, even when another thread runs the reactor. A socket
+    // still in the set (left there after a single datagram) is armed in it,
+    // level-triggered: what arrived since is on the set's ready list, and
+    // Asio's wait re-polls the set (its EPOLL_CTL_MOD), so no call is needed.
     void arm_read() {
         reading_ = true;
         auto on_ready = [self = shared_from_this()](error_code ec) {
             self->reading_ = false;
             self->on_readable(ec);
         };
-        epoll_event ev{};
-        ev.events = EPOLLIN | EPOLLONESHOT;
-        if (::epoll_ctl(wait_set_.native_handle(), in_wait_set_ ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, sock_.native_handle(),
-                        &ev) != 0) {
-            const error_code ec(errno, boost::system::system_category());
-            return boost::asio::post(ex_, [on_ready = std::move(on_ready), ec]() mutable { on_ready(ec); });
+        if (!in_wait_set_) {
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            if (::epoll_ctl(wait_set_.native_handle(), EPOLL_CTL_ADD, sock_.native_handle(), &ev) != 0) {
+                const error_code ec(errno, boost::system::system_category());
+                return boost::asio::post(ex_, [on_ready = std::move(on_ready), ec]() mutable { on_ready(ec); });
+            }
+            in_wait_set_ = true;
         }
-        in_wait_set_ = true;
         wait_set_.async_wait(boost::asio::posix::descriptor_base::wait_read, std::move(on_ready));
     }
 
@@ -722,12 +728,13 @@ private:
     // open() takes the socket out of the reactor (connector::socket::
     // leave_reactor), and the client waits on this set instead, registered
     // with the client's executor. The socket enters it when a wait is armed
-    // (arm_read), and leaves it when a wake-up's read brings a burst
-    // (on_readable) or when the wait is cancelled. EPOLLONESHOT disarms it at
-    // each report, so the datagrams after the report do not wake the reactor
-    // again; a socket left in the set is re-armed with EPOLL_CTL_MOD. The
-    // same set keeps a coalescing window's arrivals from waking the thread
-    // (keep_coalescing): the socket is not in it while a window is open.
+    // (arm_read). It leaves when a wake-up's read brings a burst (on_readable:
+    // a sender is at it), when a coalescing client's wake-up reads (the
+    // window's arrivals then wake nobody), when the wait is cancelled, and
+    // when nobody reads any more (settle). After a wake-up that read a single
+    // datagram it stays in, armed (level-triggered), and the next wait needs
+    // no call of ours. Nothing calls epoll_wait on this set: the reactor polls
+    // it through its own.
     // Costs one file descriptor per client.
     void open_wait_set(error_code& ec) {
         const int fd = ::epoll_create1(EPOLL_CLOEXEC);
@@ -759,13 +766,12 @@ private:
         handling_readable_ = true;
         try {
             const std::size_t got = drain();
-            // The report disarmed the socket in the set (EPOLLONESHOT): until
-            // arm_read(), arrivals wake nobody. A burst says a sender is at it:
-            // the socket leaves the set, so that what it sends while the client
-            // reads on (or a window is open) costs it nothing. After a single
-            // datagram (a trickle) it stays in, disarmed, and the next wait
-            // re-arms it with one EPOLL_CTL_MOD instead of EPOLL_CTL_DEL now and
-            // EPOLL_CTL_ADD then (which also frees and allocates the epitem).
+            // A burst says a sender is at it: the socket leaves the set, so that
+            // what it sends while the client hands out and reads on (or a window
+            // is open) costs it nothing. After a single datagram (a trickle) it
+            // stays in, armed, and the next wait costs no call of ours instead
+            // of EPOLL_CTL_DEL now and EPOLL_CTL_ADD then (which frees and
+            // allocates the epitem); settle() takes it out if nobody reads.
             if (got >= 2 || options_.coalesce_window.count() > 0) leave_wait_set();
             keep_coalescing(got);
             finish_turn(); // what the drain finished, at the end of this handler
