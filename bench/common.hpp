@@ -71,7 +71,6 @@ inline std::uint64_t now_ns() noexcept
     return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
-// CPU (user + system) consumed by the calling thread, in microseconds.
 // --pin: runs the calling thread (and what it forks) on the `index`-th CPU the
 // process may use (0: the load, 1: the receiver under test), so that the
 // scheduler's placement of the two is the same in every run. Dies when fewer
@@ -95,6 +94,7 @@ inline void pin_to_cpu(unsigned index)
     die_msg("--pin needs two CPUs");
 }
 
+// CPU (user + system) consumed by the calling thread, in microseconds.
 inline double thread_cpu_us() noexcept
 {
     rusage ru{};
